@@ -74,6 +74,23 @@ export function parseSchedule(spec: unknown): Parsed<Schedule> {
   return parseCronSchedule(record['cron'], record['timeZone']);
 }
 
+/**
+ * The same validation, shaped for field-level reporting (`api/semantics.ts`, `bdr validate`): which field of the
+ * schedule object is wrong. Never throws.
+ */
+export function validateScheduleSpec(
+  spec: unknown,
+): { readonly ok: true } | { readonly ok: false; readonly field: 'interval' | 'cron' | 'timeZone'; readonly problem: string } {
+  const parsed = parseSchedule(spec);
+  if (parsed.ok) return { ok: true };
+  const field = parsed.problem.startsWith('schedule.timeZone')
+    ? 'timeZone'
+    : parsed.problem.startsWith('schedule.cron')
+      ? 'cron'
+      : 'interval';
+  return { ok: false, field, problem: parsed.problem };
+}
+
 function parseIntervalSchedule(value: unknown): Parsed<Schedule> {
   if (typeof value !== 'string') return { ok: false, problem: 'schedule.interval must be a string such as "15m"' };
   const parsed = parseDuration(value);

@@ -1,0 +1,324 @@
+/**
+ * Retention: which restore points of one dataset to keep and which to destroy, with the reason for each.
+ * Pure: snapshots, policy, `now`, the protected set and the pool's capacity in; a plan out. The exact semantics
+ * are written down in `planning/RETENTION.md`; this comment is the short version.
+ *
+ * 1. Keep rules (a snapshot is kept when any rule keeps it; the reasons of all rules that keep it are listed):
+ *    `newest` (always), `protected` (held as an incremental base by a vector; always), `future` (created after
+ *    `now`: the clocks disagree, so bdr does not reason about it), `keepLast` (the N newest), and the calendar
+ *    tiers `hourly`, `daily`, `weekly` (ISO, Monday first), `monthly`, `yearly` in the policy's time zone: per tier,
+ *    the newest snapshot of each of the N most recent periods that contain a snapshot.
+ * 2. Everything else is destroyed as `expired`.
+ * 3. Caps: `maxSnapshots` (count) and `maxRolling` (pool allocation ≥ capacityPercent) thin out the kept
+ *    snapshots that only calendar tiers keep: the densest tier first (snapshots whose coarsest keeping tier is
+ *    hourly, then daily, weekly, monthly, yearly), oldest first within a tier, until both caps are satisfied.
+ *    The floor (newest, protected, future, keepLast) is never thinned; a cap the floor prevents is reported in
+ *    `unmetCaps`, which the controller turns into a `RetentionBlocked` event.
+ */
+import { DAY_MS, HOUR_MS, ZoneClock, civilFromDays, formatLocalDate, formatOffset, isoWeekIndex, isoWeekOf } from './calendar.ts';
+import { isValidTimeZone, toEpochMs, type Instant } from './schedule.ts';
+
+export const CALENDAR_TIERS = ['hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
+export type CalendarTier = (typeof CALENDAR_TIERS)[number];
+
+export interface RetentionPolicy {
+  readonly keepLast?: number;
+  readonly hourly?: number;
+  readonly daily?: number;
+  readonly weekly?: number;
+  readonly monthly?: number;
+  readonly yearly?: number;
+  /** IANA zone whose calendar the tiers follow; default UTC. */
+  readonly timeZone?: string;
+  readonly maxSnapshots?: number;
+  readonly maxRolling?: { readonly capacityPercent: number };
+}
+
+export interface SnapshotInfo {
+  readonly name: string;
+  readonly createdAt: Instant;
+  /** ZFS `used` of the snapshot: the bytes only it references (freed when it alone is destroyed). */
+  readonly usedBytes?: number;
+}
+
+export interface PoolCapacity {
+  readonly sizeBytes: number;
+  readonly allocatedBytes: number;
+}
+
+export interface RetentionInput {
+  readonly snapshots: readonly SnapshotInfo[];
+  readonly policy: RetentionPolicy;
+  readonly now: Instant;
+  /** Names held as incremental bases by vectors (or otherwise pinned); never destroyed. */
+  readonly protectedNames?: ReadonlySet<string> | readonly string[];
+  /** The pool the dataset lives in; needed only for `maxRolling`. */
+  readonly pool?: PoolCapacity;
+}
+
+export interface RetentionDecision {
+  readonly name: string;
+  readonly createdAt: number;
+  readonly keep: boolean;
+  /** Why it is kept (`newest`, `keepLast`, `daily 2026-11-26`, …) or destroyed (`expired`, `maxSnapshots: 101 > 100`). */
+  readonly reasons: readonly string[];
+}
+
+export interface RetentionPlan {
+  /** One decision per input snapshot, newest first. */
+  readonly decisions: readonly RetentionDecision[];
+  readonly keep: readonly string[];
+  readonly destroy: readonly string[];
+  /** Pool allocation after the destroys, counting only each snapshot's own `used` (an upper bound; see RETENTION.md). */
+  readonly projectedAllocatedBytes?: number;
+  /** Caps that are still exceeded because only the floor remains, e.g. `maxSnapshots: 130 > 100 …`. */
+  readonly unmetCaps: readonly string[];
+}
+
+/** Problems in a policy, as messages; empty when valid. `planRetention` refuses invalid policies. */
+export function validateRetentionPolicy(policy: RetentionPolicy): string[] {
+  const problems: string[] = [];
+  for (const field of ['keepLast', ...CALENDAR_TIERS] as const) {
+    const value = policy[field];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+      problems.push(`${field} must be a whole number ≥ 0, got ${String(value)}`);
+    }
+  }
+  if (policy.maxSnapshots !== undefined && (!Number.isSafeInteger(policy.maxSnapshots) || policy.maxSnapshots < 1)) {
+    problems.push(`maxSnapshots must be a whole number ≥ 1, got ${String(policy.maxSnapshots)}`);
+  }
+  const percent = policy.maxRolling?.capacityPercent;
+  if (policy.maxRolling !== undefined && (typeof percent !== 'number' || !(percent > 0 && percent <= 100))) {
+    problems.push(`maxRolling.capacityPercent must be in (0, 100], got ${String(percent)}`);
+  }
+  if (policy.timeZone !== undefined && !isValidTimeZone(policy.timeZone)) {
+    problems.push(`timeZone "${policy.timeZone}" is not an IANA time zone`);
+  }
+  return problems;
+}
+
+/** Which tier is coarser: thinning removes low ranks first ("densest tier first"). */
+const TIER_RANK: Readonly<Record<CalendarTier, number>> = { hourly: 1, daily: 2, weekly: 3, monthly: 4, yearly: 5 };
+const FLOOR_RANK = Number.POSITIVE_INFINITY;
+
+interface TierState {
+  readonly tier: CalendarTier;
+  readonly limit: number;
+  periods: number;
+  lastKey: number;
+}
+
+export function planRetention(input: RetentionInput): RetentionPlan {
+  const { policy } = input;
+  const problems = validateRetentionPolicy(policy);
+  if (problems.length > 0) throw new RangeError(`invalid retention policy: ${problems.join('; ')}`);
+
+  const nowMs = toEpochMs(input.now);
+  const protectedNames = input.protectedNames instanceof Set ? input.protectedNames : new Set(input.protectedNames ?? []);
+  const count = input.snapshots.length;
+
+  // Newest first; equal creation times are ordered by name so the plan never depends on input order.
+  const createdAt = new Float64Array(count);
+  const order: number[] = new Array<number>(count);
+  for (let i = 0; i < count; i++) {
+    createdAt[i] = toEpochMs((input.snapshots[i] as SnapshotInfo).createdAt);
+    order[i] = i;
+  }
+  order.sort((a, b) => {
+    const byTime = (createdAt[b] as number) - (createdAt[a] as number);
+    if (byTime !== 0) return byTime;
+    const nameA = (input.snapshots[a] as SnapshotInfo).name;
+    const nameB = (input.snapshots[b] as SnapshotInfo).name;
+    return nameA < nameB ? 1 : nameA > nameB ? -1 : 0;
+  });
+
+  // reasons[k] and rank[k] are indexed by position in `order` (0 = newest).
+  const reasons: string[][] = Array.from({ length: count }, () => []);
+  const rank = new Float64Array(count); // 0 = not kept; tier rank; FLOOR_RANK = never thinned
+  const keepFloor = (k: number, reason: string): void => {
+    (reasons[k] as string[]).push(reason);
+    rank[k] = FLOOR_RANK;
+  };
+
+  const keepLast = policy.keepLast ?? 0;
+  for (let k = 0; k < count; k++) {
+    const snapshot = input.snapshots[order[k] as number] as SnapshotInfo;
+    if (k === 0) keepFloor(k, 'newest');
+    if (protectedNames.has(snapshot.name)) keepFloor(k, 'protected');
+    if ((createdAt[order[k] as number] as number) > nowMs) keepFloor(k, 'future');
+    if (k < keepLast) keepFloor(k, 'keepLast');
+  }
+
+  applyCalendarTiers(policy, order, createdAt, reasons, rank);
+
+  // Destroy what no rule keeps; then thin for the caps.
+  const destroyReasons: (string[] | undefined)[] = new Array<string[] | undefined>(count);
+  let keptCount = 0;
+  let projected = input.pool?.allocatedBytes;
+  for (let k = 0; k < count; k++) {
+    if (rank[k] === 0) {
+      destroyReasons[k] = ['expired'];
+      if (projected !== undefined) projected -= usedBytesOf(input.snapshots[order[k] as number] as SnapshotInfo);
+    } else {
+      keptCount += 1;
+    }
+  }
+
+  const unmetCaps: string[] = [];
+  const maxSnapshots = policy.maxSnapshots;
+  const rollingPercent = policy.maxRolling?.capacityPercent;
+  const pool = input.pool;
+  const poolSize = pool?.sizeBytes ?? 0;
+  const rollingActive = rollingPercent !== undefined && pool !== undefined && poolSize > 0;
+  if (rollingPercent !== undefined && !rollingActive) {
+    unmetCaps.push('maxRolling: pool capacity unknown, not evaluated');
+  }
+  const overCount = (): boolean => maxSnapshots !== undefined && keptCount > maxSnapshots;
+  const overCapacity = (): boolean =>
+    rollingActive && percentOf(projected as number, poolSize) >= (rollingPercent as number);
+
+  if (overCount() || overCapacity()) {
+    // Thinning candidates: kept by calendar tiers only. Densest tier first, then oldest first.
+    const candidates: number[] = [];
+    for (let k = 0; k < count; k++) if (rank[k] !== 0 && rank[k] !== FLOOR_RANK) candidates.push(k);
+    candidates.sort((a, b) => (rank[a] as number) - (rank[b] as number) || b - a);
+    for (const k of candidates) {
+      const why: string[] = [];
+      if (overCount()) why.push(`maxSnapshots: ${keptCount} > ${maxSnapshots as number}`);
+      if (overCapacity()) {
+        why.push(`maxRolling: pool at ${formatPercent(percentOf(projected as number, poolSize))}% ≥ ${rollingPercent as number}%`);
+      }
+      if (why.length === 0) break;
+      destroyReasons[k] = why;
+      keptCount -= 1;
+      if (projected !== undefined) projected -= usedBytesOf(input.snapshots[order[k] as number] as SnapshotInfo);
+    }
+    if (overCount()) {
+      unmetCaps.push(`maxSnapshots: ${keptCount} > ${maxSnapshots as number}, but all remaining snapshots are the floor (newest, keepLast, protected)`);
+    }
+    if (overCapacity()) {
+      unmetCaps.push(
+        `maxRolling: pool at ${formatPercent(percentOf(projected as number, poolSize))}% ≥ ${rollingPercent as number}% after thinning; only the floor (newest, keepLast, protected) remains`,
+      );
+    }
+  }
+
+  const decisions: RetentionDecision[] = new Array<RetentionDecision>(count);
+  const keep: string[] = [];
+  const destroy: string[] = [];
+  for (let k = 0; k < count; k++) {
+    const snapshot = input.snapshots[order[k] as number] as SnapshotInfo;
+    const destroyed = destroyReasons[k];
+    if (destroyed === undefined) keep.push(snapshot.name);
+    else destroy.push(snapshot.name);
+    decisions[k] = {
+      name: snapshot.name,
+      createdAt: createdAt[order[k] as number] as number,
+      keep: destroyed === undefined,
+      reasons: destroyed ?? (reasons[k] as string[]),
+    };
+  }
+  return {
+    decisions,
+    keep,
+    destroy,
+    ...(projected !== undefined ? { projectedAllocatedBytes: Math.max(0, projected) } : {}),
+    unmetCaps,
+  };
+}
+
+/**
+ * One pass, newest to oldest, for all tiers at once. A period starts whenever a snapshot's period key differs
+ * from the previous (newer) snapshot's: keys are monotone in time, so periods are contiguous runs, and the first
+ * snapshot of a run is the newest of its period.
+ */
+function applyCalendarTiers(
+  policy: RetentionPolicy,
+  order: readonly number[],
+  createdAt: Float64Array,
+  reasons: string[][],
+  rank: Float64Array,
+): void {
+  const active: TierState[] = [];
+  for (const tier of CALENDAR_TIERS) {
+    const limit = policy[tier] ?? 0;
+    if (limit > 0) active.push({ tier, limit, periods: 0, lastKey: Number.NaN });
+  }
+  if (active.length === 0) return;
+  const clock = new ZoneClock(policy.timeZone ?? 'UTC');
+  let remaining = active.length;
+  for (let k = 0; k < order.length && remaining > 0; k++) {
+    const utc = createdAt[order[k] as number] as number;
+    const offsetMin = clock.offsetMinutes(utc);
+    const local = utc + offsetMin * 60_000;
+    const day = Math.floor(local / DAY_MS);
+    for (const state of active) {
+      if (state.periods > state.limit) continue;
+      const key = periodKey(state.tier, local, day, offsetMin);
+      if (key === state.lastKey) continue;
+      state.lastKey = key;
+      state.periods += 1;
+      if (state.periods > state.limit) {
+        remaining -= 1;
+        continue;
+      }
+      (reasons[k] as string[]).push(`${state.tier} ${periodLabel(state.tier, local, day, offsetMin, clock.isUtc)}`);
+      if ((rank[k] as number) < TIER_RANK[state.tier]) rank[k] = TIER_RANK[state.tier];
+    }
+  }
+}
+
+/**
+ * Numeric identity of the period containing an instant. Hourly periods include the UTC offset, so the hour that
+ * repeats when DST ends (02:00–03:00 twice in Berlin) is two hourly periods, one per elapsed hour.
+ */
+function periodKey(tier: CalendarTier, local: number, day: number, offsetMin: number): number {
+  switch (tier) {
+    case 'hourly':
+      return Math.floor(local / HOUR_MS) * 4096 + (offsetMin + 2048);
+    case 'daily':
+      return day;
+    case 'weekly':
+      return isoWeekIndex(day);
+    case 'monthly': {
+      const { year, month } = civilFromDays(day);
+      return year * 12 + month;
+    }
+    case 'yearly':
+      return civilFromDays(day).year;
+  }
+}
+
+function periodLabel(tier: CalendarTier, local: number, day: number, offsetMin: number, utc: boolean): string {
+  const date = formatLocalDate(day);
+  switch (tier) {
+    case 'hourly': {
+      const hour = String(Math.floor((local - day * DAY_MS) / HOUR_MS)).padStart(2, '0');
+      return `${date}T${hour}${utc ? '' : formatOffset(offsetMin)}`;
+    }
+    case 'daily':
+      return date;
+    case 'weekly': {
+      const { weekYear, week } = isoWeekOf(isoWeekIndex(day));
+      return `${weekYear}-W${String(week).padStart(2, '0')}`;
+    }
+    case 'monthly':
+      return date.slice(0, 7);
+    case 'yearly':
+      return date.slice(0, 4);
+  }
+}
+
+function usedBytesOf(snapshot: SnapshotInfo): number {
+  const used = snapshot.usedBytes;
+  return used !== undefined && Number.isFinite(used) && used > 0 ? used : 0;
+}
+
+function percentOf(allocated: number, size: number): number {
+  return (allocated / size) * 100;
+}
+
+/** Rounded down to one decimal, so a shown value never claims more than the threshold comparison saw. */
+function formatPercent(percent: number): string {
+  return String(Math.floor(percent * 10) / 10);
+}

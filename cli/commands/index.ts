@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { crdsCommand } from './crds.ts';
+import { validateCommand } from './validate.ts';
 
 /** Every `bdr` subcommand, in the order `bdr --help` lists them. Each module exports one factory. */
-export const commands: Array<() => Command> = [];
+export const commands: Array<() => Command> = [validateCommand, crdsCommand];

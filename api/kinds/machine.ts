@@ -1,0 +1,124 @@
+import { conditions, duration, localObjectRef, OBJECT_NAME_PATTERN, poolName, suspend } from '../schema-parts.ts';
+
+/** OpenSSH public key types bdr accepts as a pinned host key. */
+export const HOST_KEY_PATTERN =
+  '^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/]+={0,3}$';
+/** A hostname or an IPv4/IPv6 literal: nothing an SSH client could read as an option. */
+export const HOST_PATTERN = '^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)(\\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$|^[0-9A-Fa-f:.]+$';
+export const USER_PATTERN = '^[a-z_][a-z0-9_-]{0,31}$';
+
+export const machineSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['connection'],
+  properties: {
+    connection: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'How bdr reaches this machine: on the host bdr runs on (local) or over SSH with a pinned host key.',
+      required: ['type'],
+      properties: {
+        type: { type: 'string', enum: ['local', 'ssh'], description: 'local: run commands where bdr runs; ssh: over SSH.' },
+        host: { type: 'string', pattern: HOST_PATTERN, maxLength: 253, description: 'Hostname or IP address (ssh).' },
+        port: { type: 'integer', minimum: 1, maximum: 65535, default: 22, description: 'SSH port.' },
+        user: { type: 'string', pattern: USER_PATTERN, default: 'root', description: 'SSH user.' },
+        hostKey: {
+          type: 'string',
+          pattern: HOST_KEY_PATTERN,
+          maxLength: 16384,
+          description: 'The pinned host public key, "TYPE BASE64" (from `ssh-keyscan -t ed25519 HOST`). A mismatch stops bdr before any command runs.',
+        },
+        privateKeySecretRef: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name'],
+          description: 'Secret holding the private key bdr logs in with.',
+          properties: {
+            name: { type: 'string', pattern: OBJECT_NAME_PATTERN, maxLength: 253 },
+            namespace: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, default: 'bdr-system' },
+            key: { type: 'string', pattern: '^[-._a-zA-Z0-9]+$', maxLength: 253, default: 'ssh-privatekey' },
+          },
+        },
+        connectTimeout: { ...duration('Give up connecting after this long.'), default: '10s' },
+      },
+    },
+    role: {
+      type: 'string',
+      enum: ['Source', 'Aggregator', 'Storage'],
+      default: 'Source',
+      description: 'Source: a protected server; Aggregator: collects backups on site; Storage: receives replicas off site.',
+    },
+    slots: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'How many tasks run at once on this machine, per kind of work.',
+      properties: {
+        zfs: { type: 'integer', minimum: 1, maximum: 64, default: 2, description: 'Concurrent ZFS operations (snapshot, destroy, hold).' },
+        transfer: { type: 'integer', minimum: 1, maximum: 64, default: 1, description: 'Concurrent send/receive streams.' },
+      },
+    },
+    pools: {
+      type: 'array',
+      maxItems: 64,
+      items: poolName,
+      description: 'Only these pools are reported and used; empty means all.',
+    },
+    probeInterval: { ...duration('How often bdr checks the machine and its pools.'), default: '5m' },
+    suspend,
+  },
+} as const;
+
+export const machineStatus = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    observedGeneration: { type: 'integer', minimum: 0 },
+    conditions,
+    hostKeyFingerprint: { type: 'string', maxLength: 128, description: 'SHA256 fingerprint of the verified host key.' },
+    zfs: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        implementation: { type: 'string', enum: ['OpenZFS', 'zfs-fuse', 'Unknown'] },
+        version: { type: 'string', maxLength: 64 },
+        capabilities: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 64 } },
+      },
+    },
+    pools: {
+      type: 'array',
+      maxItems: 256,
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: { type: 'string', maxLength: 255 },
+          health: { type: 'string', maxLength: 32 },
+          sizeBytes: { type: 'integer', minimum: 0 },
+          allocatedBytes: { type: 'integer', minimum: 0 },
+          freeBytes: { type: 'integer', minimum: 0 },
+        },
+      },
+    },
+    lastProbeTime: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+export const machineKind = {
+  kind: 'Machine',
+  plural: 'machines',
+  singular: 'machine',
+  shortNames: ['bm', 'bdrmachine'],
+  scope: 'Cluster',
+  spec: machineSpec,
+  status: machineStatus,
+  printerColumns: [
+    { name: 'Role', type: 'string', jsonPath: '.spec.role' },
+    { name: 'Host', type: 'string', jsonPath: '.spec.connection.host' },
+    { name: 'ZFS', type: 'string', jsonPath: '.status.zfs.version', priority: 1 },
+  ],
+} as const;
+
+export { localObjectRef };

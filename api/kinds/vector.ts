@@ -1,0 +1,119 @@
+import { conditions, datasetName, deletionPolicy, duration, localObjectRef, schedule, snapshotRef, suspend } from '../schema-parts.ts';
+
+export const vectorSpec = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['source', 'target'],
+  properties: {
+    source: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'What to replicate: a Dataset, or the replica another Vector maintains (to mirror on). Set exactly one.',
+      properties: {
+        datasetRef: { ...localObjectRef, description: 'A Dataset in this namespace.' },
+        vectorRef: { ...localObjectRef, description: 'A Vector in this namespace whose replica is replicated further.' },
+      },
+      oneOf: [{ required: ['datasetRef'] }, { required: ['vectorRef'] }],
+    },
+    target: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'Where the replica lands: a StorageTarget (bdr pairs a machine) or one Machine. Set exactly one.',
+      properties: {
+        storageTargetRef: { ...localObjectRef, description: 'A StorageTarget; bdr picks the machine by its pairing strategy.' },
+        machineRef: { ...localObjectRef, description: 'A Machine that receives the replica directly.' },
+        dataset: {
+          ...datasetName,
+          description: 'Replica dataset. Required with machineRef; with storageTargetRef it defaults to PARENT/NAMESPACE/VECTOR.',
+        },
+      },
+      oneOf: [{ required: ['storageTargetRef'] }, { required: ['machineRef', 'dataset'] }],
+    },
+    schedule: {
+      ...schedule,
+      description: 'When to replicate. Omit to send after every new restore point of the source.',
+    },
+    retentionPolicyRef: {
+      ...localObjectRef,
+      description: "RetentionPolicy applied on the target; only the restore points it keeps are sent. Defaults to the source's.",
+    },
+    rpo: duration('Recovery point objective: the newest replica older than this sets InSync=False and fires an alert.'),
+    transport: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        type: { type: 'string', enum: ['SSH'], default: 'SSH' },
+        compressed: { type: 'boolean', default: true, description: 'Send compressed blocks as stored (zfs send -c) where supported.' },
+        raw: { type: 'boolean', default: false, description: 'Send encrypted datasets raw (zfs send -w): the target never sees the key.' },
+        largeBlocks: { type: 'boolean', default: true, description: 'zfs send -L where supported.' },
+        resumable: { type: 'boolean', default: true, description: 'Receive with -s so an interrupted stream resumes where supported.' },
+        bandwidthLimit: {
+          type: 'string',
+          pattern: '^[0-9]+(K|M|G)?$',
+          maxLength: 32,
+          description: 'Bytes per second, with optional K, M or G suffix (1024-based). Unlimited when omitted.',
+        },
+      },
+    },
+    keyRotation: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        interval: { ...duration('Replace the vector\'s SSH key this often.'), default: '720h' },
+      },
+    },
+    suspend,
+    deletionPolicy: deletionPolicy('the replica on the target'),
+  },
+} as const;
+
+export const vectorStatus = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    observedGeneration: { type: 'integer', minimum: 0 },
+    conditions,
+    pairing: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        machine: { type: 'string', maxLength: 253 },
+        dataset: { type: 'string', maxLength: 255 },
+        keyFingerprint: { type: 'string', maxLength: 128 },
+        authorizedAt: { type: 'string', format: 'date-time' },
+      },
+    },
+    lastSyncedSnapshot: snapshotRef,
+    commonSnapshot: snapshotRef,
+    lastSyncTime: { type: 'string', format: 'date-time' },
+    nextSyncTime: { type: 'string', format: 'date-time' },
+    lastSyncBytes: { type: 'integer', minimum: 0 },
+    consecutiveFailures: { type: 'integer', minimum: 0 },
+    transfer: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'The transfer in progress, if any.',
+      properties: {
+        snapshot: { type: 'string', maxLength: 255 },
+        startedAt: { type: 'string', format: 'date-time' },
+        bytes: { type: 'integer', minimum: 0 },
+      },
+    },
+  },
+} as const;
+
+export const vectorKind = {
+  kind: 'Vector',
+  plural: 'vectors',
+  singular: 'vector',
+  shortNames: ['bv'],
+  scope: 'Namespaced',
+  spec: vectorSpec,
+  status: vectorStatus,
+  printerColumns: [
+    { name: 'Source', type: 'string', jsonPath: '.spec.source.datasetRef.name' },
+    { name: 'Target', type: 'string', jsonPath: '.status.pairing.machine' },
+    { name: 'Last Sync', type: 'date', jsonPath: '.status.lastSyncTime' },
+    { name: 'RPO', type: 'string', jsonPath: '.spec.rpo', priority: 1 },
+  ],
+} as const;

@@ -2,7 +2,7 @@
  * The whole check of a set of manifests: YAML syntax, each bdr object against its schema and per-object rules,
  * then the rules across objects. Every finding is one line, `file:line: Kind/name: field: message`.
  */
-import { checkConsistency, displayName } from '../api/consistency.ts';
+import { checkConsistency } from '../api/consistency.ts';
 import { validateObjectSemantics } from '../api/semantics.ts';
 import { formatPath, isBdrObject, validateObjectSchema, type FieldPath } from '../api/validation.ts';
 import { loadManifests, type Manifest } from './manifests.ts';

@@ -4,6 +4,7 @@
  */
 import { isValidTimeZone, validateScheduleSpec } from '../planning/schedule.ts';
 import { kindByName } from './kinds/index.ts';
+import { nameProblem, type NameKind } from './names.ts';
 import type { FieldIssue, FieldPath } from './validation.ts';
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -25,6 +26,13 @@ function checkSchedule(schedule: unknown, path: FieldPath, out: FieldIssue[]): v
   const result = validateScheduleSpec(s);
   // planning words its problems for a reader without a path ("schedule.cron …"); the path says that here.
   if (!result.ok) out.push({ path: [...path, result.field], message: result.problem.replace(/^schedule\.\w+:?\s*/, '') });
+}
+
+/** The schema pattern allows what ZFS's grammar allows; reserved pool names need a list, checked here. */
+function checkZfsName(value: unknown, kind: NameKind, path: FieldPath, out: FieldIssue[]): void {
+  if (typeof value !== 'string') return;
+  const problem = nameProblem(kind, value);
+  if (problem) out.push({ path, message: problem });
 }
 
 function checkMetadata(kind: string, meta: Obj | undefined, out: FieldIssue[]): void {
@@ -50,6 +58,8 @@ function checkMachine(spec: Obj, out: FieldIssue[]): void {
   const conn = asObj(spec.connection);
   if (!conn) return;
   const at = (field: string): FieldPath => ['spec', 'connection', field];
+  const pools = Array.isArray(spec.pools) ? spec.pools : [];
+  pools.forEach((p, i) => checkZfsName(p, 'pool', ['spec', 'pools', i], out));
   if (conn.type === 'ssh') {
     if (conn.host === undefined) out.push({ path: at('host'), message: 'required for ssh connections' });
     if (conn.hostKey === undefined) {
@@ -66,6 +76,7 @@ function checkMachine(spec: Obj, out: FieldIssue[]): void {
 }
 
 function checkStorageTarget(spec: Obj, out: FieldIssue[]): void {
+  checkZfsName(spec.parentDataset, 'dataset', ['spec', 'parentDataset'], out);
   const cap = asObj(spec.capacity);
   const warning = typeof cap?.warningPercent === 'number' ? cap.warningPercent : 80;
   const critical = typeof cap?.criticalPercent === 'number' ? cap.criticalPercent : 90;
@@ -98,6 +109,7 @@ function checkRetentionPolicy(spec: Obj, out: FieldIssue[]): void {
 }
 
 function checkDataset(spec: Obj, out: FieldIssue[]): void {
+  checkZfsName(spec.name, 'dataset', ['spec', 'name'], out);
   checkSchedule(spec.schedule, ['spec', 'schedule'], out);
   const props = asObj(spec.properties);
   for (const key of Object.keys(props ?? {})) {
@@ -111,6 +123,7 @@ function checkDataset(spec: Obj, out: FieldIssue[]): void {
 }
 
 function checkVector(spec: Obj, out: FieldIssue[]): void {
+  checkZfsName(asObj(spec.target)?.dataset, 'dataset', ['spec', 'target', 'dataset'], out);
   checkSchedule(spec.schedule, ['spec', 'schedule'], out);
 }
 

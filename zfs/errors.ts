@@ -1,0 +1,107 @@
+import { InvalidNameError } from '../api/names.ts';
+import { NodeError, type NodeErrorKind } from '../nodes/errors.ts';
+
+/**
+ * What went wrong, in the terms a controller acts on:
+ * - notFound: the dataset, snapshot, pool or hold tag does not exist (re-list, then re-plan).
+ * - busy: held, mounted, or in use by a send/receive (destroy later; never force it).
+ * - exists: the dataset, snapshot or hold tag already exists (usually harmless on retry).
+ * - noSpace: the pool is full (trigger capacity retention, alert).
+ * - permissionDenied: ZFS delegation, sshd or the bdr guard refused (configuration error).
+ * - unsupported: this ZFS lacks the option or command (degrade; see capabilities).
+ * - conflict: the target diverged from the incremental source (needs a rollback decision or a full send).
+ * - invalidName: a name failed validation before any command ran.
+ * - transport kinds (from nodes/): hostKeyMismatch, authenticationFailed, connectFailed, connectionLost,
+ *   timeout, aborted, invalidConfig.
+ * - failed: anything else; the message carries ZFS's own words.
+ */
+export type ZfsErrorKind =
+  | 'notFound'
+  | 'busy'
+  | 'exists'
+  | 'noSpace'
+  | 'permissionDenied'
+  | 'unsupported'
+  | 'conflict'
+  | 'invalidName'
+  | 'failed'
+  | NodeErrorKind;
+
+export class ZfsError extends Error {
+  constructor(
+    readonly kind: ZfsErrorKind,
+    message: string,
+    readonly details: {
+      /** The command that failed (argument array; names only, never secrets). */
+      argv?: readonly string[];
+      stderr?: string;
+      code?: number | null;
+      target?: string;
+      retriable?: boolean;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(message, details.cause !== undefined ? { cause: details.cause } : undefined);
+    this.name = 'ZfsError';
+  }
+
+  get retriable(): boolean {
+    return this.details.retriable ?? (this.kind === 'busy' || this.kind === 'failed');
+  }
+}
+
+const PATTERNS: readonly [RegExp, ZfsErrorKind][] = [
+  [/bdr-guard: /, 'permissionDenied'],
+  [/invalid option|unrecognized command|unsupported|not supported|operation not applicable|unknown option/i, 'unsupported'],
+  [/permission denied|insufficient privileges|operation not permitted/i, 'permissionDenied'],
+  [/out of space|no space left|quota exceeded/i, 'noSpace'],
+  [/dataset is busy|pool is busy|device busy|resource busy|has dependent clones|is in use/i, 'busy'],
+  [/already exists|tag already exists/i, 'exists'],
+  [
+    /destination has been modified|does not match incremental source|most recent snapshot .* does not match|destination .* exists.*must specify -F|has no snapshots|incremental source .* is not earlier/i,
+    'conflict',
+  ],
+  [/does not exist|no such pool|no such tag|could not find any snapshots|no such file or directory|not found/i, 'notFound'],
+];
+
+/** Classifies a failed ZFS command by its stderr (OpenZFS and zfs-fuse wordings). */
+export function classifyStderr(stderr: string): ZfsErrorKind {
+  for (const [re, kind] of PATTERNS) if (re.test(stderr)) return kind;
+  return 'failed';
+}
+
+export function zfsCommandError(
+  argv: readonly string[],
+  result: { stderr: string; code: number | null; signal?: string },
+  target: string,
+): ZfsError {
+  const text = firstLines(result.stderr) || (result.signal ? `killed by ${result.signal}` : `exit ${result.code}`);
+  return new ZfsError(classifyStderr(result.stderr), `${target}: ${argv.slice(0, 2).join(' ')}: ${text}`, {
+    argv,
+    stderr: result.stderr,
+    code: result.code,
+    target,
+  });
+}
+
+/** Brings transport errors and name validation errors into the one ZfsError vocabulary. */
+export function asZfsError(error: unknown, argv?: readonly string[]): ZfsError {
+  if (error instanceof ZfsError) return error;
+  if (error instanceof NodeError) {
+    return new ZfsError(error.kind, error.message, {
+      ...(argv ? { argv } : {}),
+      target: error.target,
+      retriable: error.retriable,
+      cause: error,
+    });
+  }
+  if (error instanceof InvalidNameError) {
+    return new ZfsError('invalidName', error.message, { retriable: false, cause: error });
+  }
+  return new ZfsError('failed', error instanceof Error ? error.message : String(error), { cause: error });
+}
+
+function firstLines(stderr: string): string {
+  // zfs-fuse prints the whole usage text after "invalid option"; the first lines carry the meaning.
+  return stderr.trim().split('\n').slice(0, 3).join(' / ').slice(0, 500);
+}

@@ -1,0 +1,26 @@
+export { ZfsMachine } from './machine.ts';
+export type {
+  CommandOptions,
+  DestroyResult,
+  ReceiveOptions,
+  SendOptions,
+  SnapshotResult,
+  TransferResult,
+  ZfsPrograms,
+} from './machine.ts';
+export { relay, type RelayOptions } from './transfer.ts';
+export { probeCapabilities, capabilitiesFromUsage, type ZfsCapabilities } from './capabilities.ts';
+export {
+  BDR_USER_PROPERTIES,
+  INVENTORY_PROPERTIES,
+  parseZfsGet,
+  parseZpoolList,
+  parseSize,
+  type DatasetEntry,
+  type DatasetType,
+  type Inventory,
+  type PoolEntry,
+  type UserProperty,
+} from './inventory.ts';
+export { ZfsError, classifyStderr, asZfsError, type ZfsErrorKind } from './errors.ts';
+export { assertHoldTag, assertUserProperty, assertUserPropertyValue, datasetOf } from './validate.ts';

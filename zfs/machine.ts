@@ -1,0 +1,364 @@
+import { assertName } from '../api/names.ts';
+import type { ExecResult, NodeConnection, RunningCommand } from '../nodes/connection.ts';
+import { probeCapabilities, type ZfsCapabilities } from './capabilities.ts';
+import { asZfsError, ZfsError, zfsCommandError } from './errors.ts';
+import {
+  BDR_USER_PROPERTIES,
+  INVENTORY_PROPERTIES,
+  parseZfsGet,
+  parseZpoolList,
+  type Inventory,
+} from './inventory.ts';
+import { assertHoldTag, assertUserProperty, assertUserPropertyValue, datasetOf } from './validate.ts';
+
+export interface ZfsPrograms {
+  zfs: string;
+  zpool: string;
+}
+
+export interface CommandOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface SnapshotResult {
+  /** True when all snapshots were taken by one ZFS command (same transaction group). */
+  atomic: boolean;
+  created: string[];
+  failed: { name: string; error: ZfsError }[];
+}
+
+export type DestroyResult = { snapshot: string; destroyed: true } | { snapshot: string; destroyed: false; error: ZfsError };
+
+export interface SendOptions {
+  /** Snapshot to send ("pool/ds@snap"). */
+  snapshot: string;
+  /** Incremental base: a snapshot of the same dataset (full name or "@short"), or a bookmark "pool/ds#bm". */
+  from?: string;
+  /** With `from`: -I (all intermediate snapshots) instead of -i (just the difference). */
+  intermediates?: boolean;
+  /** Send properties (-p). */
+  properties?: boolean;
+  raw?: boolean;
+  compressed?: boolean;
+  largeBlocks?: boolean;
+  embedded?: boolean;
+}
+
+export interface ReceiveOptions {
+  /** Roll the target back to its newest snapshot first (-F). */
+  force?: boolean;
+  /** Do not mount the received file system (-u). */
+  noMount?: boolean;
+  /** Keep a partial receive resumable (-s); needs the resumeTokens capability. */
+  resumable?: boolean;
+}
+
+export interface TransferResult {
+  bytes: number;
+  ms: number;
+}
+
+/** Default per-command time limit for metadata commands; streams have none unless asked. */
+const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+/** Snapshots per `zfs destroy ds@a,b,c`, keeping command lines well below ARG_MAX. */
+const DESTROY_BATCH = 64;
+
+/**
+ * ZFS on one machine, through a NodeConnection. Every name is validated (api/names.ts) before it is put
+ * into an argument array, so no caller input reaches a command line unchecked. Failed commands throw
+ * ZfsError with a `kind` parsed from stderr.
+ */
+export class ZfsMachine {
+  private capabilitiesPromise: Promise<ZfsCapabilities> | undefined;
+  private readonly programs: ZfsPrograms;
+
+  constructor(
+    readonly connection: NodeConnection,
+    programs: Partial<ZfsPrograms> = {},
+  ) {
+    this.programs = { zfs: programs.zfs ?? 'zfs', zpool: programs.zpool ?? 'zpool' };
+  }
+
+  /** Probed once per ZfsMachine and cached; `refresh` probes again (after an upgrade). */
+  capabilities(refresh = false): Promise<ZfsCapabilities> {
+    if (refresh || !this.capabilitiesPromise) {
+      this.capabilitiesPromise = probeCapabilities(this.connection, this.programs).catch((error: unknown) => {
+        this.capabilitiesPromise = undefined;
+        throw asZfsError(error);
+      });
+    }
+    return this.capabilitiesPromise;
+  }
+
+  /**
+   * Everything on the machine (or below `roots`) in one `zfs get` call, plus one `zpool list` run on the
+   * same connection at the same time. zfs-fuse has no `zfs list -p`; `zfs get -Hp` gives exact numbers on
+   * both implementations.
+   */
+  async inventory(options: { roots?: readonly string[]; userProperties?: readonly string[] } & CommandOptions = {}): Promise<Inventory> {
+    const roots = (options.roots ?? []).map((r) => assertName('dataset', r));
+    const userProperties = (options.userProperties ?? BDR_USER_PROPERTIES).map(assertUserProperty);
+    const caps = await this.capabilities();
+    const types = caps.getTypeFilter ? ['-t', caps.bookmarks ? 'filesystem,volume,snapshot,bookmark' : 'filesystem,volume,snapshot'] : [];
+    const getArgv = [
+      this.programs.zfs, 'get', '-H', '-p', ...types, ...(roots.length > 0 ? ['-r'] : []),
+      '-o', 'name,property,value,source',
+      [...INVENTORY_PROPERTIES, ...userProperties].join(','),
+      ...roots,
+    ];
+    const pools = [...new Set(roots.map((r) => r.split('/')[0] ?? r))];
+    const zpoolArgv = [
+      this.programs.zpool, 'list', '-H', ...(caps.zpoolParsable ? ['-p'] : []),
+      '-o', 'name,size,allocated,free,health', ...pools,
+    ];
+    const takenAt = Date.now();
+    const [get, zpool] = await Promise.all([this.run(getArgv, options), this.run(zpoolArgv, options)]);
+    return { ...parseZfsGet(get.stdout, userProperties), pools: parseZpoolList(zpool.stdout, caps.zpoolParsable), takenAt };
+  }
+
+  async createDataset(
+    name: string,
+    options: { parents?: boolean; properties?: Record<string, string> } & CommandOptions = {},
+  ): Promise<void> {
+    assertName('dataset', name);
+    await this.run([this.programs.zfs, 'create', ...(options.parents ? ['-p'] : []), ...propertyArgs(options.properties), name], options);
+  }
+
+  /**
+   * Takes snapshots. Where ZFS allows several names in one command (OpenZFS) they are taken atomically;
+   * zfs-fuse takes one name per command, so there they are taken one after the other and `atomic` is false.
+   * With `recursive`, each name snapshots its dataset and all descendants atomically (-r), on both.
+   */
+  async snapshot(
+    names: readonly string[],
+    options: { recursive?: boolean; properties?: Record<string, string> } & CommandOptions = {},
+  ): Promise<SnapshotResult> {
+    for (const n of names) assertName('snapshot', n);
+    if (names.length === 0) return { atomic: true, created: [], failed: [] };
+    const base = [this.programs.zfs, 'snapshot', ...(options.recursive ? ['-r'] : []), ...propertyArgs(options.properties)];
+    const caps = await this.capabilities();
+    if (names.length === 1 || caps.multiSnapshot) {
+      await this.run([...base, ...names], options);
+      return { atomic: true, created: [...names], failed: [] };
+    }
+    const result: SnapshotResult = { atomic: false, created: [], failed: [] };
+    for (const name of names) {
+      try {
+        await this.run([...base, name], options);
+        result.created.push(name);
+      } catch (error) {
+        result.failed.push({ name, error: asZfsError(error) });
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Destroys snapshots (never file systems: every name must be a snapshot) and reports each one. Batches per
+   * dataset where ZFS supports `ds@a,b,c`; a failed batch is retried one by one so that a held snapshot only
+   * fails itself. Never passes -d, -R or -f: a held or cloned snapshot stays.
+   */
+  async destroySnapshots(names: readonly string[], options: CommandOptions = {}): Promise<DestroyResult[]> {
+    for (const n of names) assertName('snapshot', n);
+    const caps = await this.capabilities();
+    const results = new Map<string, DestroyResult>();
+    const one = async (snapshot: string): Promise<void> => {
+      try {
+        await this.run([this.programs.zfs, 'destroy', snapshot], options);
+        results.set(snapshot, { snapshot, destroyed: true });
+      } catch (error) {
+        results.set(snapshot, { snapshot, destroyed: false, error: asZfsError(error) });
+      }
+    };
+    const byDataset = new Map<string, string[]>();
+    for (const n of new Set(names)) {
+      const ds = datasetOf(n);
+      byDataset.set(ds, [...(byDataset.get(ds) ?? []), n]);
+    }
+    for (const [dataset, snapshots] of byDataset) {
+      if (!caps.batchDestroy || snapshots.length === 1) {
+        for (const s of snapshots) await one(s);
+        continue;
+      }
+      for (let i = 0; i < snapshots.length; i += DESTROY_BATCH) {
+        const chunk = snapshots.slice(i, i + DESTROY_BATCH);
+        const spec = `${dataset}@${chunk.map((s) => s.slice(s.indexOf('@') + 1)).join(',')}`;
+        try {
+          await this.run([this.programs.zfs, 'destroy', spec], options);
+          for (const s of chunk) results.set(s, { snapshot: s, destroyed: true });
+        } catch (error) {
+          const e = asZfsError(error);
+          if (e.details.retriable === false && e.kind !== 'busy') {
+            for (const s of chunk) results.set(s, { snapshot: s, destroyed: false, error: e });
+          } else {
+            for (const s of chunk) await one(s);
+          }
+        }
+      }
+    }
+    return names.map((n) => results.get(n) ?? { snapshot: n, destroyed: false, error: new ZfsError('failed', `${n}: not attempted`) });
+  }
+
+  /** Places a user hold `tag` on each snapshot (one command). A held snapshot cannot be destroyed. */
+  async hold(tag: string, snapshots: readonly string[], options: CommandOptions = {}): Promise<void> {
+    assertHoldTag(tag);
+    for (const s of snapshots) assertName('snapshot', s);
+    if (snapshots.length > 0) await this.run([this.programs.zfs, 'hold', tag, ...snapshots], options);
+  }
+
+  async release(tag: string, snapshots: readonly string[], options: CommandOptions = {}): Promise<void> {
+    assertHoldTag(tag);
+    for (const s of snapshots) assertName('snapshot', s);
+    if (snapshots.length > 0) await this.run([this.programs.zfs, 'release', tag, ...snapshots], options);
+  }
+
+  /** Hold tags per snapshot (OpenZFS). zfs-fuse cannot list them: use `userrefs` from the inventory. */
+  async holds(snapshots: readonly string[], options: CommandOptions = {}): Promise<Map<string, string[]>> {
+    for (const s of snapshots) assertName('snapshot', s);
+    const caps = await this.capabilities();
+    if (!caps.listHolds) throw new ZfsError('unsupported', `${this.connection.description}: this ZFS cannot list hold tags`, { retriable: false });
+    const result = new Map<string, string[]>(snapshots.map((s) => [s, []]));
+    if (snapshots.length === 0) return result;
+    const r = await this.run([this.programs.zfs, 'holds', '-H', ...snapshots], options);
+    for (const line of r.stdout.split('\n')) {
+      const [snap, tag] = line.split('\t');
+      if (snap && tag) result.get(snap)?.push(tag);
+    }
+    return result;
+  }
+
+  /** Sets user properties (`dev.bdr:owner=…`), one `zfs set` per property for zfs-fuse's sake. */
+  async setUserProperties(dataset: string, properties: Record<string, string>, options: CommandOptions = {}): Promise<void> {
+    datasetOrSnapshot(dataset);
+    for (const [key, value] of Object.entries(properties)) {
+      assertUserProperty(key);
+      assertUserPropertyValue(value);
+      await this.run([this.programs.zfs, 'set', `${key}=${value}`, dataset], options);
+    }
+  }
+
+  async inheritUserProperty(dataset: string, property: string, options: CommandOptions = {}): Promise<void> {
+    datasetOrSnapshot(dataset);
+    assertUserProperty(property);
+    await this.run([this.programs.zfs, 'inherit', property, dataset], options);
+  }
+
+  /** Starts `zfs send`; the stream is the returned command's stdout. */
+  async send(options: SendOptions & CommandOptions): Promise<RunningCommand> {
+    return this.connection.spawn(await this.sendArgv(options), options);
+  }
+
+  async sendArgv(options: SendOptions): Promise<string[]> {
+    assertName('snapshot', options.snapshot);
+    const caps = await this.capabilities();
+    const flags: string[] = [];
+    const need = (wanted: boolean | undefined, have: boolean, flag: string, what: string): void => {
+      if (!wanted) return;
+      if (!have) throw new ZfsError('unsupported', `${this.connection.description}: zfs send ${flag} (${what}) is not supported here`, { retriable: false });
+      flags.push(flag);
+    };
+    need(options.raw, caps.sendRaw, '-w', 'raw');
+    need(options.compressed, caps.sendCompressed, '-c', 'compressed');
+    need(options.largeBlocks, caps.sendLargeBlocks, '-L', 'large blocks');
+    need(options.embedded, caps.sendEmbedded, '-e', 'embedded data');
+    if (options.properties) flags.push('-p');
+    if (options.from !== undefined) flags.push(options.intermediates ? '-I' : '-i', this.incrementalBase(options.snapshot, options.from));
+    return [this.programs.zfs, 'send', ...flags, options.snapshot];
+  }
+
+  /** Starts `zfs receive` into `target`; write the stream to the returned command's stdin. */
+  async receive(target: string, options: ReceiveOptions & CommandOptions = {}): Promise<RunningCommand> {
+    return this.connection.spawn(await this.receiveArgv(target, options), options);
+  }
+
+  async receiveArgv(target: string, options: ReceiveOptions = {}): Promise<string[]> {
+    datasetOrSnapshot(target);
+    const caps = await this.capabilities();
+    const flags: string[] = [];
+    if (options.force) flags.push('-F');
+    // -u only keeps the result unmounted; where ZFS lacks it, receiving mounted is still correct.
+    if (options.noMount && caps.receiveNoMount) flags.push('-u');
+    if (options.resumable) {
+      if (!caps.receiveResumable) throw new ZfsError('unsupported', `${this.connection.description}: resumable receive (-s) is not supported here`, { retriable: false });
+      flags.push('-s');
+    }
+    return [this.programs.zfs, 'receive', ...flags, target];
+  }
+
+  /** The target's receive_resume_token after an interrupted resumable receive, if any. */
+  async resumeToken(dataset: string, options: CommandOptions = {}): Promise<string | undefined> {
+    assertName('dataset', dataset);
+    const caps = await this.capabilities();
+    if (!caps.resumeTokens) return undefined;
+    const r = await this.run([this.programs.zfs, 'get', '-H', '-p', '-o', 'value', 'receive_resume_token', dataset], options);
+    const token = r.stdout.trim();
+    return token === '' || token === '-' ? undefined : token;
+  }
+
+  /** Resumes an interrupted send from the receiver's token (`zfs send -t`). */
+  async sendResume(token: string, options: CommandOptions = {}): Promise<RunningCommand> {
+    if (!/^[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+$/i.test(token)) throw new ZfsError('invalidName', 'malformed resume token', { retriable: false });
+    const caps = await this.capabilities();
+    if (!caps.resumeTokens) throw new ZfsError('unsupported', `${this.connection.description}: resume tokens are not supported here`, { retriable: false });
+    return this.connection.spawn([this.programs.zfs, 'send', '-t', token], options);
+  }
+
+  async clone(snapshot: string, target: string, options: { parents?: boolean; properties?: Record<string, string> } & CommandOptions = {}): Promise<void> {
+    assertName('snapshot', snapshot);
+    assertName('dataset', target);
+    await this.run([this.programs.zfs, 'clone', ...(options.parents ? ['-p'] : []), ...propertyArgs(options.properties), snapshot, target], options);
+  }
+
+  /**
+   * Rolls a dataset back to `snapshot`. `destroyNewer` (-r) lets ZFS destroy later snapshots; it still
+   * refuses held ones. -R (which destroys clones) is deliberately not offered.
+   */
+  async rollback(snapshot: string, options: { destroyNewer?: boolean } & CommandOptions = {}): Promise<void> {
+    assertName('snapshot', snapshot);
+    await this.run([this.programs.zfs, 'rollback', ...(options.destroyNewer ? ['-r'] : []), snapshot], options);
+  }
+
+  /** Runs a zfs/zpool command; a non-zero exit becomes a ZfsError classified from stderr. */
+  async run(argv: readonly string[], options: CommandOptions = {}): Promise<ExecResult> {
+    let result: ExecResult;
+    try {
+      result = await this.connection.exec(argv, { timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, ...(options.signal ? { signal: options.signal } : {}) });
+    } catch (error) {
+      throw asZfsError(error, argv);
+    }
+    if (result.code !== 0) throw zfsCommandError(argv, result, this.connection.description);
+    return result;
+  }
+
+  private incrementalBase(snapshot: string, from: string): string {
+    const dataset = datasetOf(snapshot);
+    if (from.startsWith('@')) {
+      assertName('snapshotShortName', from.slice(1));
+      return `${dataset}${from}`;
+    }
+    if (from.includes('#')) {
+      const [ds = '', bm = ''] = from.split('#');
+      assertName('dataset', ds);
+      assertName('snapshotShortName', bm);
+      return from;
+    }
+    assertName('snapshot', from);
+    return from;
+  }
+}
+
+function datasetOrSnapshot(name: string): string {
+  return name.includes('@') ? assertName('snapshot', name) : assertName('dataset', name);
+}
+
+/** `-o key=value` pairs for create/clone/snapshot; only properties with validated names and plain values. */
+function propertyArgs(properties: Record<string, string> | undefined): string[] {
+  const args: string[] = [];
+  for (const [key, value] of Object.entries(properties ?? {})) {
+    if (!/^[a-z][a-z0-9_.:-]*$/.test(key)) throw new ZfsError('invalidName', `invalid property name ${JSON.stringify(key)}`, { retriable: false });
+    assertUserPropertyValue(value);
+    args.push('-o', `${key}=${value}`);
+  }
+  return args;
+}

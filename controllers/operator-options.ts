@@ -1,0 +1,28 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../metrics/log.ts';
+
+/** How `bdr up` and `bdr run` start the controllers. */
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  /** Namespace of the leader-election Lease and of events about cluster-scoped objects. Default bdr-system. */
+  namespace?: string;
+  /** This instance's name in the Lease; default hostname-pid. */
+  identity?: string;
+  /** Leader election on a coordination.k8s.io Lease; on by default, off for single-instance standalone mode. */
+  leaderElection?: boolean | { leaseName?: string; leaseDurationMs?: number; renewDeadlineMs?: number; retryPeriodMs?: number };
+  /** Serve /metrics, /healthz, /readyz on this address; false to serve nothing. Default 127.0.0.1:9464 … */
+  metrics?: false | { host?: string; port: number };
+  /** Machine probe interval override for tests (otherwise each Machine's spec.probeInterval). */
+  probeIntervalMs?: number;
+  log?: Logger;
+}
+
+export interface Operator {
+  /** Resolves when informers have synced and, with leader election, when this instance is leading or following. */
+  readonly ready: Promise<void>;
+  /** URL of the metrics endpoint, when serving one. */
+  readonly metricsUrl?: string;
+  isLeader(): boolean;
+  /** Stops reconciling, releases the Lease, closes watches and the endpoint; waits for running reconciles up to deadlineMs. */
+  stop(deadlineMs?: number): Promise<void>;
+}

@@ -98,12 +98,13 @@ const queuedArb = fc.uniqueArray(
     id: fc.string({ minLength: 1, maxLength: 6 }),
     machine: fc.constantFrom(...MACHINES),
     kind: fc.constantFrom('zfs' as const, 'transfer' as const),
-    action: fc.constantFrom(...TASK_ACTIONS),
-    priority: fc.integer({ min: 0, max: 3 }).map((p) => p * 100),
+    // Sends are frequent and priorities few, so that ties the later keys must break are common.
+    action: fc.oneof({ arbitrary: fc.constant('send' as const), weight: 3 }, { arbitrary: fc.constantFrom(...TASK_ACTIONS), weight: 2 }),
+    priority: fc.integer({ min: 0, max: 1 }).map((p) => p * 100),
     enqueuedAt: fc.integer({ min: NOW - 120 * MINUTE, max: NOW }),
     lastFailedSendAt: fc.option(fc.integer({ min: NOW - 60 * MINUTE, max: NOW + MINUTE }), { nil: undefined }),
   }),
-  { maxLength: 40, selector: (t) => t.id },
+  { maxLength: 40, size: '+1', selector: (t) => t.id },
 );
 const slotsArb = fc.record({ zfs: fc.integer({ min: 0, max: 4 }), transfer: fc.integer({ min: 0, max: 4 }) });
 const inputArb: fc.Arbitrary<TaskSelectionInput> = fc.record({

@@ -20,6 +20,17 @@ export interface HttpContext {
   watches: WatchHub;
   faults: Faults;
   serverAddress: () => string;
+  onRequest?: (entry: RequestLogEntry) => void;
+}
+
+export interface RequestLogEntry {
+  method: string;
+  /** Path and query, as sent. */
+  url: string;
+  contentType?: string;
+  accept?: string;
+  /** The request body as text ('' when there is none). */
+  body: string;
 }
 
 const VERSION_INFO = {
@@ -58,10 +69,20 @@ function send(res: ServerResponse, reply: Reply): void {
   res.end(text);
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+const bodies = new WeakMap<IncomingMessage, Promise<string>>();
+
+/** Reads the body once; the request log and the handlers share the same text. */
+function readBody(req: IncomingMessage): Promise<string> {
+  let body = bodies.get(req);
+  if (!body) {
+    body = (async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of req) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    })();
+    bodies.set(req, body);
+  }
+  return body;
 }
 
 function parseBody(text: string, allowYaml: boolean): Json {
@@ -144,6 +165,10 @@ export class ApiHandler {
     const method = (req.method ?? 'GET').toUpperCase();
     const isWatch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     try {
+      if (this.ctx.onRequest) {
+        const body = method === 'GET' ? '' : await readBody(req);
+        this.ctx.onRequest({ method, url: req.url ?? '/', contentType: req.headers['content-type'], accept: req.headers.accept, body });
+      }
       const fault = this.ctx.faults.take(method, url.pathname, isWatch);
       if (fault.delayMs > 0) await new Promise((r) => setTimeout(r, fault.delayMs));
       if (fault.status !== undefined) throw injected(fault.status);

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { Registry } from './crd-registry.ts';
 import { ApiError } from './errors.ts';
 import { Faults } from './faults.ts';
-import { ApiHandler } from './http.ts';
+import { ApiHandler, type RequestLogEntry } from './http.ts';
 import { kubeconfigYaml } from './kubeconfig.ts';
 import { OpenApi } from './openapi.ts';
 import { DiskPersistence } from './persistence.ts';
@@ -16,6 +16,7 @@ import type { KubeObject } from './types.ts';
 import { WatchHub } from './watch.ts';
 
 export { ApiError } from './errors.ts';
+export type { RequestLogEntry } from './http.ts';
 export { Faults, type FaultFilter } from './faults.ts';
 export type { KubeObject, ObjectMeta, Json, JsonObject } from './types.ts';
 
@@ -30,6 +31,8 @@ export interface ClusterOptions {
   watchHistory?: number;
   /** How often watches that asked for bookmarks get one (default 5 s). */
   bookmarkIntervalMs?: number;
+  /** Called for every request once its body is read: lets tests check what clients really send. */
+  onRequest?: (entry: RequestLogEntry) => void;
 }
 
 export interface Cluster {
@@ -66,7 +69,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const watches = new WatchHub(store, faults, options.bookmarkIntervalMs ?? 5000);
   const openapi = new OpenApi(registry);
   let address = '127.0.0.1:0';
-  const handler = new ApiHandler({ registry, store, openapi, watches, faults, serverAddress: () => address });
+  const handler = new ApiHandler({ registry, store, openapi, watches, faults, serverAddress: () => address, onRequest: options.onRequest });
 
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {

@@ -197,10 +197,11 @@ function toCause(error: ErrorObject, object: JsonObject): StatusCause | undefine
       return { reason: 'FieldValueDuplicate', message: `Duplicate value: ${render(value)}`, field };
     case 'format':
       return { reason: 'FieldValueInvalid', message: `Invalid value: ${render(value)}: ${where} must be of type ${String(p.format)}: ${render(value)}`, field };
-    case 'if':
-    case 'anyOf':
     case 'oneOf':
-      // ajv reports the failing branches too; the branch errors are the useful ones.
+      return { reason: 'FieldValueInvalid', message: `Invalid value: ${render(value)}: ${where} must validate one and only one schema (oneOf)`, field };
+    case 'anyOf':
+      return { reason: 'FieldValueInvalid', message: `Invalid value: ${render(value)}: ${where} must validate at least one schema (anyOf)`, field };
+    case 'if':
       return undefined;
     default:
       return { reason: 'FieldValueInvalid', message: `Invalid value: ${render(value)}: ${where} ${error.message ?? 'is invalid'}`, field };
@@ -211,7 +212,12 @@ export function validateAgainst(object: JsonObject, schema: CompiledSchema): Sta
   if (schema.validate(object)) return [];
   const causes: StatusCause[] = [];
   const seen = new Set<string>();
-  for (const error of schema.validate.errors ?? []) {
+  const errors = schema.validate.errors ?? [];
+  // Errors inside oneOf/anyOf branches explain why each branch failed; kube-apiserver reports the
+  // combinator alone, which is also what a user can act on.
+  const combinators = errors.filter((e) => e.keyword === 'oneOf' || e.keyword === 'anyOf').map((e) => `${e.schemaPath}/`);
+  for (const error of errors) {
+    if (combinators.some((prefix) => error.schemaPath.startsWith(prefix))) continue;
     const cause = toCause(error, object);
     if (!cause) continue;
     const key = `${cause.field}|${cause.message}`;

@@ -100,11 +100,30 @@ export function listEntries(content: string): { owner: string; line: string }[] 
  * atomically with the file's own mode and owner. A concurrent change between read and write is detected
  * and the edit is redone on the new content. Returns whether the file changed.
  */
-export async function editAuthorizedKeys(
+export function editAuthorizedKeys(
   connection: NodeConnection,
   edit: (content: string) => string,
   path: string = DEFAULT_AUTHORIZED_KEYS,
 ): Promise<boolean> {
+  // Edits from this process queue up per file; the on-machine lock covers other processes.
+  let queues = editQueues.get(connection);
+  if (!queues) editQueues.set(connection, (queues = new Map()));
+  const previous = queues.get(path) ?? Promise.resolve();
+  const next = previous.then(() => editOnce(connection, edit, path));
+  const settled = next.then(
+    () => undefined,
+    () => undefined,
+  );
+  queues.set(path, settled);
+  void settled.then(() => {
+    if (queues.get(path) === settled) queues.delete(path);
+  });
+  return next;
+}
+
+const editQueues = new WeakMap<NodeConnection, Map<string, Promise<void>>>();
+
+async function editOnce(connection: NodeConnection, edit: (content: string) => string, path: string): Promise<boolean> {
   for (let attempt = 0; ; attempt++) {
     const file = await readRemoteFile(connection, path);
     const next = edit(file.content);
@@ -118,7 +137,7 @@ export async function editAuthorizedKeys(
       });
       return true;
     } catch (error) {
-      if (error instanceof RemoteFileError && error.conflict && attempt < 5) continue;
+      if (error instanceof RemoteFileError && error.conflict && attempt < 10) continue;
       throw error;
     }
   }

@@ -33,24 +33,33 @@ stat -c '%a %u %g' -- "$f" || exit 1
 cksum < "$f" || exit 1
 cat -- "$f"`;
 
-// Exit 75 (EX_TEMPFAIL) marks "changed under us": the caller re-reads and retries.
+// Writers take a lock directory (mkdir is atomic) around compare-and-replace, so two edits cannot both
+// pass the version check. A lock older than a minute belongs to a writer that died and is broken.
+// Exit 75 (EX_TEMPFAIL) marks "changed under us" or "still locked": the caller re-reads and retries.
 const WRITE_SCRIPT = `set -e
 f=$1 mode=$2 owner=$3 expect=$4 mkparent=$5
+if [ -n "$mkparent" ]; then mkdir -p -m "$mkparent" -- "$(dirname -- "$f")"; fi
+lock="$f.bdr-lock"
+tries=0
+until mkdir -- "$lock" 2>/dev/null; do
+  find "$lock" -maxdepth 0 -mmin +1 -exec rmdir {} \\; 2>/dev/null || true
+  tries=$((tries + 1))
+  if [ "$tries" -ge 100 ]; then echo "$f is locked by another edit ($lock)" >&2; exit 75; fi
+  sleep 0.1
+done
+t="$f.bdr-tmp.$$"
+trap 'rm -f -- "$t"; rmdir -- "$lock"' EXIT
 if [ "$expect" = absent ]; then
   if [ -e "$f" ]; then echo "$f appeared while it was being edited" >&2; exit 75; fi
 elif [ -n "$expect" ]; then
   cur=$(cksum < "$f" 2>/dev/null || echo absent)
   if [ "$cur" != "$expect" ]; then echo "$f changed while it was being edited" >&2; exit 75; fi
 fi
-if [ -n "$mkparent" ]; then mkdir -p -m "$mkparent" -- "$(dirname -- "$f")"; fi
-t="$f.bdr-tmp.$$"
-trap 'rm -f -- "$t"' EXIT
 umask 077
 cat > "$t"
 chmod "$mode" -- "$t"
 if [ -n "$owner" ]; then chown "$owner" -- "$t"; fi
-mv -f -- "$t" "$f"
-trap - EXIT`;
+mv -f -- "$t" "$f"`;
 
 function checkPath(path: string): void {
   if (!/^\/[A-Za-z0-9_./~+-]*$/.test(path) || path.includes('/../') || path.endsWith('/..')) {

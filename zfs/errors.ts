@@ -55,12 +55,12 @@ const PATTERNS: readonly [RegExp, ZfsErrorKind][] = [
   [/invalid option|unrecognized command|unsupported|not supported|operation not applicable|unknown option/i, 'unsupported'],
   [/permission denied|insufficient privileges|operation not permitted/i, 'permissionDenied'],
   [/out of space|no space left|quota exceeded/i, 'noSpace'],
-  [/dataset is busy|pool is busy|device busy|resource busy|has dependent clones|is in use/i, 'busy'],
-  [/already exists|tag already exists/i, 'exists'],
   [
-    /destination has been modified|does not match incremental source|most recent snapshot .* does not match|destination .* exists.*must specify -F|has no snapshots|incremental source .* is not earlier/i,
+    /destination has been modified|does not match incremental source|most recent snapshot[\s\S]*does not\s+match|destination[\s\S]*exists[\s\S]*must specify -F|incremental source[\s\S]*is not earlier|destination already exists/i,
     'conflict',
   ],
+  [/dataset is busy|pool is busy|device busy|resource busy|has dependent clones|is in use/i, 'busy'],
+  [/already exists/i, 'exists'],
   [/does not exist|no such pool|no such tag|could not find any snapshots|no such file or directory|not found/i, 'notFound'],
 ];
 

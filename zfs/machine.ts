@@ -73,11 +73,16 @@ export class ZfsMachine {
   private capabilitiesPromise: Promise<ZfsCapabilities> | undefined;
   private readonly programs: ZfsPrograms;
 
+  /**
+   * `capabilities` skips the probe: needed for connections that may not run `zfs -?` (a vector key behind
+   * the guard), whose machine was probed over the operator's own connection.
+   */
   constructor(
     readonly connection: NodeConnection,
-    programs: Partial<ZfsPrograms> = {},
+    options: Partial<ZfsPrograms> & { capabilities?: ZfsCapabilities } = {},
   ) {
-    this.programs = { zfs: programs.zfs ?? 'zfs', zpool: programs.zpool ?? 'zpool' };
+    this.programs = { zfs: options.zfs ?? 'zfs', zpool: options.zpool ?? 'zpool' };
+    if (options.capabilities) this.capabilitiesPromise = Promise.resolve(options.capabilities);
   }
 
   /** Probed once per ZfsMachine and cached; `refresh` probes again (after an upgrade). */

@@ -1,0 +1,149 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SshConnection } from '../../nodes/ssh.ts';
+import { LocalConnection } from '../../nodes/local.ts';
+import {
+  AuthenticationError,
+  CommandAbortedError,
+  CommandTimeoutError,
+  ConnectError,
+  HostKeyMismatchError,
+  InvalidConnectionConfigError,
+} from '../../nodes/errors.ts';
+import { privateKeyFromSecret, SecretKeyError } from '../../nodes/secret.ts';
+import { fingerprint, parseHostKey } from '../../nodes/host-key.ts';
+import { generateKeyPair, TestBed, type TestMachine } from '../testbed/index.ts';
+
+const bed = new TestBed();
+let machine: TestMachine;
+let other: TestMachine;
+
+beforeAll(async () => {
+  [machine, other] = await Promise.all([bed.machine('ssh-a'), bed.machine('ssh-b')]);
+});
+afterAll(() => bed.cleanup());
+
+async function remotePids(pattern: string): Promise<string[]> {
+  const r = await new LocalConnection().exec(['pgrep', '-f', pattern]);
+  return r.stdout.split('\n').filter(Boolean);
+}
+
+describe('SSH connection', () => {
+  it('runs argument arrays verbatim, with stdin, through the remote shell', async () => {
+    const c = machine.connect();
+    const weird = `it's "$(touch /tmp/pwned)" \`id\` ; | & > * ? ~ \\ $HOME\n\ttab`;
+    const r = await c.exec(['sh', '-c', 'cat; printf "[%s]" "$@"', 'sh', weird, ''], { stdin: 'from stdin\n' });
+    expect(r).toEqual({ stdout: `from stdin\n[${weird}][]`, stderr: '', code: 0 });
+    expect(existsSync('/tmp/pwned')).toBe(false);
+    const fail = await c.exec(['sh', '-c', 'echo oops >&2; exit 3']);
+    expect(fail).toEqual({ stdout: '', stderr: 'oops\n', code: 3 });
+  });
+
+  it('reuses one connection for many commands and bounds concurrent channels', async () => {
+    const c = machine.connect({ maxChannels: 3 });
+    const log = join(machine.sshd.dir, 'channels.log');
+    // Each command appends "+" when it starts and "-" when it ends; the running sum is the concurrency.
+    await Promise.all(Array.from({ length: 8 }, () => c.exec(['sh', '-c', 'echo + >> "$1"; sleep 0.3; echo - >> "$1"', 'sh', log])));
+    let running = 0;
+    let peak = 0;
+    for (const mark of (await readFile(log, 'utf8')).split('\n').filter(Boolean)) {
+      running += mark === '+' ? 1 : -1;
+      peak = Math.max(peak, running);
+    }
+    expect(peak).toBe(3);
+    expect(c.connectCount).toBe(1);
+    await c.close();
+  });
+
+  it('stops a command at its timeout, on the remote side too', async () => {
+    const c = machine.connect();
+    const tag = `bdrtimeout${process.pid}`;
+    const started = Date.now();
+    await expect(c.exec(['sh', '-c', `exec sleep 30 # ${tag}`], { timeoutMs: 300 })).rejects.toBeInstanceOf(CommandTimeoutError);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await expect.poll(() => remotePids(tag), { timeout: 5_000 }).toEqual([]);
+    // The connection stays usable after a timeout.
+    expect((await c.exec(['echo', 'still here'])).stdout).toBe('still here\n');
+  });
+
+  it('cancels a command through an AbortSignal', async () => {
+    const c = machine.connect();
+    const controller = new AbortController();
+    const running = c.exec(['sleep', '30'], { signal: controller.signal });
+    setTimeout(() => controller.abort(), 200);
+    await expect(running).rejects.toBeInstanceOf(CommandAbortedError);
+  });
+
+  it('reconnects after the connection drops', async () => {
+    const c = machine.connect();
+    await c.exec(['true']);
+    // Kill this connection's sshd session process from the server side.
+    await c.exec(['sh', '-c', 'kill -9 $PPID']).catch(() => undefined);
+    const r = await c.exec(['echo', 'again']);
+    expect(r.stdout).toBe('again\n');
+    expect(c.connectCount).toBe(2);
+  });
+
+  it('streams stdin to stdout through spawn', async () => {
+    const c = machine.connect();
+    const cmd = c.spawn(['sh', '-c', 'wc -c']);
+    const chunks: Buffer[] = [];
+    cmd.stdout.on('data', (d: Buffer) => chunks.push(d));
+    const payload = Buffer.alloc(5 * 1024 * 1024, 7);
+    cmd.stdin.end(payload);
+    const result = await cmd.done;
+    expect(result.code).toBe(0);
+    expect(Buffer.concat(chunks).toString().trim()).toBe(String(payload.length));
+  });
+
+  it('refuses a host-key mismatch before anything runs', async () => {
+    const marker = join(machine.sshd.dir, 'must-not-exist');
+    const c = new SshConnection({ ...machine.target, hostKey: other.sshd.hostKey });
+    const error = await c.exec(['touch', marker]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HostKeyMismatchError);
+    const pinned = parseHostKey(other.sshd.hostKey);
+    const actual = parseHostKey(machine.sshd.hostKey);
+    if (typeof pinned === 'string' || typeof actual === 'string') throw new Error('bad test keys');
+    expect(error).toMatchObject({ expectedFingerprint: pinned.fingerprint, actualFingerprint: fingerprint(actual.blob), retriable: false });
+    expect(existsSync(marker)).toBe(false);
+    // The server never saw an authentication attempt from this client.
+    const log = await readFile(machine.sshd.logPath, 'utf8');
+    const accepted = log.split('\n').filter((l) => /Accepted publickey/.test(l)).length;
+    await machine.connect().exec(['true']);
+    const after = (await readFile(machine.sshd.logPath, 'utf8')).split('\n').filter((l) => /Accepted publickey/.test(l)).length;
+    expect(after).toBe(accepted + 1);
+    await c.close();
+  });
+
+  it('reports an unknown key as an authentication failure and a closed port as a connect failure', async () => {
+    const stranger = await generateKeyPair(machine.sshd.dir, 'stranger');
+    const denied = new SshConnection({ ...machine.target, privateKey: stranger.privateKey });
+    await expect(denied.exec(['true'])).rejects.toBeInstanceOf(AuthenticationError);
+    const closed = new SshConnection({ ...machine.target, port: 1 }, { connectAttempts: 2, backoffInitialMs: 10 });
+    await expect(closed.exec(['true'])).rejects.toBeInstanceOf(ConnectError);
+  });
+
+  it('takes the private key from a Secret and keeps it out of error messages', async () => {
+    const key = privateKeyFromSecret(machine.secret);
+    const c = new SshConnection({ ...machine.target, privateKey: key });
+    expect((await c.exec(['echo', 'ok'])).stdout).toBe('ok\n');
+    await c.close();
+    const garbage = '-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n';
+    const broken = new SshConnection({ ...machine.target, privateKey: garbage });
+    const error = await broken.exec(['true']).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidConnectionConfigError);
+    expect(String((error as Error).message)).not.toContain('c2VjcmV0');
+    expect(() => privateKeyFromSecret({ metadata: { name: 's' }, data: {} })).toThrow(SecretKeyError);
+    expect(() => privateKeyFromSecret({ data: { 'ssh-privatekey': Buffer.from('not a key').toString('base64') } })).toThrow(
+      /does not hold a PEM/,
+    );
+  });
+
+  it('rejects a malformed pinned host key at construction', () => {
+    expect(() => new SshConnection({ ...machine.target, hostKey: 'ssh-ed25519 notbase64!' })).toThrow(InvalidConnectionConfigError);
+    const rsaBlobAsEd = machine.sshd.hostKey.replace('ssh-ed25519', 'ssh-rsa');
+    expect(() => new SshConnection({ ...machine.target, hostKey: rsaBlobAsEd })).toThrow(/does not contain a ssh-rsa key/);
+  });
+});

@@ -86,6 +86,7 @@ export interface StoreOptions {
 export class Store {
   private readonly objects = new Map<string, Map<string, KubeObject>>();
   private readonly dependents = new Map<string, Set<string>>();
+  private readonly byUid = new Map<string, string>();
   private rv = 0;
   private readonly history: StoreEvent[] = [];
   private historyHead = 0;
@@ -193,6 +194,7 @@ export class Store {
     if (old) this.unindexOwners(sk, old);
     bucket.set(key, object);
     this.indexOwners(sk, object);
+    if (object.metadata.uid) this.byUid.set(object.metadata.uid, refKey(sk, object.metadata.namespace, object.metadata.name ?? ''));
   }
 
   private remove(sk: string, object: KubeObject): void {
@@ -200,6 +202,7 @@ export class Store {
     if (!bucket) return;
     bucket.delete(objKey(object.metadata.namespace, object.metadata.name ?? ''));
     this.unindexOwners(sk, object);
+    if (object.metadata.uid) this.byUid.delete(object.metadata.uid);
   }
 
   private indexOwners(sk: string, object: KubeObject): void {
@@ -267,6 +270,16 @@ export class Store {
     }
     if (event.type === 'DELETED') {
       if (object.metadata.uid && this.dependents.has(object.metadata.uid)) this.enqueueGc(`owner-gone|${object.metadata.uid}`);
+      // An owner in foreground deletion waits for its dependents: look at it again now that one is gone.
+      for (const ref of object.metadata.ownerReferences ?? []) {
+        const owner = this.byUid.get(ref.uid);
+        if (owner) this.enqueueGc(`deleting|${owner}`);
+      }
+      // Likewise a terminating namespace waits for its content.
+      const ns = object.metadata.namespace;
+      if (ns && this.get(NS_STORAGE_KEY, undefined, ns)?.metadata.deletionTimestamp) {
+        this.enqueueGc(`deleting|${refKey(NS_STORAGE_KEY, undefined, ns)}`);
+      }
     } else if (object.metadata.deletionTimestamp) {
       this.enqueueGc(`deleting|${refKey(event.storageKey, object.metadata.namespace, object.metadata.name ?? '')}`);
     }
@@ -345,8 +358,7 @@ export class Store {
   }
 
   private uidExists(uid: string): boolean {
-    for (const bucket of this.objects.values()) for (const o of bucket.values()) if (o.metadata.uid === uid) return true;
-    return false;
+    return this.byUid.has(uid);
   }
 
   private dropFinalizer(rt: ResourceType, object: KubeObject, finalizer: string): void {
@@ -360,23 +372,18 @@ export class Store {
   /** Deletes a terminating namespace's content, then the namespace once nothing is left in it. */
   private finalizeNamespace(ns: KubeObject): void {
     const name = ns.metadata.name ?? '';
-    let remaining = 0;
     for (const [sk, bucket] of this.objects) {
       const rt = this.registry.versionsOf(sk)[0];
       if (!rt?.namespaced) continue;
       for (const o of [...bucket.values()]) {
-        if (o.metadata.namespace !== name) continue;
-        remaining++;
-        if (!o.metadata.deletionTimestamp) this.delete(rt, name, o.metadata.name ?? '', {});
+        if (o.metadata.namespace === name && !o.metadata.deletionTimestamp) this.delete(rt, name, o.metadata.name ?? '', {});
       }
     }
     const stillThere = [...this.objects.entries()].some(([sk, bucket]) => this.registry.versionsOf(sk)[0]?.namespaced && [...bucket.values()].some((o) => o.metadata.namespace === name));
     const current = this.get(NS_STORAGE_KEY, undefined, name);
+    // Content with finalizers of its own keeps the namespace terminating until it is gone.
     if (!stillThere && current && (current.metadata.finalizers ?? []).length === 0) {
       this.commit('DELETED', NS_STORAGE_KEY, current, current);
-    } else if (remaining > 0) {
-      // Content with finalizers of its own keeps the namespace terminating; check again when it changes.
-      setTimeout(() => this.enqueueGc(`deleting|${refKey(NS_STORAGE_KEY, undefined, name)}`), 50).unref();
     }
   }
 

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
+import { clusterCommand } from './cluster.ts';
 import { crdsCommand } from './crds.ts';
 import { validateCommand } from './validate.ts';
 
 /** Every `bdr` subcommand, in the order `bdr --help` lists them. Each module exports one factory. */
-export const commands: Array<() => Command> = [validateCommand, crdsCommand];
+export const commands: Array<() => Command> = [validateCommand, crdsCommand, clusterCommand];

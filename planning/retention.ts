@@ -117,34 +117,24 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   const protectedNames = input.protectedNames instanceof Set ? input.protectedNames : new Set(input.protectedNames ?? []);
   const count = input.snapshots.length;
 
-  // Newest first; equal creation times are ordered by name so the plan never depends on input order.
   const createdAt = new Float64Array(count);
-  const order: number[] = new Array<number>(count);
-  for (let i = 0; i < count; i++) {
-    createdAt[i] = toEpochMs((input.snapshots[i] as SnapshotInfo).createdAt);
-    order[i] = i;
-  }
-  order.sort((a, b) => {
-    const byTime = (createdAt[b] as number) - (createdAt[a] as number);
-    if (byTime !== 0) return byTime;
-    const nameA = (input.snapshots[a] as SnapshotInfo).name;
-    const nameB = (input.snapshots[b] as SnapshotInfo).name;
-    return nameA < nameB ? 1 : nameA > nameB ? -1 : 0;
-  });
+  for (let i = 0; i < count; i++) createdAt[i] = toEpochMs((input.snapshots[i] as SnapshotInfo).createdAt);
+  const order = newestFirst(createdAt, (i) => (input.snapshots[i] as SnapshotInfo).name);
 
-  // reasons[k] and rank[k] are indexed by position in `order` (0 = newest).
-  const reasons: string[][] = Array.from({ length: count }, () => []);
+  // reasons[k] and rank[k] are indexed by position in `order` (0 = newest). Reason lists are allocated only
+  // for kept snapshots: with 100,000 snapshots, allocation dominates the cost of a plan.
+  const reasons: (string[] | undefined)[] = new Array<string[] | undefined>(count).fill(undefined);
   const rank = new Float64Array(count); // 0 = not kept; tier rank; FLOOR_RANK = never thinned
   const keepFloor = (k: number, reason: string): void => {
-    (reasons[k] as string[]).push(reason);
+    addReason(reasons, k, reason);
     rank[k] = FLOOR_RANK;
   };
 
   const keepLast = policy.keepLast ?? 0;
+  const anyProtected = protectedNames.size > 0;
   for (let k = 0; k < count; k++) {
-    const snapshot = input.snapshots[order[k] as number] as SnapshotInfo;
     if (k === 0) keepFloor(k, 'newest');
-    if (protectedNames.has(snapshot.name)) keepFloor(k, 'protected');
+    if (anyProtected && protectedNames.has((input.snapshots[order[k] as number] as SnapshotInfo).name)) keepFloor(k, 'protected');
     if ((createdAt[order[k] as number] as number) > nowMs) keepFloor(k, 'future');
     if (k < keepLast) keepFloor(k, 'keepLast');
   }
@@ -152,12 +142,12 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   applyCalendarTiers(policy, order, createdAt, reasons, rank);
 
   // Destroy what no rule keeps; then thin for the caps.
-  const destroyReasons: (string[] | undefined)[] = new Array<string[] | undefined>(count);
+  const destroyReasons: (readonly string[] | undefined)[] = new Array<readonly string[] | undefined>(count).fill(undefined);
   let keptCount = 0;
   let projected = input.pool?.allocatedBytes;
   for (let k = 0; k < count; k++) {
     if (rank[k] === 0) {
-      destroyReasons[k] = ['expired'];
+      destroyReasons[k] = EXPIRED;
       if (projected !== undefined) projected -= usedBytesOf(input.snapshots[order[k] as number] as SnapshotInfo);
     } else {
       keptCount += 1;
@@ -215,7 +205,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
       name: snapshot.name,
       createdAt: createdAt[order[k] as number] as number,
       keep: destroyed === undefined,
-      reasons: destroyed ?? (reasons[k] as string[]),
+      reasons: destroyed ?? reasons[k] ?? [],
     };
   }
   return {
@@ -236,7 +226,7 @@ function applyCalendarTiers(
   policy: RetentionPolicy,
   order: readonly number[],
   createdAt: Float64Array,
-  reasons: string[][],
+  reasons: (string[] | undefined)[],
   rank: Float64Array,
 ): void {
   const active: TierState[] = [];
@@ -262,7 +252,7 @@ function applyCalendarTiers(
         remaining -= 1;
         continue;
       }
-      (reasons[k] as string[]).push(`${state.tier} ${periodLabel(state.tier, local, day, offsetMin, clock.isUtc)}`);
+      addReason(reasons, k, `${state.tier} ${periodLabel(state.tier, local, day, offsetMin, clock.isUtc)}`);
       if ((rank[k] as number) < TIER_RANK[state.tier]) rank[k] = TIER_RANK[state.tier];
     }
   }
@@ -307,6 +297,67 @@ function periodLabel(tier: CalendarTier, local: number, day: number, offsetMin: 
     case 'yearly':
       return date.slice(0, 4);
   }
+}
+
+/**
+ * Indices ordered newest first; equal creation times by name, descending, so the plan never depends on input
+ * order. A comparator sort of 100,000 items costs more than the whole rest of a plan, so when the creation
+ * times allow it, each (time, index) pair is packed into one exactly representable number and sorted by the
+ * native numeric sort. ZFS reports creation in whole seconds, which keeps the packed keys small; fractional or
+ * far-apart times fall back to the comparator sort.
+ */
+function newestFirst(createdAt: Float64Array, nameOf: (index: number) => string): number[] {
+  const count = createdAt.length;
+  const byNameDescending = (a: number, b: number): number => {
+    const nameA = nameOf(a);
+    const nameB = nameOf(b);
+    return nameA < nameB ? 1 : nameA > nameB ? -1 : 0;
+  };
+  let newest = Number.NEGATIVE_INFINITY;
+  let oldest = Number.POSITIVE_INFINITY;
+  let wholeSeconds = true;
+  let integers = true;
+  for (let i = 0; i < count; i++) {
+    const t = createdAt[i] as number;
+    if (t > newest) newest = t;
+    if (t < oldest) oldest = t;
+    if (!Number.isInteger(t)) integers = false;
+    else if (t % 1000 !== 0) wholeSeconds = false;
+  }
+  const unit = wholeSeconds ? 1000 : 1;
+  const span = (newest - oldest) / unit;
+  let order: number[];
+  if (count > 1 && integers && (span + 1) * count <= Number.MAX_SAFE_INTEGER) {
+    const keys = new Float64Array(count);
+    for (let i = 0; i < count; i++) keys[i] = ((newest - (createdAt[i] as number)) / unit) * count + i;
+    keys.sort();
+    order = new Array<number>(count);
+    for (let k = 0; k < count; k++) order[k] = (keys[k] as number) % count;
+  } else {
+    order = Array.from({ length: count }, (_, i) => i);
+    order.sort((a, b) => (createdAt[b] as number) - (createdAt[a] as number) || byNameDescending(a, b));
+    return order;
+  }
+  // Runs of equal creation times were ordered by index; order them by name instead.
+  for (let start = 0; start < count; ) {
+    let end = start + 1;
+    while (end < count && createdAt[order[end] as number] === createdAt[order[start] as number]) end += 1;
+    if (end - start > 1) {
+      const run = order.slice(start, end).sort(byNameDescending);
+      for (let j = 0; j < run.length; j++) order[start + j] = run[j] as number;
+    }
+    start = end;
+  }
+  return order;
+}
+
+/** Shared by every expired decision (frozen, so no caller can change one through another). */
+const EXPIRED: readonly string[] = Object.freeze(['expired']);
+
+function addReason(reasons: (string[] | undefined)[], k: number, reason: string): void {
+  const list = reasons[k];
+  if (list === undefined) reasons[k] = [reason];
+  else list.push(reason);
 }
 
 function usedBytesOf(snapshot: SnapshotInfo): number {

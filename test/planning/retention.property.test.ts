@@ -253,3 +253,44 @@ describe('planRetention properties', () => {
     );
   });
 });
+
+describe('ordering of equal creation times', () => {
+  // Few distinct times, so many snapshots share one; names decide among them.
+  const tiedArb = fc
+    .uniqueArray(fc.string({ minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 60 })
+    .chain((names) =>
+      fc.tuple(
+        fc.constant(names),
+        fc.array(fc.integer({ min: 0, max: 5 }).map((h) => Date.parse('2026-11-26T00:00:00Z') + h * HOUR), {
+          minLength: names.length,
+          maxLength: names.length,
+        }),
+        policyArb,
+      ),
+    );
+
+  it('orders ties by name whatever the input order, on the packed and the comparator path alike', () => {
+    fc.assert(
+      fc.property(tiedArb, ([names, times, policy]) => {
+        const snapshots = names.map((name, i): SnapshotInfo => ({ name, createdAt: times[i] as number }));
+        const now = Date.parse('2026-11-27T00:00:00Z');
+        const plan = planRetention({ snapshots, policy: withoutCaps(policy), now });
+        const reversed = planRetention({ snapshots: [...snapshots].reverse(), policy: withoutCaps(policy), now });
+        // Half a millisecond later everywhere: same order, but fractional times take the comparator sort.
+        const fractional = planRetention({
+          snapshots: snapshots.map((s) => ({ ...s, createdAt: (s.createdAt as number) + 0.5 })),
+          policy: withoutCaps(policy),
+          now,
+        });
+        expect(reversed).toEqual(plan);
+        expect(fractional.decisions.map((d) => [d.name, d.keep])).toEqual(plan.decisions.map((d) => [d.name, d.keep]));
+        for (let i = 1; i < plan.decisions.length; i++) {
+          const a = plan.decisions[i - 1] as RetentionPlan['decisions'][number];
+          const b = plan.decisions[i] as RetentionPlan['decisions'][number];
+          expect(a.createdAt > b.createdAt || (a.createdAt === b.createdAt && a.name > b.name)).toBe(true);
+        }
+      }),
+      RUNS,
+    );
+  });
+});

@@ -79,7 +79,11 @@ export const machineStatus = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        implementation: { type: 'string', enum: ['OpenZFS', 'zfs-fuse', 'Unknown'] },
+        implementation: {
+          type: 'string',
+          enum: ['OpenZFS', 'Legacy'],
+          description: 'OpenZFS (answers `zfs version`), or Legacy: zfs-fuse or ZFS on Linux before 0.8.',
+        },
         version: { type: 'string', maxLength: 64 },
         capabilities: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 64 } },
       },

@@ -54,6 +54,7 @@ export class Controller<T extends KubeObject> {
   private running: Array<Promise<void>> = [];
   private abort = new AbortController();
   private started = false;
+  private readonly unsubscribe: Array<() => void> = [];
 
   constructor(private readonly options: ControllerOptions<T>) {
     this.name = options.name;
@@ -62,14 +63,16 @@ export class Controller<T extends KubeObject> {
     const hooks = options.metrics?.watchQueue(this.name, () => this.queue.processingSince());
     this.queue = new WorkQueue(this.clock, undefined, hooks);
     options.metrics?.maxWorkers.set({ controller: this.name }, this.workers);
-    options.informer.on((_event, obj) => this.queue.add(objectKey(obj)));
+    this.unsubscribe.push(options.informer.on((_event, obj) => this.queue.add(objectKey(obj))));
   }
 
   /** Also reconcile keys of this controller when another kind changes (e.g. a Dataset when its Machine does). */
   watch<U extends KubeObject>(informer: Informer<U>, toKeys: (obj: U) => string[]): void {
-    informer.on((_event, obj) => {
-      for (const key of toKeys(obj)) this.queue.add(key);
-    });
+    this.unsubscribe.push(
+      informer.on((_event, obj) => {
+        for (const key of toKeys(obj)) this.queue.add(key);
+      }),
+    );
   }
 
   enqueue(key: string): void {
@@ -86,6 +89,7 @@ export class Controller<T extends KubeObject> {
 
   /** Stops taking keys; running reconciles are aborted and awaited up to the deadline. */
   async stop(deadlineMs = 10_000): Promise<void> {
+    for (const off of this.unsubscribe.splice(0)) off();
     this.queue.shutDown();
     this.abort.abort(new Error(`controller ${this.name} stopping`));
     let timer: ReturnType<typeof setTimeout> | undefined;

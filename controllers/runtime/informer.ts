@@ -39,8 +39,13 @@ export class Informer<T extends KubeObject> {
     private readonly clock: Clock = systemClock,
   ) {}
 
-  on(handler: InformerHandler<T>): void {
+  /** Subscribes to changes; returns the unsubscribe function. */
+  on(handler: InformerHandler<T>): () => void {
     this.handlers.push(handler);
+    return () => {
+      const i = this.handlers.indexOf(handler);
+      if (i >= 0) this.handlers.splice(i, 1);
+    };
   }
 
   hasSynced(): boolean {

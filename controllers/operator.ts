@@ -1,0 +1,131 @@
+/**
+ * Wires the runtime together: informers, controllers, leader election, metrics endpoint. `bdr up` and `bdr run`
+ * both start the controllers through here, so standalone mode and a real cluster run the same code.
+ */
+import { hostname } from 'node:os';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { machineKind } from '../api/kinds/index.ts';
+import type { Machine } from '../api/types.ts';
+import { createLogger } from '../metrics/log.ts';
+import { MachineMetrics } from '../metrics/machine-metrics.ts';
+import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
+import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
+import { MachineConnections } from './machine-connections.ts';
+import { MachineReconciler } from './machine-controller.ts';
+import type { Operator, OperatorOptions } from './operator-options.ts';
+import { systemClock } from './runtime/clock.ts';
+import { Controller } from './runtime/controller.ts';
+import { EventRecorder } from './runtime/events.ts';
+import { Informer } from './runtime/informer.ts';
+import { KubeClient, resourceOf } from './runtime/kube.ts';
+import { DEFAULT_LEASE, LeaderElector } from './runtime/leader.ts';
+
+export type { Operator, OperatorOptions } from './operator-options.ts';
+
+export const LEASE_NAME = 'bdr-controller';
+/** Kubernetes puts events about cluster-scoped objects (Nodes) in "default"; so does bdr for Machines. */
+const CLUSTER_EVENTS_NAMESPACE = 'default';
+
+export async function startOperator(options: OperatorOptions): Promise<Operator> {
+  const clock = systemClock;
+  const log = options.log ?? createLogger();
+  const namespace = options.namespace ?? 'bdr-system';
+  const identity = options.identity ?? `${hostname()}-${process.pid}`;
+  const client = new KubeClient(options.kubeConfig);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const runtimeMetrics = new RuntimeMetrics(registry, () => clock.now());
+
+  const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
+  const informers = [machines];
+  const connections = new MachineConnections(client);
+  const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
+  // Gauges read the reconciler's probe results at scrape time, after both exist.
+  const machineMetrics = new MachineMetrics(registry, () => machineReconciler.probeSamples());
+  const machineReconciler = new MachineReconciler({
+    client,
+    machines,
+    connections,
+    events,
+    clock,
+    metrics: machineMetrics,
+    ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}),
+  });
+
+  // Controllers live for one term of leadership; a new term starts from a fresh queue and a full resync.
+  let controllers: Array<Controller<Machine>> = [];
+  const startControllers = () => {
+    controllers = [
+      new Controller({ name: 'machine', informer: machines, reconciler: machineReconciler, workers: 4, metrics: runtimeMetrics, clock, log }),
+    ];
+    for (const c of controllers) c.start();
+  };
+  const stopControllers = async (deadlineMs?: number) => {
+    const running = controllers;
+    controllers = [];
+    await Promise.all(running.map((c) => c.stop(deadlineMs)));
+  };
+
+  let leading = false;
+  const electionEnabled = options.leaderElection !== false;
+  const electionConfig = typeof options.leaderElection === 'object' ? options.leaderElection : {};
+  const elector = electionEnabled
+    ? new LeaderElector(
+        client,
+        {
+          namespace,
+          leaseName: electionConfig.leaseName ?? LEASE_NAME,
+          identity,
+          leaseDurationMs: electionConfig.leaseDurationMs ?? DEFAULT_LEASE.leaseDurationMs,
+          renewDeadlineMs: electionConfig.renewDeadlineMs ?? DEFAULT_LEASE.renewDeadlineMs,
+          retryPeriodMs: electionConfig.retryPeriodMs ?? DEFAULT_LEASE.retryPeriodMs,
+        },
+        {
+          onStartedLeading: () => {
+            leading = true;
+            runtimeMetrics.leader.set({ name: LEASE_NAME }, 1);
+            startControllers();
+          },
+          onStoppedLeading: () => {
+            leading = false;
+            runtimeMetrics.leader.set({ name: LEASE_NAME }, 0);
+            void stopControllers();
+          },
+        },
+        log,
+        clock,
+      )
+    : undefined;
+  if (elector) runtimeMetrics.leader.set({ name: LEASE_NAME }, 0);
+
+  let server: MetricsServer | undefined;
+  if (options.metrics !== false) {
+    const m = options.metrics ?? { port: 9464 };
+    server = await serveMetrics(registry, { host: m.host, port: m.port, ready: () => informers.every((i) => i.hasSynced()) });
+  }
+
+  const ready = (async () => {
+    await Promise.all(informers.map((i) => i.start()));
+    if (elector) elector.start();
+    else {
+      leading = true;
+      startControllers();
+    }
+  })();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    ready,
+    ...(server ? { metricsUrl: server.url } : {}),
+    isLeader: () => leading,
+    stop: (deadlineMs = 10_000) =>
+      (stopping ??= (async () => {
+        await elector?.stop();
+        await stopControllers(deadlineMs);
+        await Promise.all(informers.map((i) => i.stop()));
+        await connections.closeAll();
+        await server?.close();
+        log.info('operator stopped', { identity });
+      })()),
+  };
+}

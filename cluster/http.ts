@@ -254,7 +254,7 @@ export class ApiHandler {
       const items = store
         .list(rt.storageKey, rp.namespace)
         .filter(matches)
-        .sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || (a.metadata.name ?? '').localeCompare(b.metadata.name ?? ''));
+        .sort(byNamespaceAndName);
       if (method === 'DELETE') {
         const opts = await this.deleteOptions(req, q);
         const deleted = items.map((o) => this.ctx.store.delete(rt, o.metadata.namespace, o.metadata.name ?? '', opts).object);
@@ -362,6 +362,16 @@ export class ApiHandler {
     const result = store.update(rt, ns, name, asObject(patched), options, sub);
     return json(200, this.render(rt, result.object), { warnings: result.warnings });
   }
+}
+
+/** etcd key order (namespace, then name), with byte comparison like etcd rather than locale rules. */
+function byNamespaceAndName(a: KubeObject, b: KubeObject): number {
+  const an = a.metadata.namespace ?? '';
+  const bn = b.metadata.namespace ?? '';
+  if (an !== bn) return an < bn ? -1 : 1;
+  const a2 = a.metadata.name ?? '';
+  const b2 = b.metadata.name ?? '';
+  return a2 < b2 ? -1 : a2 > b2 ? 1 : 0;
 }
 
 function found(body: JsonObject | undefined): Reply {

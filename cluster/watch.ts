@@ -62,7 +62,17 @@ export class WatchHub {
       const o = { ...object, apiVersion: apiVersionOf(rt) } as unknown as JsonObject;
       return req.table ? buildTable(rt.table, [object], object.metadata.resourceVersion ?? '') : o;
     };
+    let corked = false;
     const send = (type: string, object: JsonObject): void => {
+      // Events written in one tick go out in one chunk instead of one syscall each.
+      if (!corked) {
+        corked = true;
+        res.cork();
+        process.nextTick(() => {
+          corked = false;
+          res.uncork();
+        });
+      }
       res.write(`${JSON.stringify({ type, object })}\n`);
     };
     const sendError = (message: string): void => {

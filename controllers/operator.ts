@@ -7,7 +7,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { machineKind } from '../api/kinds/index.ts';
 import type { Machine } from '../api/types.ts';
 import { createLogger } from '../metrics/log.ts';
-import { MachineMetrics } from '../metrics/machine-metrics.ts';
+import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
 import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { MachineConnections } from './machine-connections.ts';
@@ -41,8 +41,8 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
-  const machineMetrics = new MachineMetrics(registry, () => machineReconciler.probeSamples());
-  const machineReconciler = new MachineReconciler({
+  const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => machineReconciler.probeSamples());
+  const machineReconciler: MachineReconciler = new MachineReconciler({
     client,
     machines,
     connections,

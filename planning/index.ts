@@ -1,0 +1,46 @@
+/** planning/: pure decision functions (no I/O, time is always an argument). See RETENTION.md for retention. */
+export { formatDuration, parseDuration, type Parsed } from './duration.ts';
+export {
+  DEFAULT_MISSED_RUNS_LIMIT,
+  MIN_INTERVAL_MS,
+  describeSchedule,
+  isDue,
+  isValidTimeZone,
+  missedRuns,
+  nextDue,
+  nextScheduledAfter,
+  parseSchedule,
+  toEpochMs,
+  validateScheduleSpec,
+  type Instant,
+  type Schedule,
+  type ScheduleSpec,
+} from './schedule.ts';
+export {
+  CALENDAR_TIERS,
+  planRetention,
+  validateRetentionPolicy,
+  type CalendarTier,
+  type PoolCapacity,
+  type RetentionDecision,
+  type RetentionInput,
+  type RetentionPlan,
+  type RetentionPolicy,
+  type SnapshotInfo,
+} from './retention.ts';
+export {
+  DEFAULT_RECENT_FAILURE_WINDOW_MS,
+  DEFAULT_SLOTS,
+  TASK_ACTIONS,
+  compareTasks,
+  isRecentlyFailedSend,
+  orderQueue,
+  selectTasksToStart,
+  type MachineSlots,
+  type QueuedTask,
+  type RunningTask,
+  type TaskAction,
+  type TaskKind,
+  type TaskSelection,
+  type TaskSelectionInput,
+} from './tasks.ts';

@@ -7,8 +7,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { crdFor } from '../api/crd.ts';
 import { KINDS } from '../api/kinds/index.ts';
 import type { Logger } from '../metrics/log.ts';
-import { checkManifests, formatFinding, type Finding } from './check.ts';
-import { desiredFromManifests, type Scope } from './desired.ts';
+import { checkManifests, type Finding } from './check.ts';
+import { desiredFromManifests, repoPath, type Scope } from './desired.ts';
 import { loadManifests } from './manifests.ts';
 import { apiMessage, CRD_RESOURCE, discover, ObjectClient, plain, resourceKey, statusCodeOf } from './client.ts';
 import {
@@ -131,7 +131,11 @@ export async function applyRepository(kc: KubeConfig, options: ApplyOptions): Pr
     scopeOf,
     defaultNamespace,
   });
-  const findings = [...parseFindings, ...checked.findings, ...shaped.findings].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
+  // Findings name files relative to the repository root, as the source annotations do: the clone of a remote
+  // lives in the state directory, whose path means nothing to whoever reads the finding.
+  const findings = [...parseFindings, ...checked.findings, ...shaped.findings]
+    .map((f) => ({ ...f, file: repoPath(options.root, f.file) }))
+    .sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
 
   // A fresh client per apply: its discovery cache must not outlive CRD changes.
   const api = new ObjectClient(kc, byKind);
@@ -153,7 +157,6 @@ export async function applyRepository(kc: KubeConfig, options: ApplyOptions): Pr
   report.findings = findings;
   report.crdWrites = crdWrites;
   report.writes += crdWrites;
-  for (const f of findings) log.warn('invalid manifest skipped', { finding: formatFinding(f) });
   return report;
 }
 

@@ -1,0 +1,231 @@
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { Command, InvalidArgumentError } from 'commander';
+import { startCluster, type Cluster } from '../../cluster/index.ts';
+import type { Operator, OperatorOptions } from '../../controllers/operator-options.ts';
+import { applyRepository, installCrds, isCleanReport, type SyncReport } from '../../gitops/apply.ts';
+import { formatFinding } from '../../gitops/check.ts';
+import { SyncLoop } from '../../gitops/loop.ts';
+import { isRemoteUrl, sourceFor, type Source } from '../../gitops/source.ts';
+import { createLogger, type Logger } from '../../metrics/log.ts';
+import { parseDuration } from '../../planning/duration.ts';
+import { EXIT, UserError } from '../errors.ts';
+
+export function parsePort(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError('expected a TCP port, 0 to 65535');
+  return n;
+}
+
+function parseInterval(value: string): number {
+  const d = parseDuration(value);
+  if (!d.ok) throw new InvalidArgumentError(d.problem);
+  if (d.value < 1000) throw new InvalidArgumentError('must be at least 1s');
+  return d.value;
+}
+
+type StartOperator = (options: OperatorOptions) => Promise<Operator>;
+
+/** The controllers are loaded when they are needed, so that `bdr validate` and `bdr crds` do not pay for them. */
+export async function loadStartOperator(): Promise<StartOperator> {
+  return (await import('../../controllers/operator.ts')).startOperator;
+}
+
+/** Resolves with the first SIGINT or SIGTERM; a second one ends the process at once. */
+export function waitForSignal(log: Logger): Promise<NodeJS.Signals> {
+  return new Promise((resolveSignal) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      const force = (again: NodeJS.Signals) => {
+        log.warn('second signal: exiting without a graceful shutdown', { signal: again });
+        process.exit(EXIT.interrupted);
+      };
+      process.once('SIGINT', force);
+      process.once('SIGTERM', force);
+      resolveSignal(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/** Exits anyway if a graceful shutdown outlives its deadline (a stuck watch or socket must not hang the process). */
+export function shutdownDeadline(ms: number, log: Logger): NodeJS.Timeout {
+  const t = setTimeout(() => {
+    log.error('shutdown deadline passed; exiting', { deadlineMs: ms });
+    process.exit(EXIT.runtime);
+  }, ms);
+  t.unref();
+  return t;
+}
+
+/**
+ * One `bdr up` per state directory: two API servers over one store would corrupt it. A lock left by a killed
+ * process (its pid is gone) is taken over.
+ */
+function lockStateDir(stateDir: string): () => void {
+  const lock = join(stateDir, 'bdr-up.pid');
+  if (existsSync(lock)) {
+    const pid = Number(readFileSync(lock, 'utf8').trim());
+    let alive = false;
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+      try {
+        process.kill(pid, 0);
+        alive = true;
+      } catch (err) {
+        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    }
+    if (alive) throw new UserError(`${stateDir} is in use by another bdr up (pid ${pid}); stop it or choose another --state`, EXIT.runtime);
+  }
+  writeFileSync(lock, `${process.pid}\n`);
+  return () => rmSync(lock, { force: true });
+}
+
+interface UpOptions {
+  repo: string;
+  branch?: string;
+  state: string;
+  once?: boolean;
+  port: number;
+  metricsPort: number;
+  metrics: boolean;
+  interval: number;
+}
+
+async function up(opts: UpOptions): Promise<number> {
+  const log = createLogger({}, { component: 'bdr-up' });
+  const stateDir = resolve(opts.state);
+  if (!isRemoteUrl(opts.repo) && !existsSync(opts.repo)) {
+    throw new UserError(`cannot read ${opts.repo}: no such directory (give a directory or a git URL)`, EXIT.runtime);
+  }
+  let source: Source;
+  try {
+    source = sourceFor(opts.repo, { branch: opts.branch, stateDir, log });
+  } catch (err) {
+    throw new UserError((err as Error).message, EXIT.usage);
+  }
+  await mkdir(stateDir, { recursive: true });
+  const unlock = lockStateDir(stateDir);
+
+  let cluster: Cluster | undefined;
+  let operator: Operator | undefined;
+  let loop: SyncLoop | undefined;
+  const stopAll = async () => {
+    await loop?.stop();
+    await operator?.stop(10_000);
+    await cluster?.stop();
+    unlock();
+  };
+  try {
+    const kubeconfigPath = join(stateDir, 'kubeconfig');
+    try {
+      cluster = await startCluster({ port: opts.port, dataDir: join(stateDir, 'cluster'), kubeconfigPath });
+    } catch (err) {
+      throw new UserError(`cannot start the embedded API server: ${(err as Error).message}`, EXIT.runtime);
+    }
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfigPath);
+    await installCrds(kc, log);
+
+    loop = new SyncLoop({
+      source,
+      apply: (rev) => applyRepository(kc, { root: rev.root, commit: rev.commit, log }),
+      intervalMs: opts.interval,
+      log,
+    });
+    let first: SyncReport | undefined;
+    try {
+      first = await loop.syncOnce();
+    } catch (err) {
+      if (opts.once) throw new UserError(`cannot sync ${source.description}: ${(err as Error).message}`, EXIT.runtime);
+      // Long-running: the next interval retries (a remote may be briefly unreachable).
+    }
+
+    let startOperator: StartOperator | undefined;
+    try {
+      startOperator = await loadStartOperator();
+    } catch (err) {
+      log.warn('controllers are not available; only the repository is synced', { error: err as Error });
+    }
+    if (startOperator) {
+      operator = await startOperator({
+        kubeConfig: kc,
+        leaderElection: false,
+        metrics: opts.metrics ? { host: '127.0.0.1', port: opts.metricsPort } : false,
+        log: log.child({ component: 'operator' }),
+      });
+      await operator.ready;
+    }
+
+    const out = process.stdout;
+    out.write(`API server:  ${cluster.url}\n`);
+    out.write(`kubeconfig:  ${kubeconfigPath}\n`);
+    out.write(`             kubectl --kubeconfig ${kubeconfigPath} get machines,datasets,vectors -A\n`);
+    if (operator?.metricsUrl) out.write(`metrics:     ${operator.metricsUrl}\n`);
+    out.write(`repository:  ${source.description}${first?.commit ? ` @ ${first.commit}` : ''}\n`);
+
+    if (opts.once) {
+      for (const f of first?.findings ?? []) out.write(`${formatFinding(f)}\n`);
+      for (const e of first?.errors ?? []) out.write(`${e}\n`);
+      await stopAll();
+      return first && isCleanReport(first) ? EXIT.ok : EXIT.invalid;
+    }
+    await loop.start();
+    out.write(`watching for changes; Ctrl-C stops\n`);
+    const signal = await waitForSignal(log);
+    log.info('shutting down', { signal });
+    const deadline = shutdownDeadline(20_000, log);
+    await stopAll();
+    clearTimeout(deadline);
+    return signal === 'SIGINT' ? EXIT.interrupted : EXIT.ok;
+  } catch (err) {
+    await stopAll().catch(() => undefined);
+    throw err;
+  }
+}
+
+export function upCommand(): Command {
+  return new Command('up')
+    .description('standalone mode: an embedded API server fed from a Git repository, and the controllers')
+    .requiredOption('--repo <dir|url>', 'a directory of manifests, or a git URL (https://, ssh://, git@host:path, file://)')
+    .option('--branch <name>', "branch of a remote repository (default: the remote's default branch)")
+    .option('--state <dir>', 'state directory: cluster data, kubeconfig, clone of a remote', '.bdr-state')
+    .option('--once', 'sync once, run the controllers for one round, and exit (0 all applied, 1 invalid manifests)')
+    .option('--port <n>', 'port of the API server on 127.0.0.1 (0 picks a free one)', parsePort, 0)
+    .option('--metrics-port <n>', 'port of /metrics, /healthz, /readyz on 127.0.0.1 (0 picks a free one)', parsePort, 9464)
+    .option('--no-metrics', 'serve no metrics endpoint')
+    .option('--interval <duration>', 'how often to fetch a remote and re-apply (repairs drift too)', parseInterval, 60_000)
+    .addHelpText(
+      'after',
+      `
+bdr up starts an embedded Kubernetes API server whose data lives in STATE/cluster, installs bdr's
+CRDs, applies every YAML document of the repository, and runs the controllers. It writes
+STATE/kubeconfig, so kubectl works against it. A directory is watched and re-applied a moment after
+files change; a remote is fetched into STATE/repo every --interval.
+
+What it applies and prunes:
+  - every document under the repository (kustomization.yaml and hidden paths are skipped); bdr kinds
+    are checked as bdr validate does, other kinds (Namespace, Secret, ConfigMap) are passed through
+  - objects it writes carry the label app.kubernetes.io/managed-by=bdr-up and the annotations
+    bdr.dev/source (file) and bdr.dev/source-commit; only such objects are ever pruned
+  - an invalid document is reported as FILE:LINE and skipped; the rest still applies. An object whose
+    document is invalid now is NOT pruned: a typo must not delete data
+  - namespaces are created when objects need them and are never pruned
+  - re-applying an unchanged repository writes nothing
+
+A local directory that is a git working tree is read as it is on disk, uncommitted edits included.
+
+Examples:
+  bdr up --repo examples/quickstart
+  bdr up --repo https://git.example.com/ops/backups.git --branch main --state /var/lib/bdr
+  bdr up --repo ./fleet --once          # CI: apply once, exit 1 on invalid manifests
+  kubectl --kubeconfig .bdr-state/kubeconfig get machines`,
+    )
+    .action(async (opts: UpOptions) => {
+      process.exitCode = await up(opts);
+    });
+}

@@ -313,6 +313,20 @@ function newestFirst(createdAt: Float64Array, nameOf: (index: number) => string)
     const nameB = nameOf(b);
     return nameA < nameB ? 1 : nameA > nameB ? -1 : 0;
   };
+  // `zfs list -s creation` already yields strictly ascending times: then no sort is needed at all.
+  let ascending = true;
+  let descending = true;
+  for (let i = 1; i < count && (ascending || descending); i++) {
+    const step = (createdAt[i] as number) - (createdAt[i - 1] as number);
+    if (!(step > 0)) ascending = false;
+    if (!(step < 0)) descending = false;
+  }
+  if (ascending || descending) {
+    const order = new Array<number>(count);
+    for (let k = 0; k < count; k++) order[k] = ascending ? count - 1 - k : k;
+    return order;
+  }
+
   let newest = Number.NEGATIVE_INFINITY;
   let oldest = Number.POSITIVE_INFINITY;
   let wholeSeconds = true;

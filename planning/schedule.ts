@@ -13,7 +13,8 @@
  *   schedule with a time zone for "every day at 02:00 Berlin time".
  * - Cron schedules (`{ cron: '0 2 * * *', timeZone: 'Europe/Berlin' }`) are 5-field cron (minute hour
  *   day-of-month month day-of-week) or @hourly/@daily/@weekly/@monthly/@yearly (@annually), evaluated in the
- *   IANA time zone (default UTC) by cron-parser. Across DST: a local time that does not exist (spring forward,
+ *   IANA time zone (default UTC) by cron-parser; @weekly is Sunday 00:00 and @monthly the 1st at 00:00, as in
+ *   classic cron. Across DST: a local time that does not exist (spring forward,
  *   02:30 in Berlin on the last Sunday of March) fires at the same wall-clock offset after the gap (03:30); a local
  *   time that occurs twice (fall back) fires once, at its first occurrence. Hour-stepped expressions
  *   (`0 * * * *`) fire once per elapsed hour through both transitions. When day-of-month and day-of-week are

@@ -248,6 +248,10 @@ describe('planRetention properties', () => {
         const a: RetentionPlan = planRetention(input);
         const b: RetentionPlan = planRetention({ ...input, snapshots: shuffled });
         expect(b).toEqual(a);
+        // Already sorted input (either direction) takes a shortcut that must give the same plan.
+        const ascending = [...input.snapshots].sort((x, y) => ms(x) - ms(y));
+        expect(planRetention({ ...input, snapshots: ascending })).toEqual(a);
+        expect(planRetention({ ...input, snapshots: [...ascending].reverse() })).toEqual(a);
       }),
       { numRuns: 100 },
     );

@@ -5,7 +5,7 @@
  */
 import type { Machine, MachineStatus } from '../api/types.ts';
 import type { MachineMetrics, MachineSample } from '../metrics/machine-metrics.ts';
-import { AuthenticationError, HostKeyMismatchError, NodeError } from '../nodes/errors.ts';
+import { NodeError } from '../nodes/errors.ts';
 import { fingerprint as fingerprintOf } from '../nodes/host-key.ts';
 import { parseDuration } from '../planning/duration.ts';
 import type { ZfsCapabilities } from '../zfs/capabilities.ts';
@@ -109,19 +109,22 @@ export class MachineReconciler implements Reconciler {
     } catch (err) {
       if (ctx.signal.aborted) throw err;
       const message = (err as Error).message;
-      if (err instanceof HostKeyMismatchError) {
+      // zfs/ wraps transport failures into ZfsError with the transport's kind; both speak the same kinds.
+      const kind = err instanceof NodeError || err instanceof ZfsError ? err.kind : undefined;
+      if (kind === 'hostKeyMismatch') {
         set({ type: 'HostKeyVerified', status: 'False', reason: 'HostKeyMismatch', message });
         set({ type: 'Reachable', status: 'Unknown', reason: 'HostKeyMismatch', message: 'refused to log in: the host key does not match' });
         outcome = { state: 'stalled', reason: 'HostKeyMismatch', message: `${message}; if the host was reinstalled, pin its new key in spec.connection.hostKey` };
         await events.record(machine, 'Warning', 'HostKeyMismatch', message);
-      } else if (err instanceof AuthenticationError) {
-        set({ type: 'Reachable', status: 'True', reason: 'AuthenticationFailed', message });
-        outcome = { state: 'stalled', reason: 'AuthenticationFailed', message: `${message}; authorize the key of the Secret on the machine` };
-        await events.record(machine, 'Warning', 'AuthenticationFailed', message);
+      } else if (kind === 'authenticationFailed' || kind === 'invalidConfig') {
+        set({ type: 'Reachable', status: kind === 'authenticationFailed' ? 'True' : 'Unknown', reason: 'AuthenticationFailed', message });
+        const fix = kind === 'authenticationFailed' ? 'authorize the public key of the Secret on the machine' : 'fix spec.connection';
+        outcome = { state: 'stalled', reason: kind === 'authenticationFailed' ? 'AuthenticationFailed' : 'InvalidSpec', message: `${message}; ${fix}` };
+        await events.record(machine, 'Warning', outcome.reason, message);
       } else if (err instanceof MachineSecretError) {
         outcome = { state: 'failed', reason: 'SecretNotFound', message };
         requeueAfterMs = Math.min(interval, UNREACHABLE_RETRY_MS);
-      } else if (err instanceof NodeError) {
+      } else if (kind === 'connectFailed' || kind === 'connectionLost' || kind === 'timeout') {
         set({ type: 'Reachable', status: 'False', reason: 'ConnectFailed', message });
         outcome = { state: 'failed', reason: 'MachineUnreachable', message };
         requeueAfterMs = Math.min(interval, UNREACHABLE_RETRY_MS);

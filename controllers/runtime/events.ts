@@ -49,6 +49,8 @@ export class EventRecorder {
       const namespace = obj.metadata.namespace ?? this.defaultNamespace;
       const name = `${obj.metadata.name}.${randomBytes(8).toString('hex')}`;
       const event: CoreV1Event = {
+        apiVersion: 'v1',
+        kind: 'Event',
         metadata: { name, namespace },
         involvedObject: {
           apiVersion: obj.apiVersion,

@@ -6,6 +6,7 @@ import { ApiError, badRequest, invalid, methodNotAllowed, unsupportedMediaType }
 import type { Faults } from './faults.ts';
 import type { OpenApi } from './openapi.ts';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
+import { decodeProtobufObject, PROTOBUF_CONTENT_TYPE } from './protobuf.ts';
 import { apiVersionOf, fieldLabels, fieldValue, type ResourceType } from './resources.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import type { FieldValidation, Store, WriteOptions } from './store.ts';
@@ -29,7 +30,7 @@ export interface RequestLogEntry {
   url: string;
   contentType?: string;
   accept?: string;
-  /** The request body as text ('' when there is none). */
+  /** The request body as text ('' when there is none; base64 for protobuf bodies). */
   body: string;
 }
 
@@ -69,20 +70,30 @@ function send(res: ServerResponse, reply: Reply): void {
   res.end(text);
 }
 
-const bodies = new WeakMap<IncomingMessage, Promise<string>>();
+const bodies = new WeakMap<IncomingMessage, Promise<Buffer>>();
 
-/** Reads the body once; the request log and the handlers share the same text. */
-function readBody(req: IncomingMessage): Promise<string> {
+/** Reads the body once; the request log and the handlers share the same bytes. */
+function readRawBody(req: IncomingMessage): Promise<Buffer> {
   let body = bodies.get(req);
   if (!body) {
     body = (async () => {
       const chunks: Buffer[] = [];
       for await (const chunk of req) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks).toString('utf8');
+      return Buffer.concat(chunks);
     })();
     bodies.set(req, body);
   }
   return body;
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  return (await readRawBody(req)).toString('utf8');
+}
+
+/** The object a POST or PUT carries: JSON (or YAML), or protobuf for the built-ins kubectl sends that way. */
+async function readObjectBody(req: IncomingMessage): Promise<KubeObject> {
+  if (contentTypeOf(req) === PROTOBUF_CONTENT_TYPE) return asObject(decodeProtobufObject(await readRawBody(req)));
+  return asObject(parseBody(await readBody(req), contentTypeOf(req) === 'application/yaml'));
 }
 
 function parseBody(text: string, allowYaml: boolean): Json {
@@ -166,7 +177,8 @@ export class ApiHandler {
     const isWatch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     try {
       if (this.ctx.onRequest) {
-        const body = method === 'GET' ? '' : await readBody(req);
+        const raw = method === 'GET' ? Buffer.alloc(0) : await readRawBody(req);
+        const body = contentTypeOf(req) === PROTOBUF_CONTENT_TYPE ? raw.toString('base64') : raw.toString('utf8');
         this.ctx.onRequest({ method, url: req.url ?? '/', contentType: req.headers['content-type'], accept: req.headers.accept, body });
       }
       const fault = this.ctx.faults.take(method, url.pathname, isWatch);
@@ -266,7 +278,7 @@ export class ApiHandler {
     }
     if (method === 'POST') {
       if (rt.namespaced && rp.namespace === undefined) throw methodNotAllowed(`POST is not supported on all-namespaces ${rt.plural}`);
-      const body = asObject(parseBody(await readBody(req), false));
+      const body = await readObjectBody(req);
       const result = store.create(rt, rp.namespace, body, writeOptions(q));
       return json(201, this.render(rt, result.object), { warnings: result.warnings });
     }
@@ -304,7 +316,7 @@ export class ApiHandler {
         return json(200, this.render(rt, object));
       }
       case 'PUT': {
-        const body = asObject(parseBody(await readBody(req), false));
+        const body = await readObjectBody(req);
         const result = store.update(rt, ns, name, body, writeOptions(q), sub);
         return json(200, this.render(rt, result.object), { warnings: result.warnings });
       }

@@ -59,8 +59,10 @@ describe('kubectl against the embedded cluster', () => {
         if (o?.metadata?.namespace) namespaces.add(o.metadata.namespace);
       }
     }
+    // kubectl's typed `create namespace` sends protobuf, which the server must decode.
     for (const name of namespaces) {
-      await kubectlOk(cluster, ['apply', '-f', '-'], { input: stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }) });
+      if ((await api(cluster, 'GET', `/api/v1/namespaces/${name}`)).status === 200) continue;
+      expect(await kubectlOk(cluster, ['create', 'namespace', name])).toMatch(`namespace/${name} created`);
     }
     const out = await kubectlOk(cluster, ['apply', '-R', '-f', EXAMPLES]);
     expect(out).toMatch(new RegExp(`vector.bdr.dev/${vector.metadata.name} created`));
@@ -178,6 +180,39 @@ describe('kubectl against the embedded cluster', () => {
     expect(String(result.stdout)).toMatch(/condition met/);
     const row = await kubectlOk(cluster, ['get', 'vector', name, '-n', ns, '--no-headers']);
     expect(row).toMatch(/\bTrue\b/);
+  });
+
+  it('streams Table rows with printer columns for get -w', async () => {
+    const name = vector.metadata.name;
+    const cacheDir = mkdtempSync(join(tmpdir(), 'bdr-kubectl-cache-'));
+    const watching = execa(KUBECTL, ['--kubeconfig', cluster.kubeconfigPath, '--cache-dir', cacheDir, 'get', 'vectors', '-n', ns, '-w'], { reject: false });
+    let out = '';
+    watching.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    await waitFor('kubectl get -w to watch', () => (requests.some((r) => r.url.includes('watch=true') && r.url.startsWith(`/apis/bdr.dev/v1alpha1/namespaces/${ns}/vectors?`) && /as=Table/.test(r.accept ?? '')) ? true : undefined), 15_000);
+    await api(cluster, 'PATCH', `${vectorPath}/status`, { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'Waiting', message: 'watch-test', lastTransitionTime: '2026-01-01T00:00:00Z' }] } }, 'application/merge-patch+json');
+    await waitFor('the modified row', () => (out.includes('watch-test') ? true : undefined));
+    watching.kill('SIGINT');
+    await watching;
+    const lines = out.split('\n').filter((l) => l.trim());
+    expect(lines[0]).toMatch(/^NAME\s+SOURCE\s+TARGET/);
+    expect(lines.at(-1)).toMatch(new RegExp(`^${name}\\s.*\\bFalse\\s+watch-test`));
+  });
+
+  it('handles built-in kinds the way kubectl sends them: protobuf creates, strategic merge apply', async () => {
+    expect(await kubectlOk(cluster, ['create', 'secret', 'generic', 'ssh-key', '-n', ns, '--from-literal=ssh-privatekey=KEY', '--type=kubernetes.io/ssh-auth'])).toMatch(/created/);
+    const secret = (await api<{ type: string; data: Record<string, string> }>(cluster, 'GET', `/api/v1/namespaces/${ns}/secrets/ssh-key`)).body;
+    expect(secret.type).toBe('kubernetes.io/ssh-auth');
+    expect(Buffer.from(secret.data['ssh-privatekey']!, 'base64').toString()).toBe('KEY');
+    const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: ns, labels: { a: '1' } }, data: { one: '1', two: '2' } };
+    await kubectlOk(cluster, ['apply', '-f', '-'], { input: stringify(cm) });
+    requests.length = 0;
+    const changed = { ...cm, data: { one: '1', three: '3' } };
+    expect(await kubectlOk(cluster, ['apply', '-f', '-'], { input: stringify(changed) })).toMatch(/configured/);
+    expect(requests.find((r) => r.method === 'PATCH')?.contentType).toBe('application/strategic-merge-patch+json');
+    expect((await api<{ data: Record<string, string> }>(cluster, 'GET', `/api/v1/namespaces/${ns}/configmaps/settings`)).body.data).toEqual({ one: '1', three: '3' });
+    const listed = await kubectlOk(cluster, ['get', 'secrets,configmaps', '-n', ns]);
+    expect(listed).toMatch(/secret\/ssh-key\s+kubernetes.io\/ssh-auth\s+1\s/);
+    expect(listed).toMatch(/configmap\/settings\s+2\s/);
   });
 
   it('prints one line per bad field for an invalid Vector', async () => {

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatDuration, parseDuration } from '../../planning/duration.ts';
 import {
+  describeSchedule,
   isDue,
   missedRuns,
   nextDue,
@@ -76,6 +77,11 @@ describe('parseSchedule', () => {
     if (!parsed.ok) expect(parsed.problem).toMatch(message);
     const validated = validateScheduleSpec(spec);
     expect(validated).toMatchObject({ ok: false, field });
+  });
+
+  it('describes schedules for status and bdr plan', () => {
+    expect(describeSchedule(schedule({ interval: '90m' }))).toBe('every 1h30m (epoch-aligned, UTC)');
+    expect(describeSchedule(schedule({ cron: '0 2 * * *', timeZone: 'Europe/Berlin' }))).toBe('cron "0 2 * * *" (Europe/Berlin)');
   });
 
   it('rejects non-objects', () => {

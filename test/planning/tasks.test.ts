@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   TASK_ACTIONS,
   compareTasks,
+  isRecentlyFailedSend,
   selectTasksToStart,
   type MachineSlots,
   type QueuedTask,
@@ -83,6 +84,22 @@ describe('selectTasksToStart: examples after the seed', () => {
     const result = selectTasksToStart({ queued, running: [], slots: { a: { zfs: 0, transfer: 2 }, b: { zfs: 1, transfer: 0 } }, now: NOW });
     expect(new Set(ids(result.start))).toEqual(new Set(['a1', 'a2', 'c1', 'c2']));
     expect(new Set(ids(result.waiting))).toEqual(new Set(['b1', 'c3']));
+  });
+
+  it('gives no boost to a failure outside the window or "in the future" (clock skew), nor to non-sends', () => {
+    const base = { machine: 'agg', kind: 'transfer' as const, priority: 100, enqueuedAt: NOW - 60 * MINUTE };
+    expect(isRecentlyFailedSend({ ...base, id: 'a', action: 'send', lastFailedSendAt: NOW - 15 * MINUTE }, NOW, 15 * MINUTE)).toBe(true);
+    expect(isRecentlyFailedSend({ ...base, id: 'b', action: 'send', lastFailedSendAt: NOW - 15 * MINUTE - 1 }, NOW, 15 * MINUTE)).toBe(false);
+    expect(isRecentlyFailedSend({ ...base, id: 'c', action: 'send', lastFailedSendAt: NOW + MINUTE }, NOW, 15 * MINUTE)).toBe(false);
+    expect(isRecentlyFailedSend({ ...base, id: 'd', action: 'stream', lastFailedSendAt: NOW - MINUTE }, NOW, 15 * MINUTE)).toBe(false);
+    expect(isRecentlyFailedSend({ ...base, id: 'e', action: 'send' }, NOW, 15 * MINUTE)).toBe(false);
+  });
+
+  it('treats slots lowered below the running count as zero free slots', () => {
+    const running: RunningTask[] = [1, 2, 3].map((i) => ({ id: `r${i}`, machine: 'agg', kind: 'zfs' }));
+    const queued = [task({ id: 'snap', kind: 'zfs', action: 'snapshot' }), task({ id: 'recv', kind: 'transfer', action: 'receive' })];
+    const result = selectTasksToStart({ queued, running, slots: { agg: { zfs: 1, transfer: 1 } }, now: NOW });
+    expect(ids(result.start)).toEqual(['recv']);
   });
 
   it('does not start a task that is already running', () => {

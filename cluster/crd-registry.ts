@@ -1,5 +1,6 @@
 import { builtin, configmaps, events, genericObjectSchema, leases, namespaces, secrets } from './builtins.ts';
 import type { StatusCause } from './errors.ts';
+import { eventsV1 } from './events.ts';
 import { apiVersionOf, compareVersions, type ResourceType } from './resources.ts';
 import { compileSchema, type CompiledSchema } from './schema.ts';
 import { printerColumnTable, type PrinterColumn } from './table.ts';
@@ -224,7 +225,7 @@ export const customResourceDefinitions: ResourceType = {
   validate: validateCrd,
 };
 
-export const BUILTIN_TYPES: ResourceType[] = [namespaces, configmaps, secrets, events, leases, customResourceDefinitions];
+export const BUILTIN_TYPES: ResourceType[] = [namespaces, configmaps, secrets, events, eventsV1, leases, customResourceDefinitions];
 
 /** Every served resource, keyed by group/version/plural; CRD writes add and remove entries. */
 export class Registry {
@@ -253,10 +254,10 @@ export class Registry {
     return this.all().find((rt) => apiVersionOf(rt) === apiVersion && rt.kind === kind);
   }
 
-  /** The types of one storage key (one per served version), preferred version first. */
+  /** The types that own one storage key (one per served version), preferred version first. */
   versionsOf(storageKey: string): ResourceType[] {
     return this.all()
-      .filter((rt) => rt.storageKey === storageKey)
+      .filter((rt) => rt.storageKey === storageKey && !rt.conversion)
       .sort((a, b) => compareVersions(a.version, b.version));
   }
 

@@ -7,7 +7,7 @@ import type { Faults } from './faults.ts';
 import type { OpenApi } from './openapi.ts';
 import { jsonPatch, mergePatch, strategicMergePatch } from './patch.ts';
 import { decodeProtobufObject, PROTOBUF_CONTENT_TYPE } from './protobuf.ts';
-import { apiVersionOf, fieldLabels, fieldValue, type ResourceType } from './resources.ts';
+import { apiVersionOf, fieldLabels, fieldValue, present, type ResourceType } from './resources.ts';
 import { parseFieldSelector, parseLabelSelector } from './selectors.ts';
 import type { FieldValidation, Store, WriteOptions } from './store.ts';
 import { buildTable, TABLE_CONTENT_TYPE, wantsTable } from './table.ts';
@@ -238,7 +238,12 @@ export class ApiHandler {
   }
 
   private render(rt: ResourceType, object: KubeObject): JsonObject {
-    return { ...object, apiVersion: apiVersionOf(rt) } as unknown as JsonObject;
+    return present(rt, object);
+  }
+
+  /** Where a write lands: the type itself, or the storage type of a converted API (events.k8s.io). */
+  private target(rt: ResourceType, body: KubeObject): { rt: ResourceType; body: KubeObject } {
+    return rt.conversion ? { rt: rt.conversion.storage, body: rt.conversion.toStorage(body) } : { rt, body };
   }
 
   private async collection(req: IncomingMessage, res: ServerResponse, rt: ResourceType, rp: ResourcePath, q: URLSearchParams, method: string, isWatch: boolean): Promise<Reply | undefined> {
@@ -269,7 +274,7 @@ export class ApiHandler {
         .sort(byNamespaceAndName);
       if (method === 'DELETE') {
         const opts = await this.deleteOptions(req, q);
-        const deleted = items.map((o) => this.ctx.store.delete(rt, o.metadata.namespace, o.metadata.name ?? '', opts).object);
+        const deleted = items.map((o) => this.ctx.store.delete(rt.conversion?.storage ?? rt, o.metadata.namespace, o.metadata.name ?? '', opts).object);
         return json(200, { kind: rt.listKind, apiVersion: apiVersionOf(rt), metadata: { resourceVersion: String(store.resourceVersion) }, items: deleted.map((o) => this.render(rt, o)) });
       }
       const rv = String(store.resourceVersion);
@@ -278,8 +283,8 @@ export class ApiHandler {
     }
     if (method === 'POST') {
       if (rt.namespaced && rp.namespace === undefined) throw methodNotAllowed(`POST is not supported on all-namespaces ${rt.plural}`);
-      const body = await readObjectBody(req);
-      const result = store.create(rt, rp.namespace, body, writeOptions(q));
+      const t = this.target(rt, await readObjectBody(req));
+      const result = store.create(t.rt, rp.namespace, t.body, writeOptions(q));
       return json(201, this.render(rt, result.object), { warnings: result.warnings });
     }
     throw methodNotAllowed(`${method} is not supported on a collection`);
@@ -316,15 +321,15 @@ export class ApiHandler {
         return json(200, this.render(rt, object));
       }
       case 'PUT': {
-        const body = await readObjectBody(req);
-        const result = store.update(rt, ns, name, body, writeOptions(q), sub);
+        const t = this.target(rt, await readObjectBody(req));
+        const result = store.update(t.rt, ns, name, t.body, writeOptions(q), sub);
         return json(200, this.render(rt, result.object), { warnings: result.warnings });
       }
       case 'PATCH':
         return this.patch(req, rt, ns, name, q, sub);
       case 'DELETE': {
         if (sub === 'status') throw methodNotAllowed('DELETE is not supported on the status subresource');
-        const result = store.delete(rt, ns, name, await this.deleteOptions(req, q));
+        const result = store.delete(rt.conversion?.storage ?? rt, ns, name, await this.deleteOptions(req, q));
         if (result.kind === 'marked' || rt.plural === 'namespaces') return json(200, this.render(rt, result.object));
         return json(200, {
           kind: 'Status',
@@ -358,7 +363,8 @@ export class ApiHandler {
         if (body.metadata.name && body.metadata.name !== name) {
           throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
         }
-        const result = store.create(rt, ns, { ...body, metadata: { ...body.metadata, name } }, options);
+        const t = this.target(rt, { ...body, metadata: { ...body.metadata, name } });
+        const result = store.create(t.rt, ns, t.body, options);
         return json(201, this.render(rt, result.object), { warnings: result.warnings });
       }
     }
@@ -371,7 +377,8 @@ export class ApiHandler {
       if (!isJsonObject(patch)) throw badRequest('a merge patch must be a JSON object');
       patched = mergePatch(current, patch);
     }
-    const result = store.update(rt, ns, name, asObject(patched), options, sub);
+    const t = this.target(rt, asObject(patched));
+    const result = store.update(t.rt, ns, name, t.body, options, sub);
     return json(200, this.render(rt, result.object), { warnings: result.warnings });
   }
 }

@@ -7,6 +7,7 @@ import type { JsonObject } from './types.ts';
 const BUILTIN_SCHEMA_PREFIX: Record<string, string> = {
   '': 'io.k8s.api.core',
   'coordination.k8s.io': 'io.k8s.api.coordination',
+  'events.k8s.io': 'io.k8s.api.events',
   'apiextensions.k8s.io': 'io.k8s.apiextensions-apiserver.pkg.apis.apiextensions',
 };
 

@@ -32,6 +32,18 @@ export interface ResourceType {
   validate?(object: KubeObject, old: KubeObject | undefined): StatusCause[];
   /** The name of the CRD that defines it, for custom resources. */
   crdName?: string;
+  /** For a second API over another type's storage (events.k8s.io/v1 over core v1 Events). */
+  conversion?: {
+    storage: ResourceType;
+    toStorage(object: KubeObject): KubeObject;
+    fromStorage(object: KubeObject): KubeObject;
+  };
+}
+
+/** An object as a client of this group/version sees it. */
+export function present(rt: ResourceType, object: KubeObject): JsonObject {
+  if (rt.conversion) return rt.conversion.fromStorage(object) as unknown as JsonObject;
+  return { ...object, apiVersion: apiVersionOf(rt) } as unknown as JsonObject;
 }
 
 export function apiVersionOf(rt: Pick<ResourceType, 'group' | 'version'>): string {

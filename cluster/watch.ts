@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { ApiError, gone } from './errors.ts';
 import type { Faults } from './faults.ts';
-import { apiVersionOf, type ResourceType } from './resources.ts';
+import { apiVersionOf, present, type ResourceType } from './resources.ts';
 import type { Store, StoreEvent } from './store.ts';
 import { buildTable } from './table.ts';
 import type { JsonObject, KubeObject } from './types.ts';
@@ -59,8 +59,7 @@ export class WatchHub {
     res.flushHeaders();
 
     const render = (object: KubeObject): JsonObject => {
-      const o = { ...object, apiVersion: apiVersionOf(rt) } as unknown as JsonObject;
-      return req.table ? buildTable(rt.table, [object], object.metadata.resourceVersion ?? '') : o;
+      return req.table ? buildTable(rt.table, [object], object.metadata.resourceVersion ?? '') : present(rt, object);
     };
     let corked = false;
     const send = (type: string, object: JsonObject): void => {

@@ -314,3 +314,40 @@ describe('API semantics', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
   });
 });
+
+describe('events in both APIs', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster();
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('serves events.k8s.io/v1 Events as views of the core v1 Events kubectl describe reads', async () => {
+    const created = await api<KubeObject>(cluster, 'POST', '/apis/events.k8s.io/v1/namespaces/default/events', {
+      apiVersion: 'events.k8s.io/v1',
+      kind: 'Event',
+      metadata: { name: 'v.1' },
+      regarding: { apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', name: 'v', namespace: 'default', uid: 'u-1' },
+      note: 'synced 3 snapshots',
+      reason: 'Synced',
+      type: 'Normal',
+      action: 'Sync',
+      eventTime: '2026-11-26T06:00:00.000000Z',
+      reportingController: 'bdr.dev/vector-controller',
+      reportingInstance: 'bdr-0',
+    });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ apiVersion: 'events.k8s.io/v1', note: 'synced 3 snapshots', regarding: { name: 'v' } });
+    const core = (await api<List>(cluster, 'GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dv,involvedObject.kind%3DVector')).body.items;
+    expect(core).toHaveLength(1);
+    expect(core[0]).toMatchObject({ apiVersion: 'v1', message: 'synced 3 snapshots', reportingComponent: 'bdr.dev/vector-controller', involvedObject: { uid: 'u-1' } });
+    const viaNew = (await api<List>(cluster, 'GET', '/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Dv')).body.items;
+    expect(viaNew.map((e) => e.metadata.resourceVersion)).toEqual([core[0]!.metadata.resourceVersion]);
+    const patched = await api<KubeObject>(cluster, 'PATCH', '/apis/events.k8s.io/v1/namespaces/default/events/v.1', { series: { count: 2, lastObservedTime: '2026-11-26T06:01:00.000000Z' } }, 'application/merge-patch+json');
+    expect(patched.body).toMatchObject({ series: { count: 2 }, note: 'synced 3 snapshots' });
+    expect((await api(cluster, 'DELETE', '/apis/events.k8s.io/v1/namespaces/default/events/v.1')).status).toBe(200);
+    expect((await api(cluster, 'GET', '/api/v1/namespaces/default/events/v.1')).status).toBe(404);
+  });
+});

@@ -120,6 +120,15 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   const createdAt = new Float64Array(count);
   for (let i = 0; i < count; i++) createdAt[i] = toEpochMs((input.snapshots[i] as SnapshotInfo).createdAt);
   const order = newestFirst(createdAt, (i) => (input.snapshots[i] as SnapshotInfo).name);
+  // From here on everything is indexed by position k in newest-first order; permuting once keeps every later pass
+  // sequential in memory (random access into 100,000 objects costs more than the passes themselves).
+  const sorted: SnapshotInfo[] = new Array<SnapshotInfo>(count);
+  const times = new Float64Array(count);
+  for (let k = 0; k < count; k++) {
+    const i = order[k] as number;
+    sorted[k] = input.snapshots[i] as SnapshotInfo;
+    times[k] = createdAt[i] as number;
+  }
 
   // reasons[k] and rank[k] are indexed by position in `order` (0 = newest). Reason lists are allocated only
   // for kept snapshots: with 100,000 snapshots, allocation dominates the cost of a plan.
@@ -134,12 +143,12 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   const anyProtected = protectedNames.size > 0;
   for (let k = 0; k < count; k++) {
     if (k === 0) keepFloor(k, 'newest');
-    if (anyProtected && protectedNames.has((input.snapshots[order[k] as number] as SnapshotInfo).name)) keepFloor(k, 'protected');
-    if ((createdAt[order[k] as number] as number) > nowMs) keepFloor(k, 'future');
+    if (anyProtected && protectedNames.has((sorted[k] as SnapshotInfo).name)) keepFloor(k, 'protected');
+    if ((times[k] as number) > nowMs) keepFloor(k, 'future');
     if (k < keepLast) keepFloor(k, 'keepLast');
   }
 
-  applyCalendarTiers(policy, order, createdAt, reasons, rank);
+  applyCalendarTiers(policy, times, reasons, rank);
 
   // Destroy what no rule keeps; then thin for the caps.
   const destroyReasons: (readonly string[] | undefined)[] = new Array<readonly string[] | undefined>(count).fill(undefined);
@@ -148,7 +157,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   for (let k = 0; k < count; k++) {
     if (rank[k] === 0) {
       destroyReasons[k] = EXPIRED;
-      if (projected !== undefined) projected -= usedBytesOf(input.snapshots[order[k] as number] as SnapshotInfo);
+      if (projected !== undefined) projected -= usedBytesOf(sorted[k] as SnapshotInfo);
     } else {
       keptCount += 1;
     }
@@ -181,7 +190,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
       if (why.length === 0) break;
       destroyReasons[k] = why;
       keptCount -= 1;
-      if (projected !== undefined) projected -= usedBytesOf(input.snapshots[order[k] as number] as SnapshotInfo);
+      if (projected !== undefined) projected -= usedBytesOf(sorted[k] as SnapshotInfo);
     }
     if (overCount()) {
       unmetCaps.push(`maxSnapshots: ${keptCount} > ${maxSnapshots as number}, but all remaining snapshots are the floor (newest, keepLast, protected)`);
@@ -197,13 +206,13 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   const keep: string[] = [];
   const destroy: string[] = [];
   for (let k = 0; k < count; k++) {
-    const snapshot = input.snapshots[order[k] as number] as SnapshotInfo;
+    const snapshot = sorted[k] as SnapshotInfo;
     const destroyed = destroyReasons[k];
     if (destroyed === undefined) keep.push(snapshot.name);
     else destroy.push(snapshot.name);
     decisions[k] = {
       name: snapshot.name,
-      createdAt: createdAt[order[k] as number] as number,
+      createdAt: times[k] as number,
       keep: destroyed === undefined,
       reasons: destroyed ?? reasons[k] ?? [],
     };
@@ -224,8 +233,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
  */
 function applyCalendarTiers(
   policy: RetentionPolicy,
-  order: readonly number[],
-  createdAt: Float64Array,
+  times: Float64Array,
   reasons: (string[] | undefined)[],
   rank: Float64Array,
 ): void {
@@ -237,8 +245,8 @@ function applyCalendarTiers(
   if (active.length === 0) return;
   const clock = new ZoneClock(policy.timeZone ?? 'UTC');
   let remaining = active.length;
-  for (let k = 0; k < order.length && remaining > 0; k++) {
-    const utc = createdAt[order[k] as number] as number;
+  for (let k = 0; k < times.length && remaining > 0; k++) {
+    const utc = times[k] as number;
     const offsetMin = clock.offsetMinutes(utc);
     const local = utc + offsetMin * 60_000;
     const day = Math.floor(local / DAY_MS);

@@ -1,5 +1,5 @@
 import { ApiError, badRequest } from './errors.ts';
-import { deepClone, isJsonObject, jsonEqual, type Json, type JsonObject } from './types.ts';
+import { deepClone, isJsonObject, jsonEqual, setOwn, type Json, type JsonObject } from './types.ts';
 
 /** RFC 7386: objects merge recursively, `null` deletes, everything else (lists included) replaces. */
 export function mergePatch(target: Json | undefined, patch: Json): Json {
@@ -7,7 +7,7 @@ export function mergePatch(target: Json | undefined, patch: Json): Json {
   const result: JsonObject = isJsonObject(target) ? { ...target } : {};
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete result[key];
-    else result[key] = mergePatch(result[key], value);
+    else setOwn(result, key, mergePatch(Object.prototype.hasOwnProperty.call(result, key) ? result[key] : undefined, value));
   }
   return result;
 }
@@ -38,9 +38,9 @@ export function strategicMergePatch(target: Json | undefined, patch: Json): Json
     }
     if (value === null) delete result[key];
     else {
-      const merged = strategicMergePatch(result[key], value);
+      const merged = strategicMergePatch(Object.prototype.hasOwnProperty.call(result, key) ? result[key] : undefined, value);
       if (merged === null) delete result[key];
-      else result[key] = merged;
+      else setOwn(result, key, merged);
     }
   }
   return result;

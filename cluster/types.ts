@@ -66,3 +66,11 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
 export function nowTimestamp(now: Date = new Date()): string {
   return now.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
+
+/**
+ * Assigns an own property even for keys like `__proto__`, which JSON.parse creates as plain keys but
+ * `obj[key] = v` would treat as a prototype change.
+ */
+export function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}

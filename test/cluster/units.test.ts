@@ -158,3 +158,13 @@ describe('structural schema handling', () => {
     expect(causes.map((c) => c.field).sort()).toEqual(['spec.map.a', 'spec.port']);
   });
 });
+
+describe('keys that look like prototypes', () => {
+  it('treats __proto__ in a merge patch as data, not as a prototype', () => {
+    const patch = JSON.parse('{"spec":{"__proto__":{"polluted":true}}}') as Json;
+    const out = mergePatch({ spec: { a: 1 } }, patch) as { spec: Record<string, unknown> };
+    expect(Object.getPrototypeOf(out.spec)).toBe(Object.prototype);
+    expect(Object.keys(out.spec).sort()).toEqual(['__proto__', 'a']);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});

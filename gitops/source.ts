@@ -79,16 +79,23 @@ export function debounce(fn: () => void, quietMs: number, maxWaitMs = quietMs * 
   };
 }
 
-/** Hidden paths (.git, editor swap files) and node_modules never trigger a sync; the loader skips them too. */
-function ignoredUnder(root: string): (path: string) => boolean {
+/**
+ * Hidden paths (.git, editor swap files) and node_modules never trigger a sync; the loader skips them too. Nor
+ * do the excluded directories: a state directory inside the repository would otherwise have every status write
+ * of the embedded cluster trigger a sync.
+ */
+function ignoredUnder(root: string, exclude: readonly string[]): (path: string) => boolean {
+  const excluded = exclude.map((e) => resolve(e));
   return (path) => {
-    const rel = relative(root, path);
+    const abs = resolve(path);
+    if (excluded.some((e) => abs === e || abs.startsWith(`${e}${sep}`))) return true;
+    const rel = relative(root, abs);
     if (rel === '' || rel.startsWith('..')) return false;
     return rel.split(sep).some((part) => part.startsWith('.') || part === 'node_modules');
   };
 }
 
-export function directorySource(path: string, options: { debounceMs?: number; log: Logger }): Source {
+export function directorySource(path: string, options: { debounceMs?: number; exclude?: readonly string[]; log: Logger }): Source {
   const root = resolve(path);
   let watcher: FSWatcher | undefined;
   let pending: ReturnType<typeof debounce> | undefined;
@@ -101,7 +108,7 @@ export function directorySource(path: string, options: { debounceMs?: number; lo
     },
     async watch(onChange) {
       pending = debounce(onChange, options.debounceMs ?? 300);
-      const w = watch(root, { ignoreInitial: true, ignored: ignoredUnder(root), awaitWriteFinish: false });
+      const w = watch(root, { ignoreInitial: true, ignored: ignoredUnder(root, options.exclude ?? []), awaitWriteFinish: false });
       watcher = w;
       w.on('all', (event, file) => {
         options.log.debug('file changed', { event, file: relative(root, file) });
@@ -179,5 +186,5 @@ export function remoteSource(options: RemoteOptions): Source {
 export function sourceFor(repo: string, options: { branch?: string; stateDir: string; debounceMs?: number; log: Logger }): Source {
   if (isRemoteUrl(repo)) return remoteSource({ url: repo, branch: options.branch, dir: join(options.stateDir, 'repo'), log: options.log });
   if (options.branch !== undefined) throw new Error(`--branch applies to a remote repository; ${repo} is a local directory (its files are read as they are)`);
-  return directorySource(repo, { debounceMs: options.debounceMs, log: options.log });
+  return directorySource(repo, { debounceMs: options.debounceMs, exclude: [options.stateDir], log: options.log });
 }

@@ -4,19 +4,24 @@
  */
 import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { machineKind } from '../api/kinds/index.ts';
-import type { Machine } from '../api/types.ts';
+import { datasetKind, machineKind, retentionPolicyKind } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy } from '../api/types.ts';
+import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
 import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { MachineConnections } from './machine-connections.ts';
+import { DatasetReconciler } from './dataset-controller.ts';
+import { InventoryCache } from './inventory-cache.ts';
 import { MachineReconciler } from './machine-controller.ts';
+import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
+import { TaskRunner } from './task-runner.ts';
 import type { Operator, OperatorOptions } from './operator-options.ts';
 import { systemClock } from './runtime/clock.ts';
 import { Controller } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
-import { Informer } from './runtime/informer.ts';
+import { Informer, objectKey } from './runtime/informer.ts';
 import { KubeClient, resourceOf } from './runtime/kube.ts';
 import { DEFAULT_LEASE, LeaderElector } from './runtime/leader.ts';
 
@@ -37,7 +42,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const runtimeMetrics = new RuntimeMetrics(registry, () => clock.now());
 
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
-  const informers = [machines];
+  const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
+  const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
+  const informers = [machines, datasets, policies];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -52,12 +59,38 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}),
   });
 
+  registerDatasetMetrics(registry, () => datasets.list());
+  const tasks = new TaskRunner(clock);
+  const inventories = new InventoryCache(2_000, clock);
+  const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
+
   // Controllers live for one term of leadership; a new term starts from a fresh queue and a full resync.
-  let controllers: Array<Controller<Machine>> = [];
+  let controllers: Array<{ start(): void; stop(deadlineMs?: number): Promise<void> }> = [];
   const startControllers = () => {
-    controllers = [
-      new Controller({ name: 'machine', informer: machines, reconciler: machineReconciler, workers: 4, metrics: runtimeMetrics, clock, log }),
-    ];
+    const machineController = new Controller({ name: 'machine', informer: machines, reconciler: machineReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
+    const datasetReconciler = new DatasetReconciler({
+      client,
+      datasets,
+      policies,
+      machines,
+      connections,
+      inventories,
+      tasks,
+      events,
+      clock,
+      enqueue: (key) => datasetController.enqueue(key),
+    });
+    const datasetController: Controller<Dataset> = new Controller({ name: 'dataset', informer: datasets, reconciler: datasetReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
+    datasetController.watch(machines, (m) => datasets.list().filter((d) => d.spec.machineRef.name === m.metadata.name).map(objectKey));
+    datasetController.watch(policies, (p) =>
+      datasets
+        .list()
+        .filter((d) => d.metadata.namespace === p.metadata.namespace && d.spec.retentionPolicyRef.name === p.metadata.name)
+        .map(objectKey),
+    );
+    const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
+    policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
+    controllers = [machineController, datasetController, policyController];
     for (const c of controllers) c.start();
   };
   const stopControllers = async (deadlineMs?: number) => {

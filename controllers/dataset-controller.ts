@@ -1,0 +1,260 @@
+/**
+ * The Dataset controller: takes restore points on schedule and prunes bdr's own by the RetentionPolicy.
+ * Observe (one inventory per machine, shared), ask planning (planDataset), act through the machine's task
+ * slots (snapshot, destroy), write status. Datasets of one machine that are due at the same instant are
+ * snapshotted in one command. Nothing but bdr's own, unheld, unprotected snapshots is ever destroyed.
+ */
+import { datasetKind } from '../api/kinds/index.ts';
+import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/types.ts';
+import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
+import { parseSchedule, type Schedule } from '../planning/schedule.ts';
+import { validateRetentionPolicy, type RetentionPolicy as PolicyRules } from '../planning/retention.ts';
+import type { Inventory } from '../zfs/inventory.ts';
+import { datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, poolOf } from './dataset-snapshots.ts';
+import type { InventoryCache } from './inventory-cache.ts';
+import type { MachineConnections, MachineHandle } from './machine-connections.ts';
+import type { Clock } from './runtime/clock.ts';
+import { findCondition, setCondition, summarize, type Outcome } from './runtime/conditions.ts';
+import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
+import type { EventRecorder } from './runtime/events.ts';
+import type { Informer } from './runtime/informer.ts';
+import { objectKey } from './runtime/informer.ts';
+import { resourceOf, type KubeClient } from './runtime/kube.ts';
+import { writeStatus } from './runtime/status.ts';
+import type { TaskRunner } from './task-runner.ts';
+
+const DATASET = resourceOf(datasetKind);
+/** Calendar buckets roll over even when no snapshot is taken; look again at least this often. */
+const MAX_REQUEUE_MS = 60 * 60_000;
+const DEPENDENCY_RETRY_MS = 30_000;
+
+export interface DatasetControllerDeps {
+  client: KubeClient;
+  datasets: Informer<Dataset>;
+  policies: Informer<RetentionPolicy>;
+  machines: Informer<Machine>;
+  connections: MachineConnections;
+  inventories: InventoryCache;
+  tasks: TaskRunner;
+  events: EventRecorder;
+  clock: Clock;
+  /** Re-queues another Dataset (those snapshotted in the same batch update their status). */
+  enqueue?: (key: string) => void;
+  /** Full snapshot names that vectors need as incremental bases, per machine. */
+  protectedSnapshots?: (machine: string) => ReadonlySet<string>;
+}
+
+export const policyRules = (p: RetentionPolicy): PolicyRules => ({ ...p.spec });
+
+export class DatasetReconciler implements Reconciler {
+  private readonly rounds = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly deps: DatasetControllerDeps) {}
+
+  async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult | void> {
+    const { datasets, policies, machines, clock } = this.deps;
+    const ds = datasets.get(key);
+    if (!ds) return;
+    const generation = ds.metadata.generation ?? 0;
+    const ns = ds.metadata.namespace ?? 'default';
+    const now = clock.now();
+
+    const schedule = parseSchedule(ds.spec.schedule);
+    if (!schedule.ok) return this.finish(ds, { state: 'stalled', reason: 'InvalidSchedule', message: schedule.problem }, {});
+    const policy = policies.get(`${ns}/${ds.spec.retentionPolicyRef.name}`);
+    if (!policy) {
+      return this.finish(
+        ds,
+        { state: 'failed', reason: 'DependencyNotReady', message: `RetentionPolicy ${ns}/${ds.spec.retentionPolicyRef.name} does not exist` },
+        {},
+        DEPENDENCY_RETRY_MS,
+      );
+    }
+    const policyProblems = validateRetentionPolicy(policyRules(policy));
+    if (policyProblems.length > 0) {
+      return this.finish(ds, { state: 'stalled', reason: 'InvalidRetentionPolicy', message: policyProblems.join('; ') }, {});
+    }
+    const machine = machines.get(ds.spec.machineRef.name);
+    const machineReady = machine && findCondition(machine.status?.conditions, 'Ready')?.status === 'True';
+    if (!machine || !machineReady) {
+      const why = machine ? `Machine ${machine.metadata.name} is not Ready` : `Machine ${ds.spec.machineRef.name} does not exist`;
+      return this.finish(ds, { state: 'failed', reason: 'DependencyNotReady', message: why }, {}, DEPENDENCY_RETRY_MS);
+    }
+
+    const handle = await this.deps.connections.get(machine);
+    let inventory = await this.inventory(machine, handle);
+    if (!inventory.datasets.some((d) => d.name === ds.spec.name)) {
+      if (ds.spec.managementPolicy !== 'Create') {
+        return this.finish(
+          ds,
+          { state: 'failed', reason: 'DatasetNotFound', message: `${ds.spec.name} does not exist on ${machine.metadata.name}; create it or set managementPolicy: Create` },
+          {},
+          DEPENDENCY_RETRY_MS,
+        );
+      }
+      await this.deps.tasks.submit({
+        machine: machine.metadata.name,
+        kind: 'zfs',
+        action: 'build',
+        priority: ds.spec.priority,
+        run: () => handle.zfs.createDataset(ds.spec.name, { parents: true, properties: { ...(ds.spec.properties ?? {}) }, signal: ctx.signal }),
+      });
+      this.deps.inventories.invalidate(machine.metadata.name);
+      await this.deps.events.record(ds, 'Normal', 'DatasetCreated', `created ${ds.spec.name} on ${machine.metadata.name}`);
+      inventory = await this.inventory(machine, handle);
+    }
+
+    const protectedNames = this.deps.protectedSnapshots?.(machine.metadata.name) ?? new Set<string>();
+    const planFor = (inv: Inventory, at: number): DatasetPlan =>
+      planDataset({
+        dataset: ds.spec.name,
+        schedule: schedule.value,
+        policy: policyRules(policy),
+        snapshots: datasetSnapshots(inv, ds.spec.name),
+        now: at,
+        protectedNames,
+        ...poolCapacity(inv, ds.spec.name),
+        suspended: ds.spec.suspend,
+      });
+    let plan = planFor(inventory, now);
+    if (plan.take) {
+      await this.snapshotRound(machine, handle, now, ctx, key);
+      inventory = await this.inventory(machine, handle);
+      plan = planFor(inventory, now);
+    }
+
+    let blocked: string[] = [...plan.unmetCaps];
+    if (plan.destroy.length > 0) {
+      const results = await this.deps.tasks.submit({
+        machine: machine.metadata.name,
+        kind: 'zfs',
+        action: 'prune',
+        priority: ds.spec.priority,
+        run: () => handle.zfs.destroySnapshots(plan.destroy, { signal: ctx.signal }),
+      });
+      this.deps.inventories.invalidate(machine.metadata.name);
+      const destroyed = results.filter((r) => r.destroyed).map((r) => r.snapshot);
+      const failed = results.filter((r): r is Extract<typeof r, { destroyed: false }> => !r.destroyed);
+      if (destroyed.length > 0) {
+        const reasons = plan.decisions.filter((d) => destroyed.includes(d.name)).map((d) => `${short(d.name)} (${d.reasons.join(', ')})`);
+        await this.deps.events.record(ds, 'Normal', 'SnapshotsPruned', `destroyed ${destroyed.length}: ${reasons.join('; ')}`);
+      }
+      blocked = [...blocked, ...failed.map((f) => `${short(f.snapshot)}: ${f.error.kind === 'busy' ? 'held or in use' : f.error.message}`)];
+      // What is left is known without asking ZFS again.
+      const gone = new Set(destroyed);
+      inventory = { ...inventory, snapshots: inventory.snapshots.filter((s) => !gone.has(s.name)) };
+    }
+    if (blocked.length > 0) {
+      await this.deps.events.record(ds, 'Warning', 'RetentionBlocked', blocked.join('; '));
+    }
+
+    const snapshots = datasetSnapshots(inventory, ds.spec.name);
+    const status = statusFrom(ds, inventory, snapshots, plan);
+    const outcome: Outcome = ds.spec.suspend
+      ? { state: 'ready', reason: 'Suspended', message: 'suspended: no snapshots are taken or pruned' }
+      : { state: 'ready', reason: 'Succeeded', message: `${status.restorePoints?.count ?? 0} restore point(s); next ${new Date(plan.nextSnapshotAt).toISOString()}` };
+    const retentionCondition = blocked.length > 0
+      ? { type: 'RetentionApplied', status: 'False' as const, reason: 'RetentionBlocked', message: blocked.join('; ') }
+      : { type: 'RetentionApplied', status: 'True' as const, reason: 'Succeeded', message: 'retention policy applied' };
+    status.conditions = setCondition(ds.status?.conditions, retentionCondition, generation, new Date(clock.now()));
+    const wait = Math.max(1_000, Math.min(MAX_REQUEUE_MS, plan.nextSnapshotAt - clock.now()));
+    return this.finish(ds, outcome, status, wait);
+  }
+
+  /**
+   * Takes every snapshot due on this machine now, in one command where ZFS allows, through one ZFS slot.
+   * Serialised per machine: a second dataset arriving while the round runs finds its snapshot already taken.
+   */
+  private async snapshotRound(machine: Machine, handle: MachineHandle, now: number, ctx: ReconcileContext, requester: string): Promise<void> {
+    const name = machine.metadata.name;
+    const previous = this.rounds.get(name) ?? Promise.resolve();
+    const round = previous.catch(() => undefined).then(async () => {
+      // Our own writes invalidate the cache, so a cached inventory already shows snapshots earlier rounds took.
+      const inventory = await this.inventory(machine, handle);
+      const due: Array<{ key: string; snapshot: string; priority: number }> = [];
+      for (const other of this.deps.datasets.list()) {
+        if (other.spec.machineRef.name !== name || other.spec.suspend) continue;
+        const schedule = parseSchedule(other.spec.schedule);
+        if (!schedule.ok || !inventory.datasets.some((d) => d.name === other.spec.name)) continue;
+        const take = dueSnapshot({ dataset: other.spec.name, schedule: schedule.value as Schedule, snapshots: datasetSnapshots(inventory, other.spec.name), now });
+        if (take) due.push({ key: objectKey(other), snapshot: take.name, priority: other.spec.priority });
+      }
+      if (due.length === 0) return;
+      const result = await this.deps.tasks.submit({
+        machine: name,
+        kind: 'zfs',
+        action: 'snapshot',
+        priority: Math.max(...due.map((d) => d.priority)),
+        run: () => handle.zfs.snapshot(due.map((d) => d.snapshot), { properties: { [OWNER_PROPERTY]: OWNER_VALUE }, signal: ctx.signal }),
+      });
+      this.deps.inventories.invalidate(name);
+      for (const d of due) {
+        const obj = this.deps.datasets.get(d.key);
+        if (!obj) continue;
+        if (result.created.includes(d.snapshot)) {
+          await this.deps.events.record(obj, 'Normal', 'SnapshotCreated', `took ${short(d.snapshot)}${result.atomic && due.length > 1 ? ` with ${due.length - 1} other dataset(s) in one command` : ''}`);
+        }
+        const failure = result.failed.find((f) => f.name === d.snapshot);
+        if (failure) await this.deps.events.record(obj, 'Warning', 'SnapshotFailed', failure.error.message);
+        // The others snapshotted in this round update their status and prune in their own reconcile.
+        if (d.key !== requester) this.deps.enqueue?.(d.key);
+      }
+      const failedHere = result.failed[0];
+      if (failedHere && result.created.length === 0) throw failedHere.error;
+    });
+    this.rounds.set(name, round);
+    try {
+      await round;
+    } finally {
+      if (this.rounds.get(name) === round) this.rounds.delete(name);
+    }
+  }
+
+  private inventory(machine: Machine, handle: MachineHandle): Promise<Inventory> {
+    return this.deps.inventories.get(machine.metadata.name, handle.zfs, machine.spec.pools ?? []);
+  }
+
+  private async finish(ds: Dataset, outcome: Outcome, status: DatasetStatus, requeueAfterMs?: number): Promise<ReconcileResult> {
+    const generation = ds.metadata.generation ?? 0;
+    const base: DatasetStatus = { ...(ds.status ?? {}), ...status };
+    base.conditions = summarize(status.conditions ?? ds.status?.conditions, outcome, generation, new Date(this.deps.clock.now()));
+    base.observedGeneration = generation;
+    await writeStatus(this.deps.client, DATASET, ds, base);
+    return requeueAfterMs !== undefined ? { requeueAfterMs } : {};
+  }
+}
+
+function short(snapshot: string): string {
+  return snapshot.slice(snapshot.indexOf('@') + 1);
+}
+
+function poolCapacity(inventory: Inventory, dataset: string): { pool?: { sizeBytes: number; allocatedBytes: number } } {
+  const pool = inventory.pools.find((p) => p.name === poolOf(dataset));
+  return pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {};
+}
+
+function statusFrom(ds: Dataset, inventory: Inventory, snapshots: DatasetSnapshot[], plan: DatasetPlan): DatasetStatus {
+  const entry = inventory.datasets.find((d) => d.name === ds.spec.name);
+  const owned = snapshots.filter((s) => s.owned).sort((a, b) => a.createdAt - b.createdAt);
+  const guidOf = (name: string) => inventory.snapshots.find((s) => s.name === name)?.guid;
+  const ref = (s: DatasetSnapshot | undefined) =>
+    s ? { name: short(s.name), createdAt: iso(s.createdAt), ...(guidOf(s.name) ? { guid: guidOf(s.name) } : {}) } : undefined;
+  const newest = owned.at(-1);
+  const oldest = owned[0];
+  return {
+    restorePoints: {
+      count: owned.length,
+      ...(newest ? { newest: ref(newest) } : {}),
+      ...(oldest ? { oldest: ref(oldest) } : {}),
+    },
+    ...(entry ? { usedBytes: entry.used } : {}),
+    usedBySnapshotsBytes: snapshots.reduce((sum, s) => sum + s.usedBytes, 0),
+    ...(newest ? { lastSnapshotTime: iso(newest.createdAt) } : {}),
+    ...(ds.spec.suspend ? {} : { nextSnapshotTime: iso(plan.nextSnapshotAt) }),
+  } as DatasetStatus;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+

@@ -1,0 +1,56 @@
+/**
+ * The RetentionPolicy controller: checks the policy (what a schema cannot) and reports who uses it, so that
+ * `kubectl get retentionpolicies -o yaml` answers "what breaks if I change this?".
+ */
+import { retentionPolicyKind } from '../api/kinds/index.ts';
+import type { Dataset, RetentionPolicy, RetentionPolicyStatus, Vector } from '../api/types.ts';
+import { validateRetentionPolicy } from '../planning/retention.ts';
+import { policyRules } from './dataset-controller.ts';
+import type { Clock } from './runtime/clock.ts';
+import { summarize } from './runtime/conditions.ts';
+import type { Reconciler, ReconcileResult } from './runtime/controller.ts';
+import type { Informer } from './runtime/informer.ts';
+import { resourceOf, type KubeClient } from './runtime/kube.ts';
+import { writeStatus } from './runtime/status.ts';
+
+const POLICY = resourceOf(retentionPolicyKind);
+
+export interface RetentionPolicyControllerDeps {
+  client: KubeClient;
+  policies: Informer<RetentionPolicy>;
+  datasets: Informer<Dataset>;
+  vectors?: Informer<Vector>;
+  clock: Clock;
+}
+
+export class RetentionPolicyReconciler implements Reconciler {
+  constructor(private readonly deps: RetentionPolicyControllerDeps) {}
+
+  async reconcile(key: string): Promise<ReconcileResult | void> {
+    const policy = this.deps.policies.get(key);
+    if (!policy) return;
+    const ns = policy.metadata.namespace ?? 'default';
+    const name = policy.metadata.name;
+    const generation = policy.metadata.generation ?? 0;
+    const datasets = this.deps.datasets
+      .list()
+      .filter((d) => (d.metadata.namespace ?? 'default') === ns && d.spec.retentionPolicyRef.name === name)
+      .map((d) => d.metadata.name)
+      .sort();
+    const vectors = (this.deps.vectors?.list() ?? [])
+      .filter((v) => (v.metadata.namespace ?? 'default') === ns && v.spec.retentionPolicyRef?.name === name)
+      .map((v) => v.metadata.name)
+      .sort();
+    const problems = validateRetentionPolicy(policyRules(policy));
+    const status: RetentionPolicyStatus = { ...(policy.status ?? {}), usedBy: { datasets, vectors }, observedGeneration: generation };
+    status.conditions = summarize(
+      policy.status?.conditions,
+      problems.length > 0
+        ? { state: 'stalled', reason: 'InvalidSpec', message: problems.join('; ') }
+        : { state: 'ready', reason: 'Succeeded', message: `used by ${datasets.length} dataset(s) and ${vectors.length} vector(s)` },
+      generation,
+      new Date(this.deps.clock.now()),
+    );
+    await writeStatus(this.deps.client, POLICY, policy, status);
+  }
+}

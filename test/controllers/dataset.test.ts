@@ -1,0 +1,144 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { datasetKind, machineKind } from '../../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy } from '../../api/types.ts';
+import { DatasetReconciler } from '../../controllers/dataset-controller.ts';
+import { InventoryCache } from '../../controllers/inventory-cache.ts';
+import { MachineConnections } from '../../controllers/machine-connections.ts';
+import { EventRecorder } from '../../controllers/runtime/events.ts';
+import { Informer } from '../../controllers/runtime/informer.ts';
+import { KubeClient, resourceOf } from '../../controllers/runtime/kube.ts';
+import { retentionPolicyKind } from '../../api/kinds/index.ts';
+import { TaskRunner } from '../../controllers/task-runner.ts';
+import { silentLogger } from '../../metrics/log.ts';
+import { LocalConnection } from '../../nodes/local.ts';
+import { ZfsMachine } from '../../zfs/machine.ts';
+import { TestBed, runOk, type TestPool } from '../testbed/index.ts';
+import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
+import { FakeClock } from './fake-clock.ts';
+
+const HOUR = 3_600_000;
+const START = Date.UTC(2026, 0, 1, 0, 0, 0);
+const abort = new AbortController();
+const ctx = (key: string) => ({ key, log: silentLogger, signal: abort.signal });
+
+/** The restore points bdr keeps for a dataset, as hours after START. */
+async function ownedHours(zfs: ZfsMachine, dataset: string): Promise<number[]> {
+  const inv = await zfs.inventory({ roots: [dataset] });
+  return inv.snapshots
+    .filter((s) => s.name.startsWith(`${dataset}@bdr-`) && s.userProperties['dev.bdr:owner']?.source === 'local')
+    .map((s) => {
+      const m = /@bdr-(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s.name);
+      return (Date.UTC(Number(m?.[1]), Number(m?.[2]) - 1, Number(m?.[3]), Number(m?.[4]), Number(m?.[5]), Number(m?.[6])) - START) / HOUR;
+    })
+    .sort((a, b) => a - b);
+}
+
+describe('Dataset controller with an injected clock on zfs-fuse', () => {
+  const bed = new TestBed();
+  let pool: TestPool;
+  let tc: TestCluster;
+  let client: KubeClient;
+  let clock: FakeClock;
+  let zfs: ZfsMachine;
+  const informers: Array<Informer<Machine> | Informer<Dataset> | Informer<RetentionPolicy>> = [];
+  let reconciler: DatasetReconciler;
+  let datasets: Informer<Dataset>;
+  let policies: Informer<RetentionPolicy>;
+
+  const applyPolicy = async (name: string, spec: RetentionPolicy['spec']) => {
+    const applied = tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name, namespace: 'default' }, spec });
+    const rv = applied.metadata.resourceVersion;
+    await eventually(() => (policies.get(`default/${name}`)?.metadata.resourceVersion === rv ? true : undefined), `policy ${name} in the cache`);
+  };
+  const applyDataset = async (name: string, zfsName: string, policy: string, interval: string) => {
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name, namespace: 'default' },
+      spec: { machineRef: { name: 'local' }, name: zfsName, schedule: { interval }, retentionPolicyRef: { name: policy }, managementPolicy: 'Create' },
+    });
+    await eventually(() => datasets.get(`default/${name}`), `dataset ${name} in the cache`);
+  };
+
+  beforeAll(async () => {
+    pool = await bed.pool({ sizeMb: 256, mounted: true });
+    tc = await startTestCluster();
+    client = new KubeClient(tc.kubeConfig);
+    clock = new FakeClock(START);
+    zfs = new ZfsMachine(new LocalConnection());
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name] } });
+    const m = await client.get<Machine>(resourceOf(machineKind), 'local');
+    await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name: 'local' } }, {
+      conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],
+    });
+    const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
+    datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
+    policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
+    informers.push(machines, datasets, policies);
+    await Promise.all(informers.map((i) => i.start()));
+    await eventually(() => (machines.get('local')?.status?.conditions ? true : undefined), 'the Ready machine in the cache');
+    reconciler = new DatasetReconciler({
+      client,
+      datasets,
+      policies,
+      machines,
+      connections: new MachineConnections(client),
+      inventories: new InventoryCache(2_000, clock),
+      tasks: new TaskRunner(clock),
+      events: new EventRecorder(client, 'bdr', 'default', silentLogger, clock),
+      clock,
+    });
+  });
+
+  afterAll(async () => {
+    for (const i of informers) await i.stop();
+    await tc?.stop();
+    await bed.cleanup();
+  });
+
+  it('leaves exactly the expected restore points after 72 simulated hours of hourly snapshots', async () => {
+    await applyPolicy('hourly', { keepLast: 3, hourly: 24, daily: 7 });
+    const dataset = `${pool.name}/vms`;
+    await applyDataset('vms', dataset, 'hourly', '1h');
+    for (let h = 1; h <= 72; h++) {
+      clock.advance(HOUR);
+      await reconciler.reconcile('default/vms', ctx('default/vms'));
+    }
+    // Taken at hours 1…72 (Jan 1 01:00 … Jan 4 00:00 UTC). Kept: the 24 most recent hours (49…72), which
+    // include keepLast's 3; and the newest of each of the 7 most recent days: Jan 4 (72), Jan 3 (71),
+    // Jan 2 (47) and Jan 1 (23).
+    const expected = [23, 47, ...Array.from({ length: 24 }, (_, i) => 49 + i)];
+    expect(await ownedHours(zfs, dataset)).toEqual(expected);
+
+    const ds = await eventually(async () => {
+      const obj = await client.get<Dataset>(resourceOf(datasetKind), 'vms', 'default');
+      return obj?.status?.restorePoints?.count === expected.length ? obj : undefined;
+    }, 'status to report the restore points');
+    expect(ds.status?.restorePoints?.newest?.name).toBe('bdr-20260104T000000Z');
+    expect(ds.status?.restorePoints?.oldest?.name).toBe('bdr-20260101T230000Z');
+    expect(ds.status?.nextSnapshotTime).toBe('2026-01-04T01:00:00Z');
+    expect(ds.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+  }, 300_000);
+
+  it('never destroys a held restore point, and never one bdr did not take', async () => {
+    await applyPolicy('two', { keepLast: 2 });
+    const dataset = `${pool.name}/held`;
+    await applyDataset('held', dataset, 'two', '1h');
+    clock.advance(HOUR);
+    await reconciler.reconcile('default/held', ctx('default/held'));
+    const [first] = await ownedHours(zfs, dataset);
+    const firstName = `${dataset}@bdr-${new Date(START + (first ?? 0) * HOUR).toISOString().slice(0, 19).replace(/[-:]/g, '')}Z`;
+    await zfs.hold('keep-me', [firstName]);
+    await runOk(['zfs', 'snapshot', `${dataset}@manual`]);
+    for (let i = 0; i < 5; i++) {
+      clock.advance(HOUR);
+      await reconciler.reconcile('default/held', ctx('default/held'));
+    }
+    const hours = await ownedHours(zfs, dataset);
+    expect(hours).toContain(first);
+    expect(hours).toHaveLength(3); // the held one plus keepLast: 2
+    const names = (await zfs.inventory({ roots: [dataset] })).snapshots.map((s) => s.name);
+    expect(names).toContain(`${dataset}@manual`);
+    await zfs.release('keep-me', [firstName]);
+  });
+});

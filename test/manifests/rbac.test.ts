@@ -80,6 +80,14 @@ describe('manifests/', () => {
         },
       },
     });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'p', namespace: 'default' }, spec: { keepLast: 1 } });
+    // Adopting a dataset that does not exist: reported in status, nothing created.
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name: 'd', namespace: 'default' },
+      spec: { machineRef: { name: 'remote' }, name: 'nopool/none', schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' } },
+    });
     tc.requests.length = 0;
     operator = await startOperator({
       kubeConfig: tc.kubeConfig,
@@ -91,8 +99,12 @@ describe('manifests/', () => {
     });
     await operator.ready;
     await eventually(
-      () => (tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/events/')) ? true : undefined),
-      'a repeated event to be recorded as a count update',
+      () =>
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/events/')) &&
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/datasets/d/status'))
+          ? true
+          : undefined,
+      'a repeated event and a Dataset status',
     );
     await operator.stop();
   });

@@ -80,6 +80,22 @@ export class ZoneClock {
   }
 }
 
+const clocks = new Map<string, ZoneClock>();
+
+/**
+ * A shared clock per zone. Sharing is safe because a clock only memoizes facts of the tz database, and it lets
+ * every plan of a reconcile reuse the spans the previous plans found.
+ */
+export function zoneClock(zoneName: string): ZoneClock {
+  let clock = clocks.get(zoneName);
+  if (clock === undefined) {
+    clock = new ZoneClock(zoneName);
+    if (clocks.size >= 256) clocks.clear(); // bounded: zone names come from user input
+    clocks.set(zoneName, clock);
+  }
+  return clock;
+}
+
 export interface CivilDate {
   readonly year: number;
   readonly month: number; // 1..12

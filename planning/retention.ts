@@ -15,7 +15,7 @@
  *    The floor (newest, protected, future, keepLast) is never thinned; a cap the floor prevents is reported in
  *    `unmetCaps`, which the controller turns into a `RetentionBlocked` event.
  */
-import { DAY_MS, HOUR_MS, ZoneClock, civilFromDays, formatLocalDate, formatOffset, isoWeekIndex, isoWeekOf } from './calendar.ts';
+import { DAY_MS, HOUR_MS, civilFromDays, formatLocalDate, formatOffset, isoWeekIndex, isoWeekOf, zoneClock } from './calendar.ts';
 import { isValidTimeZone, toEpochMs, type Instant } from './schedule.ts';
 
 export const CALENDAR_TIERS = ['hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
@@ -243,7 +243,7 @@ function applyCalendarTiers(
     if (limit > 0) active.push({ tier, limit, periods: 0, lastKey: Number.NaN });
   }
   if (active.length === 0) return;
-  const clock = new ZoneClock(policy.timeZone ?? 'UTC');
+  const clock = zoneClock(policy.timeZone ?? 'UTC');
   let remaining = active.length;
   for (let k = 0; k < times.length && remaining > 0; k++) {
     const utc = times[k] as number;

@@ -50,9 +50,20 @@ export function toEpochMs(instant: Instant): number {
   return typeof instant === 'number' ? instant : instant.getTime();
 }
 
-/** True when `zone` is an IANA time zone name this runtime knows (luxon asks Intl). */
+const zoneValidity = new Map<string, boolean>();
+
+/**
+ * True when `zone` is an IANA time zone name this runtime knows. Luxon asks Intl, which costs close to a
+ * millisecond per call, so answers are remembered (bounded, since names come from user input).
+ */
 export function isValidTimeZone(zone: string): boolean {
-  return IANAZone.isValidZone(zone);
+  let valid = zoneValidity.get(zone);
+  if (valid === undefined) {
+    valid = IANAZone.isValidZone(zone);
+    if (zoneValidity.size >= 1024) zoneValidity.clear();
+    zoneValidity.set(zone, valid);
+  }
+  return valid;
 }
 
 /** Validates user input; never throws. Accepts the spec as `unknown` because it comes from YAML. */

@@ -2,7 +2,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { Command } from 'commander';
 import { createLogger } from '../../metrics/log.ts';
 import { EXIT, UserError } from '../errors.ts';
-import { loadStartOperator, parsePort, shutdownDeadline, waitForSignal } from './up.ts';
+import type { Operator } from '../../controllers/operator-options.ts';
+import { hintFor, loadStartOperator, parsePort, shutdownDeadline, waitForSignal } from './up.ts';
 
 interface RunOptions {
   kubeconfig?: string;
@@ -24,13 +25,18 @@ async function run(opts: RunOptions): Promise<number> {
   }
   if (!kc.getCurrentCluster()) throw new UserError('no cluster configured: pass --kubeconfig, set KUBECONFIG, or run inside a pod', EXIT.runtime);
   const startOperator = await loadStartOperator();
-  const operator = await startOperator({
-    kubeConfig: kc,
-    namespace: opts.namespace,
-    leaderElection: opts.leaderElect,
-    metrics: { host: opts.metricsHost, port: opts.metricsPort },
-    log,
-  });
+  let operator: Operator;
+  try {
+    operator = await startOperator({
+      kubeConfig: kc,
+      namespace: opts.namespace,
+      leaderElection: opts.leaderElect,
+      metrics: { host: opts.metricsHost, port: opts.metricsPort },
+      log,
+    });
+  } catch (err) {
+    throw new UserError(`cannot start the controllers: ${(err as Error).message}${hintFor(err)}`, EXIT.runtime);
+  }
   const stopping = waitForSignal(log);
   const failed = operator.ready.then(
     () => {
@@ -56,7 +62,7 @@ export function runCommand(): Command {
     .description('run the controllers against a Kubernetes cluster (in a pod, or with a kubeconfig)')
     .option('--kubeconfig <file>', 'kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account)')
     .option('-n, --namespace <ns>', 'namespace of the leader-election Lease and of events about cluster-scoped objects', 'bdr-system')
-    .option('--metrics-port <n>', 'port of /metrics, /healthz, /readyz', parsePort, 9464)
+    .option('--metrics-port <n>', 'port of /metrics, /healthz, /readyz (0 picks a free one)', parsePort, 9464)
     .option('--metrics-host <addr>', 'address the metrics endpoint listens on (0.0.0.0 inside a pod)', '127.0.0.1')
     .option('--no-leader-elect', 'do not take part in leader election (only when exactly one instance runs)')
     .addHelpText(

@@ -33,6 +33,10 @@ export async function loadStartOperator(): Promise<StartOperator> {
   return (await import('../../controllers/operator.ts')).startOperator;
 }
 
+export function hintFor(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (choose another --metrics-port, or --no-metrics)' : '';
+}
+
 /** Resolves with the first SIGINT or SIGTERM; a second one ends the process at once. */
 export function waitForSignal(log: Logger): Promise<NodeJS.Signals> {
   return new Promise((resolveSignal) => {
@@ -145,13 +149,8 @@ async function up(opts: UpOptions): Promise<number> {
       // Long-running: the next interval retries (a remote may be briefly unreachable).
     }
 
-    let startOperator: StartOperator | undefined;
+    const startOperator = await loadStartOperator();
     try {
-      startOperator = await loadStartOperator();
-    } catch (err) {
-      log.warn('controllers are not available; only the repository is synced', { error: err as Error });
-    }
-    if (startOperator) {
       operator = await startOperator({
         kubeConfig: kc,
         leaderElection: false,
@@ -159,6 +158,8 @@ async function up(opts: UpOptions): Promise<number> {
         log: log.child({ component: 'operator' }),
       });
       await operator.ready;
+    } catch (err) {
+      throw new UserError(`cannot start the controllers: ${(err as Error).message}${hintFor(err)}`, EXIT.runtime);
     }
 
     const out = process.stdout;

@@ -49,7 +49,7 @@ export async function commitAll(repo: string, message: string): Promise<string> 
   return git(repo, 'rev-parse', 'HEAD');
 }
 
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -111,12 +111,12 @@ export class BdrUp {
   }
 
   /** Waits until the process says it is watching (initial sync done, controllers started). */
-  async ready(timeoutMs = 60_000): Promise<void> {
+  async ready(timeoutMs = 150_000): Promise<void> {
     await eventually(() => (this.stdout.includes('watching for changes') ? true : undefined), `bdr up to start\n${this.stderr.slice(-3000)}`, timeoutMs);
   }
 
   /** Waits for a sync that started after `after` syncs had been logged, and returns it. */
-  async nextSync(after: number, timeoutMs = 20_000): Promise<LogEntry> {
+  async nextSync(after: number, timeoutMs = 60_000): Promise<LogEntry> {
     return eventually(() => this.syncs()[after], `sync #${after + 1}\n${this.stderr.slice(-3000)}`, timeoutMs);
   }
 

@@ -1,10 +1,14 @@
 /**
  * `bdr up` with a remote repository (a bare repository behind a file:// URL) and `bdr up --once`.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runBdr } from '../helpers/run-bdr.ts';
 import { BdrUp, commitAll, eventually, git, initRepo, Kubectl, tempDir, writeRepoFile } from './harness.ts';
+
+/** bdr up starts an API server and the controllers: slow on a loaded CI machine. */
+const SLOW = { timeoutMs: 150_000 };
 
 const configMap = (name: string, value: string) => `apiVersion: v1
 kind: ConfigMap
@@ -14,7 +18,7 @@ data:
   value: ${value}
 `;
 
-describe('bdr up --repo file://… (remote)', () => {
+describe('bdr up --repo file://… (remote)', { timeout: 180_000 }, () => {
   const tmp = tempDir('bdr-up-remote-');
   let up: BdrUp | undefined;
   afterAll(async () => {
@@ -59,13 +63,13 @@ describe('bdr up --repo file://… (remote)', () => {
   });
 
   it('fails with exit code 3 and a clear message when the remote cannot be fetched (--once)', async () => {
-    const r = await runBdr(['up', '--repo', `file://${join(tmp.path, 'missing.git')}`, '--once', '--state', join(tmp.path, 'state-missing'), '--metrics-port', '0']);
+    const r = await runBdr(['up', '--repo', `file://${join(tmp.path, 'missing.git')}`, '--once', '--state', join(tmp.path, 'state-missing'), '--metrics-port', '0'], SLOW);
     expect(r.exitCode).toBe(3);
     expect(r.stderr).toMatch(/bdr: cannot sync file:\/\/.*missing\.git: cannot fetch/);
   });
 });
 
-describe('bdr up --once', () => {
+describe('bdr up --once', { timeout: 180_000 }, () => {
   const tmp = tempDir('bdr-up-once-');
   afterAll(() => tmp.remove());
 
@@ -74,21 +78,35 @@ describe('bdr up --once', () => {
     await initRepo(repo);
     await writeRepoFile(repo, 'ok.yaml', configMap('ok', 'fine'));
     const state = join(tmp.path, 'state');
-    const clean = await runBdr(['up', '--repo', repo, '--once', '--state', state, '--metrics-port', '0']);
+    const clean = await runBdr(['up', '--repo', repo, '--once', '--state', state, '--metrics-port', '0'], SLOW);
     expect(clean.exitCode, clean.stderr).toBe(0);
     expect(clean.stdout).toContain(`kubeconfig:  ${join(state, 'kubeconfig')}`);
 
     await writeRepoFile(repo, 'bad.yaml', 'apiVersion: bdr.dev/v1alpha1\nkind: Machine\nmetadata: {name: m1}\nspec:\n  connection: {type: telnet}\n');
-    const dirty = await runBdr(['up', '--repo', repo, '--once', '--state', state, '--metrics-port', '0']);
+    const dirty = await runBdr(['up', '--repo', repo, '--once', '--state', state, '--metrics-port', '0'], SLOW);
     expect(dirty.exitCode, dirty.stderr).toBe(1);
     expect(dirty.stdout).toMatch(/^bad\.yaml:5: Machine\/m1: spec\.connection\.type: /m);
   });
 
+  it('exits 3 with a hint when the metrics port is taken', async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const repo = join(tmp.path, 'repo');
+      const r = await runBdr(['up', '--repo', repo, '--once', '--state', join(tmp.path, 'state-port'), '--metrics-port', String(port)], SLOW);
+      expect(r.exitCode).toBe(3);
+      expect(r.stderr).toMatch(/^bdr: cannot start the controllers: .*EADDRINUSE.*choose another --metrics-port/m);
+    } finally {
+      server.close();
+    }
+  });
+
   it('refuses a --branch for a local directory and an unreadable path', async () => {
-    const branch = await runBdr(['up', '--repo', tmp.path, '--branch', 'main', '--once', '--state', join(tmp.path, 's2')]);
+    const branch = await runBdr(['up', '--repo', tmp.path, '--branch', 'main', '--once', '--state', join(tmp.path, 's2')], SLOW);
     expect(branch.exitCode).toBe(2);
     expect(branch.stderr).toContain('--branch applies to a remote repository');
-    const missing = await runBdr(['up', '--repo', join(tmp.path, 'nope'), '--once', '--state', join(tmp.path, 's3')]);
+    const missing = await runBdr(['up', '--repo', join(tmp.path, 'nope'), '--once', '--state', join(tmp.path, 's3')], SLOW);
     expect(missing.exitCode).toBe(3);
     expect(missing.stderr).toContain('no such directory');
   });

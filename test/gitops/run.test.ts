@@ -11,7 +11,7 @@ import { silentLogger } from '../../metrics/log.ts';
 import { REPO_ROOT, runBdr } from '../helpers/run-bdr.ts';
 import { eventually, tempDir } from './harness.ts';
 
-describe('bdr run', () => {
+describe('bdr run', { timeout: 180_000 }, () => {
   const tmp = tempDir('bdr-run-');
   let cluster: Cluster | undefined;
   afterAll(async () => {

@@ -36,7 +36,7 @@ async function managedVersions(k: Kubectl): Promise<Map<string, string>> {
   return out;
 }
 
-describe('bdr up on a git working tree', () => {
+describe('bdr up on a git working tree', { timeout: 180_000 }, () => {
   const tmp = tempDir('bdr-up-dir-');
   const repo = join(tmp.path, 'repo');
   const state = join(tmp.path, 'state');
@@ -51,7 +51,7 @@ describe('bdr up on a git working tree', () => {
     up = new BdrUp(['--repo', repo, '--interval', '1h'], state);
     await up.ready();
     k = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache'));
-  });
+  }, 180_000);
 
   afterAll(async () => {
     if (up) await up.stop('SIGKILL');

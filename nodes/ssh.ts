@@ -103,34 +103,49 @@ export class SshConnection implements NodeConnection {
     const stdout = new PassThrough();
     let channel: ClientChannel | undefined;
     let killed = false;
+    // ssh2 emits 'close' only once the channel's output was consumed: whoever stops reading must let the
+    // channel drain into nothing, or the command never counts as finished.
+    const drain = (): void => {
+      if (!channel) return;
+      channel.unpipe(stdout);
+      channel.resume();
+    };
+    const kill = (): void => {
+      killed = true;
+      if (channel) {
+        channel.signal('TERM');
+        channel.close();
+        drain();
+      }
+    };
+    stdout.once('close', () => {
+      if (!stdout.readableEnded) drain();
+    });
+    // Input that ends without end() (the producer failed) must not look like a complete stream.
+    stdin.once('close', () => {
+      if (!stdin.writableFinished) kill();
+    });
     const done = (async (): Promise<ExecResult & { stdout: '' }> => {
       const release = await this.limiter.acquire(options.signal);
       try {
         channel = await this.openChannel(line, options.signal);
-        if (killed) channel.close();
+        if (killed) kill();
         stdin.pipe(channel);
         channel.pipe(stdout);
         const result = await this.collect(channel, program, options, { streamStdout: true });
+        // A channel can close without EOF (killed, dropped); readers must still see the stream end.
+        if (!stdout.writableEnded) stdout.end();
         return { ...result, stdout: '' };
       } catch (error) {
         stdout.destroy(error instanceof Error ? error : new Error(String(error)));
         throw error;
       } finally {
         release();
+        // Nothing reads our input any more; writers get an error instead of buffering forever.
+        if (!stdin.writableFinished) stdin.destroy();
       }
     })();
-    return {
-      stdin,
-      stdout,
-      done,
-      kill: () => {
-        killed = true;
-        if (channel) {
-          channel.signal('TERM');
-          channel.close();
-        }
-      },
-    };
+    return { stdin, stdout, done, kill };
   }
 
   async close(): Promise<void> {
@@ -154,7 +169,15 @@ export class SshConnection implements NodeConnection {
       const client = await this.connected(signal);
       try {
         return await new Promise<ClientChannel>((resolve, reject) => {
-          client.exec(line, (err, channel) => (err ? reject(err) : resolve(channel)));
+          client.exec(line, (err, channel) => {
+            if (err) return reject(err);
+            // ssh2 parses a whole TCP read in one go: a fast command's exit status can be emitted before a
+            // promise continuation could attach a listener, so record it right here.
+            channel.on('exit', (code: number | null, signalName?: string) => {
+              exitStatus.set(channel, { code, ...(signalName ? { signal: signalName } : {}) });
+            });
+            resolve(channel);
+          });
         });
       } catch (error) {
         // Nothing ran yet: the channel was refused, typically because the connection died unnoticed.
@@ -255,8 +278,6 @@ export class SshConnection implements NodeConnection {
     return new Promise<ExecResult>((resolve, reject) => {
       const out: Buffer[] = [];
       const err: Buffer[] = [];
-      let code: number | null = null;
-      let exitSignal: string | undefined;
       let finished = false;
       let timer: NodeJS.Timeout | undefined;
 
@@ -293,12 +314,11 @@ export class SshConnection implements NodeConnection {
       // ssh2 emits 'close' only after both streams were consumed, even when they carry nothing.
       if (!streamStdout) channel.on('data', (chunk: Buffer) => out.push(chunk));
       channel.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-      channel.on('exit', (exitCode: number | null, signalName?: string) => {
-        code = exitCode;
-        if (signalName) exitSignal = signalName;
-      });
       channel.on('error', (error: Error) => finish(new ConnectionLostError(this.description, messageOf(error), { cause: error })));
       channel.on('close', () => {
+        const status = exitStatus.get(channel);
+        const code = status?.code ?? null;
+        const exitSignal = status?.signal;
         if (code === null && exitSignal === undefined) {
           finish(new ConnectionLostError(this.description, `${program}: the channel closed without an exit status`));
           return;
@@ -318,6 +338,9 @@ export class SshConnection implements NodeConnection {
     });
   }
 }
+
+/** Exit status per channel, recorded as soon as ssh2 reports it. */
+const exitStatus = new WeakMap<ClientChannel, { code: number | null; signal?: string }>();
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

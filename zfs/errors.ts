@@ -56,7 +56,7 @@ const PATTERNS: readonly [RegExp, ZfsErrorKind][] = [
   [/permission denied|insufficient privileges|operation not permitted/i, 'permissionDenied'],
   [/out of space|no space left|quota exceeded/i, 'noSpace'],
   [
-    /destination has been modified|does not match incremental source|most recent snapshot[\s\S]*does not\s+match|destination[\s\S]*exists[\s\S]*must specify -F|incremental source[\s\S]*is not earlier|destination already exists/i,
+    /has been modified[\s\S]*since most recent snapshot|does not match incremental source|most recent snapshot[\s\S]*does not\s+match|destination[\s\S]*exists[\s\S]*must specify -F|incremental source[\s\S]*is not earlier|destination already exists|destination has snapshots/i,
     'conflict',
   ],
   [/dataset is busy|pool is busy|device busy|resource busy|has dependent clones|is in use/i, 'busy'],

@@ -37,28 +37,56 @@ export async function relay(
       callback(null, chunk);
     },
   });
+  const stopBoth = (): void => {
+    sender.kill();
+    receiver.kill();
+  };
+  let pipeSettled = false;
   const piping = pipeline(sender.stdout, counter, receiver.stdin).then(
     () => undefined,
-    (error: unknown) => error,
-  );
+    (error: unknown) => {
+      stopBoth();
+      return error;
+    },
+  ).finally(() => {
+    pipeSettled = true;
+  });
+  // Whichever side fails first stops the other, so nothing waits on a stream that will never end; its
+  // error is the one reported (the other side's is then only "killed" or "broken pipe").
+  let failedFirst: 'send' | 'receive' | undefined;
+  const watch = (
+    side: 'send' | 'receive',
+    done: Promise<{ code: number | null; stderr: string; signal?: string }>,
+    other: { kill(): void },
+  ): Promise<{ code: number | null; stderr: string; signal?: string }> =>
+    done.then(
+      (r) => {
+        if (r.code !== 0) {
+          failedFirst ??= side;
+          other.kill();
+        }
+        return r;
+      },
+      (error: unknown) => {
+        failedFirst ??= side;
+        other.kill();
+        throw error;
+      },
+    );
   const [sendOutcome, receiveOutcome] = await Promise.allSettled([
-    sender.done.then((r) => {
-      if (r.code !== 0) receiver.kill();
-      return r;
-    }),
-    receiver.done.then((r) => {
-      if (r.code !== 0) sender.kill();
-      return r;
-    }),
+    watch('send', sender.done, receiver),
+    watch('receive', receiver.done, sender),
   ]);
-  const pipeError = await piping;
+  if (!pipeSettled) {
+    // Both commands are over; a pipe still open can only be a stream no one will finish.
+    await Promise.race([piping, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+    if (!pipeSettled) counter.destroy();
+  }
   const sendError = outcomeError(sendOutcome, sendArgv, source.connection.description);
   const receiveError = outcomeError(receiveOutcome, receiveArgv, target.connection.description);
-  // The receiver's complaint (diverged, no space, refused by the guard) explains more than the sender's
-  // broken pipe, unless the sender failed on its own (no such snapshot).
-  const error = sendError && sendError.kind !== 'failed' ? sendError : (receiveError ?? sendError);
+  const error = failedFirst === 'send' ? (sendError ?? receiveError) : (receiveError ?? sendError);
   if (error) throw error;
-  if (pipeError !== undefined) throw asZfsError(pipeError);
+  // Both commands succeeded: zfs receive checksums the stream, so a late pipe error changes nothing.
   return { bytes, ms: Date.now() - started };
 }
 

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import type { Registry } from './crd-registry.ts';
 import { aggregatedDiscovery, AGGREGATED_CONTENT_TYPE, apiGroup, apiGroupList, apiResourceList, apiVersions, wantsAggregated } from './discovery.ts';
+import { serverSideApply } from './apply.ts';
 import { ApiError, badRequest, invalid, methodNotAllowed, unsupportedMediaType } from './errors.ts';
 import type { Faults } from './faults.ts';
 import type { OpenApi } from './openapi.ts';
@@ -354,19 +355,34 @@ export class ApiHandler {
     const options = writeOptions(q);
     const existing = store.get(rt.storageKey, ns, name);
     if (isApply) {
-      if (!q.get('fieldManager')) {
+      const manager = q.get('fieldManager');
+      if (!manager) {
         throw invalid(rt.kind, rt.group, name, [{ reason: 'FieldValueRequired', field: 'fieldManager', message: 'Required value: is required for apply patch' }]);
       }
-      if (!existing) {
-        if (sub === 'status') throw notFoundFor(rt, name);
-        const body = asObject(patch);
-        if (body.metadata.name && body.metadata.name !== name) {
-          throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);
-        }
-        const t = this.target(rt, { ...body, metadata: { ...body.metadata, name } });
-        const result = store.create(t.rt, ns, t.body, options);
-        return json(201, this.render(rt, result.object), { warnings: result.warnings });
+      if (!existing && sub === 'status') throw notFoundFor(rt, name);
+      const config = asObject(patch);
+      if (config.metadata.name && config.metadata.name !== name) {
+        throw badRequest(`the name of the object (${config.metadata.name}) does not match the name on the URL (${name})`);
       }
+      config.metadata = { ...config.metadata, name };
+      const object = serverSideApply({
+        existing: existing ? (this.render(rt, existing) as unknown as KubeObject) : undefined,
+        config,
+        manager,
+        force: q.get('force') === 'true',
+        apiVersion: apiVersionOf(rt),
+        subresource: sub,
+        statusSubresource: rt.statusSubresource,
+        subject: rt,
+      });
+      const t = this.target(rt, object);
+      const applyOptions = { ...options, keepManagedFields: true };
+      if (!existing) {
+        const created = store.create(t.rt, ns, t.body, applyOptions);
+        return json(201, this.render(rt, created.object), { warnings: created.warnings });
+      }
+      const updated = store.update(t.rt, ns, name, t.body, applyOptions, sub);
+      return json(200, this.render(rt, updated.object), { warnings: updated.warnings });
     }
     if (!existing) throw notFoundFor(rt, name);
     const current = this.render(rt, existing);

@@ -4,7 +4,7 @@ import { ApiError, alreadyExists, badRequest, conflict, forbidden, internal, inv
 import type { DiskPersistence, LogRecord } from './persistence.ts';
 import { apiVersionOf, validateCommonMetadata, validateSubdomain, type ResourceType } from './resources.ts';
 import { normalize, validateAgainst } from './schema.ts';
-import { deepClone, isJsonObject, jsonEqual, nowTimestamp, type JsonObject, type KubeObject } from './types.ts';
+import { deepClone, isJsonObject, jsonEqual, nowTimestamp, type JsonObject, type KubeObject, type ObjectMeta } from './types.ts';
 
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -22,6 +22,8 @@ export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 export interface WriteOptions {
   dryRun?: boolean;
   fieldValidation?: FieldValidation;
+  /** Server-side apply computed metadata.managedFields itself; other writes cannot set them. */
+  keepManagedFields?: boolean;
 }
 
 export interface WriteResult {
@@ -462,7 +464,7 @@ export class Store {
     else delete meta.generation;
     delete meta.deletionTimestamp;
     delete meta.deletionGracePeriodSeconds;
-    delete meta.managedFields;
+    if (!options.keepManagedFields) delete meta.managedFields;
     if (rt.statusSubresource) delete object.status;
     const { object: admitted, warnings } = this.admit(rt, object, undefined, options);
     if (this.get(rt.storageKey, namespace, meta.name)) throw alreadyExists(rt, meta.name);
@@ -504,6 +506,7 @@ export class Store {
       next = deepClone(existing);
       if (body.status === undefined) delete next.status;
       else next.status = deepClone(body.status);
+      if (options.keepManagedFields) next.metadata.managedFields = deepClone(body.metadata.managedFields as ObjectMeta['managedFields']);
     } else {
       next = deepClone(body);
       const m = next.metadata;
@@ -517,7 +520,11 @@ export class Store {
         if (e[k] === undefined) delete m[k];
         else (m as Record<string, unknown>)[k] = e[k];
       }
-      delete m.managedFields;
+      // Plain updates keep the appliers' field ownership; only apply rewrites it.
+      if (!options.keepManagedFields) {
+        if (e.managedFields === undefined) delete m.managedFields;
+        else m.managedFields = deepClone(e.managedFields);
+      }
       if (rt.statusSubresource) {
         if (existing.status === undefined) delete next.status;
         else next.status = deepClone(existing.status);

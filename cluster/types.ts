@@ -26,6 +26,7 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   finalizers?: string[];
   ownerReferences?: OwnerReference[];
+  managedFields?: Array<{ manager: string; operation: string; [key: string]: unknown }>;
   [key: string]: unknown;
 }
 

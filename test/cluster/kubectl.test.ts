@@ -215,6 +215,26 @@ describe('kubectl against the embedded cluster', () => {
     expect(listed).toMatch(/configmap\/settings\s+2\s/);
   });
 
+  it('server-side applies: removes dropped fields, reports conflicts, migrates from client-side apply', async () => {
+    const obj: Obj = structuredClone(vector);
+    obj.metadata = { name: 'ssa', namespace: ns };
+    obj.spec = { ...obj.spec, rpo: '26h' };
+    obj.spec = { ...obj.spec, suspend: true };
+    await kubectlOk(cluster, ['apply', '-f', '-'], { input: stringify(obj) });
+    delete obj.spec.suspend;
+    expect(await kubectlOk(cluster, ['apply', '--server-side', '-f', '-'], { input: stringify(obj) })).toMatch(/serverside-applied/);
+    const migrated = (await api<Obj>(cluster, 'GET', `/apis/bdr.dev/v1alpha1/namespaces/${ns}/vectors/ssa`)).body;
+    // suspend has a schema default (false): removal brings the default back, as on a real server.
+    expect(migrated.spec?.suspend).toBe(false);
+    const other = structuredClone(obj);
+    other.spec = { ...other.spec, rpo: '48h' };
+    const conflict = await kubectl(cluster, ['apply', '--server-side', '--field-manager=other', '-f', '-'], { input: stringify(other) });
+    expect(conflict.exitCode).not.toBe(0);
+    expect(conflict.stderr).toContain('Apply failed with 1 conflict: conflict with "kubectl": .spec.rpo');
+    expect(await kubectlOk(cluster, ['apply', '--server-side', '--field-manager=other', '--force-conflicts', '-f', '-'], { input: stringify(other) })).toMatch(/serverside-applied/);
+    expect((await api<Obj>(cluster, 'GET', `/apis/bdr.dev/v1alpha1/namespaces/${ns}/vectors/ssa`)).body.spec?.rpo).toBe('48h');
+  });
+
   it('prints one line per bad field for an invalid Vector', async () => {
     const bad = {
       apiVersion: 'bdr.dev/v1alpha1',

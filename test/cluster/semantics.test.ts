@@ -351,3 +351,53 @@ describe('events in both APIs', () => {
     expect((await api(cluster, 'GET', '/api/v1/namespaces/default/events/v.1')).status).toBe(404);
   });
 });
+
+describe('server-side apply', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await startCluster();
+    for (const doc of parseAllDocuments(readFileSync(GADGET_CRDS, 'utf8'))) cluster.apply(doc.toJS() as KubeObject);
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  const applyAs = (manager: string, body: unknown, force = false): Promise<{ status: number; body: KubeObject & Status }> =>
+    api<KubeObject & Status>(cluster, 'PATCH', `${gadgets}/ssa?fieldManager=${manager}${force ? '&force=true' : ''}`, body, 'application/apply-patch+yaml');
+  const config = (spec: Record<string, unknown>, labels?: Record<string, string>): KubeObject => ({
+    apiVersion: 'fixtures.bdr.dev/v1alpha1',
+    kind: 'Gadget',
+    metadata: { name: 'ssa', ...(labels ? { labels } : {}) },
+    spec,
+  });
+
+  it('removes the fields an applier stops applying, and records ownership in managedFields', async () => {
+    const created = await applyAs('alice', config({ size: 2, tags: ['x'] }, { team: 'a' }));
+    expect(created.status).toBe(201);
+    expect(created.body.metadata.managedFields).toEqual([
+      expect.objectContaining({ manager: 'alice', operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { 'f:size': {}, 'f:tags': {} }, 'f:metadata': { 'f:labels': { 'f:team': {} } } } }),
+    ]);
+    const trimmed = await applyAs('alice', config({ size: 2 }));
+    expect(trimmed.body.spec).toEqual({ size: 2, mode: 'fast' });
+    expect(trimmed.body.metadata.labels).toBeUndefined();
+    const again = await applyAs('alice', config({ size: 2 }));
+    expect(again.body.metadata.resourceVersion).toBe(trimmed.body.metadata.resourceVersion);
+  });
+
+  it('reports a conflict with another applier unless forced, and then moves ownership', async () => {
+    const conflict = await applyAs('bob', config({ size: 5 }));
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.message).toBe('Apply failed with 1 conflict: conflict with "alice": .spec.size');
+    expect(conflict.body.details?.causes).toEqual([{ reason: 'FieldManagerConflict', message: 'conflict with "alice"', field: '.spec.size' }]);
+    const same = await applyAs('bob', config({ size: 2, tags: ['y'] }));
+    expect(same.status).toBe(200);
+    const forced = await applyAs('bob', config({ size: 5, tags: ['y'] }), true);
+    expect(forced.status).toBe(200);
+    expect(forced.body.spec).toEqual({ size: 5, mode: 'fast', tags: ['y'] });
+    // alice lost .spec.size to bob, so her next apply without it leaves it alone...
+    const alice = await applyAs('alice', config({ mode: 'slow' }));
+    expect(alice.body.spec).toEqual({ size: 5, mode: 'slow', tags: ['y'] });
+    // ...and plain updates keep the record of who applied what.
+    const patched = (await api<KubeObject>(cluster, 'PATCH', `${gadgets}/ssa`, { metadata: { labels: { x: 'y' } } }, 'application/merge-patch+json')).body;
+    expect(patched.metadata.managedFields?.map((e) => e.manager).sort()).toEqual(['alice', 'bob']);
+  });
+});

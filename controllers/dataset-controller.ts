@@ -6,7 +6,7 @@
  */
 import { datasetKind } from '../api/kinds/index.ts';
 import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/types.ts';
-import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
+import { dueSnapshot, planDataset, type DatasetPlan, type DatasetPlanInput, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy, type RetentionPolicy as PolicyRules } from '../planning/retention.ts';
 import type { Inventory } from '../zfs/inventory.ts';
@@ -45,6 +45,30 @@ export interface DatasetControllerDeps {
 }
 
 export const policyRules = (p: RetentionPolicy): PolicyRules => ({ ...p.spec });
+
+/**
+ * What planDataset gets for one Dataset, from its machine's inventory: the single mapping shared by this
+ * controller and `bdr plan`, so that the plan printed is the plan acted on.
+ */
+export function datasetPlanInput(
+  ds: Dataset,
+  schedule: Schedule,
+  policy: RetentionPolicy,
+  inventory: Inventory,
+  now: number,
+  protectedNames: ReadonlySet<string> = new Set<string>(),
+): DatasetPlanInput {
+  return {
+    dataset: ds.spec.name,
+    schedule,
+    policy: policyRules(policy),
+    snapshots: datasetSnapshots(inventory, ds.spec.name),
+    now,
+    protectedNames,
+    ...poolCapacity(inventory, ds.spec.name),
+    suspended: ds.spec.suspend,
+  };
+}
 
 export class DatasetReconciler implements Reconciler {
   private readonly rounds = new Map<string, Promise<unknown>>();
@@ -105,17 +129,7 @@ export class DatasetReconciler implements Reconciler {
     }
 
     const protectedNames = this.deps.protectedSnapshots?.(machine.metadata.name) ?? new Set<string>();
-    const planFor = (inv: Inventory, at: number): DatasetPlan =>
-      planDataset({
-        dataset: ds.spec.name,
-        schedule: schedule.value,
-        policy: policyRules(policy),
-        snapshots: datasetSnapshots(inv, ds.spec.name),
-        now: at,
-        protectedNames,
-        ...poolCapacity(inv, ds.spec.name),
-        suspended: ds.spec.suspend,
-      });
+    const planFor = (inv: Inventory, at: number): DatasetPlan => planDataset(datasetPlanInput(ds, schedule.value, policy, inv, at, protectedNames));
     let plan = planFor(inventory, now);
     if (plan.take) {
       await this.snapshotRound(machine, handle, now, ctx, key);

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { LocalConnection } from '../../nodes/local.ts';
+import { capabilitiesFromUsage, probeCapabilities, usageFlags } from '../../zfs/capabilities.ts';
+import { ensureZfsFuse } from '../testbed/index.ts';
+
+// The lines of OpenZFS 2.x `zfs -?` / `zpool -?` output that the probe reads (tab-indented, as printed).
+const OPENZFS_ZFS_USAGE = [
+  'usage: zfs command args ...',
+  "where 'command' is one of the following:",
+  '',
+  '\tversion',
+  '',
+  '\tsnapshot [-r] [-o property=value] ... <filesystem|volume>@<snap> ...',
+  '\tdestroy [-fnpRrv] <filesystem|volume>',
+  '\tdestroy [-dnpRrv] <filesystem|volume>@<snap>[%<snap>][,...]',
+  '\tdestroy <filesystem|volume>#<bookmark>',
+  '\tlist [-Hp] [-r|-d max] [-o property[,...]] [-s property]...',
+  '\t    [-S property]... [-t type[,...]] [filesystem|volume|snapshot] ...',
+  '\tget [-rHp] [-d max] [-o "all" | field[,...]]',
+  '\t    [-t type[,...]] [-s source[,...]]',
+  '\t    <"all" | property[,...]> [filesystem|volume|snapshot|bookmark] ...',
+  '\tsend [-DnPpRVvLecwhb] [-X dataset[,dataset]...] [[-I|-i] <snapshot>] <snapshot>',
+  '\tsend [-DnVvPLecw] [-i snapshot|bookmark] <filesystem|volume|snapshot>',
+  '\tsend [-nVvPe] -t <receive_resume_token>',
+  '\treceive [-vMnsFhu] [-o <property>=<value>] ... [-x <property>] ...',
+  '\t    <filesystem|volume|snapshot>',
+  '\treceive -A <filesystem|volume>',
+  '\thold [-r] <tag> <snapshot> ...',
+  '\tholds [-rHp] <snapshot> ...',
+  '\trelease [-r] <tag> <snapshot> ...',
+  '\tbookmark <snapshot|bookmark> <newbookmark>',
+  '',
+].join('\n');
+const OPENZFS_ZPOOL_USAGE = '\tlist [-gHLpPv] [-o property[,...]] [-T d|u] [pool] ... [interval [count]]\n';
+
+describe('capability probe', () => {
+  it('recognises OpenZFS 2.x from its usage text', () => {
+    const caps = capabilitiesFromUsage({
+      zfsUsage: OPENZFS_ZFS_USAGE,
+      zpoolUsage: OPENZFS_ZPOOL_USAGE,
+      version: 'zfs-2.2.2-0ubuntu9',
+      receiveNoMountAccepted: true,
+    });
+    expect(caps).toEqual({
+      implementation: 'openzfs',
+      version: 'zfs-2.2.2-0ubuntu9',
+      listParsable: true,
+      getTypeFilter: true,
+      bookmarks: true,
+      resumeTokens: true,
+      sendRaw: true,
+      sendCompressed: true,
+      sendLargeBlocks: true,
+      sendEmbedded: true,
+      receiveResumable: true,
+      receiveNoMount: true,
+      multiSnapshot: true,
+      batchDestroy: true,
+      listHolds: true,
+      zpoolParsable: true,
+    });
+  });
+
+  it('joins continuation lines and reads zfs-fuse style flag groups', () => {
+    expect([...usageFlags(OPENZFS_ZFS_USAGE, 'get')].sort()).toEqual(['H', 'd', 'o', 'p', 'r', 's', 't']);
+    expect([...usageFlags('\tsend [-RDp] [-[iI] snapshot] <snapshot>\n', 'send')].sort()).toEqual(['D', 'I', 'R', 'i', 'p']);
+  });
+
+  it('probes the zfs-fuse of this machine as a legacy ZFS without OpenZFS options', async () => {
+    await ensureZfsFuse();
+    const caps = await probeCapabilities(new LocalConnection());
+    // What DESIGN.md and perf-limits.md measured for Debian's zfs-fuse 0.7.0 (pool version 23).
+    expect(caps).toMatchObject({
+      implementation: 'legacy',
+      version: undefined,
+      listParsable: false,
+      getTypeFilter: false,
+      bookmarks: false,
+      resumeTokens: false,
+      sendRaw: false,
+      sendCompressed: false,
+      sendLargeBlocks: false,
+      sendEmbedded: false,
+      receiveResumable: false,
+      multiSnapshot: false,
+      batchDestroy: false,
+      listHolds: false,
+      zpoolParsable: false,
+    });
+    // zfs-fuse accepts -u although its usage text does not list it.
+    expect(caps.receiveNoMount).toBe(true);
+  });
+});

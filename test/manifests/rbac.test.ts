@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startOperator, type Operator } from '../../controllers/operator.ts';
 import { silentLogger } from '../../metrics/log.ts';
-import { REPO_ROOT } from '../helpers/run-bdr.ts';
+import { REPO_ROOT, runBdr } from '../helpers/run-bdr.ts';
 import { TestBed, type TestMachine } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
 
@@ -135,6 +135,15 @@ describe('manifests/', () => {
     expect(container?.livenessProbe).toBeDefined();
     expect(container?.readinessProbe).toBeDefined();
     expect((container?.resources as { requests?: object }).requests).toBeDefined();
+  });
+
+  it("runs the container with a command and flags that bdr accepts", async () => {
+    const deployment = docs.find((d) => d.kind === 'Deployment') as { spec: { template: { spec: { containers: Array<{ args: string[] }> } } } };
+    const args = deployment.spec.template.spec.containers[0]?.args ?? [];
+    expect(args[0]).toBe('run');
+    const help = await runBdr(['run', '--help']);
+    expect(help.exitCode).toBe(0);
+    for (const flag of args.filter((a) => a.startsWith('--'))) expect(help.stdout).toContain(flag);
   });
 
   it('grants exactly the API calls the controllers make: nothing missing, nothing unused', () => {

@@ -80,13 +80,19 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 0, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // Release the data directory, so that a retry on another port can use it.
+    store.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   address = `127.0.0.1:${port}`;
   const url = `http://${address}`;

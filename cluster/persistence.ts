@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KubeObject } from './types.ts';
 
@@ -27,6 +27,15 @@ function objectKey(sk: string, ns: string, name: string): string {
   return `${sk}|${ns}|${name}`;
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function fsyncDir(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
@@ -49,6 +58,8 @@ export class DiskPersistence {
   private readonly snapshotPath: string;
   private readonly logPath: string;
 
+  private readonly lockPath: string;
+
   constructor(
     readonly dir: string,
     private readonly compactAfter = 50_000,
@@ -56,6 +67,29 @@ export class DiskPersistence {
     mkdirSync(dir, { recursive: true });
     this.snapshotPath = join(dir, 'snapshot.json');
     this.logPath = join(dir, 'wal.jsonl');
+    this.lockPath = join(dir, 'lock');
+    this.lock();
+  }
+
+  /** Two servers appending to one log would interleave records: refuse a directory a live process holds. */
+  private lock(): void {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(this.lockPath, 'wx');
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const holder = Number(readFileSync(this.lockPath, 'utf8').trim());
+        if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+          throw new Error(`the data directory ${this.dir} is in use by process ${holder}`);
+        }
+        // The holder is gone (it crashed): take the lock over.
+        rmSync(this.lockPath, { force: true });
+      }
+    }
+    throw new Error(`cannot lock the data directory ${this.dir}`);
   }
 
   load(): LoadedState {
@@ -129,5 +163,6 @@ export class DiskPersistence {
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
+    rmSync(this.lockPath, { force: true });
   }
 }

@@ -110,6 +110,18 @@ describe('durability with a data directory', () => {
     }
   });
 
+  it('refuses a data directory another live server holds', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'bdr-cluster-lock-'));
+    const first = await startCluster({ dataDir });
+    try {
+      await expect(startCluster({ dataDir })).rejects.toThrow(/is in use by process/);
+    } finally {
+      await first.stop();
+    }
+    const second = await startCluster({ dataDir });
+    await second.stop();
+  });
+
   it('drops a torn last log record instead of failing or inventing an object', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'bdr-cluster-torn-'));
     const first = await startCluster({ dataDir });

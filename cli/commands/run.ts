@@ -1,4 +1,3 @@
-import { KubeConfig } from '@kubernetes/client-node';
 import { Command } from 'commander';
 import { createLogger } from '../../metrics/log.ts';
 import { EXIT, UserError } from '../errors.ts';
@@ -14,6 +13,7 @@ interface RunOptions {
 }
 
 async function run(opts: RunOptions): Promise<number> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const log = createLogger({}, { component: 'bdr-run' });
   const kc = new KubeConfig();
   try {

@@ -1,14 +1,12 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { Command, InvalidArgumentError } from 'commander';
-import { startCluster, type Cluster } from '../../cluster/index.ts';
+import type { Cluster } from '../../cluster/index.ts';
 import type { Operator, OperatorOptions } from '../../controllers/operator-options.ts';
-import { applyRepository, installCrds, isCleanReport, type SyncReport } from '../../gitops/apply.ts';
-import { formatFinding } from '../../gitops/check.ts';
-import { SyncLoop } from '../../gitops/loop.ts';
-import { isRemoteUrl, sourceFor, type Source } from '../../gitops/source.ts';
+import type { SyncReport } from '../../gitops/apply.ts';
+import type { SyncLoop } from '../../gitops/loop.ts';
+import type { Source } from '../../gitops/source.ts';
 import { createLogger, type Logger } from '../../metrics/log.ts';
 import { parseDuration } from '../../planning/duration.ts';
 import { EXIT, UserError } from '../errors.ts';
@@ -101,6 +99,17 @@ interface UpOptions {
 }
 
 async function up(opts: UpOptions): Promise<number> {
+  // Loaded here rather than at the top: every other bdr command would otherwise pay for the API client,
+  // the API server and the watcher (seconds on a busy machine).
+  const [{ KubeConfig }, { startCluster }, { applyRepository, installCrds, isCleanReport }, { formatFinding }, { SyncLoop }, { isRemoteUrl, sourceFor }] =
+    await Promise.all([
+      import('@kubernetes/client-node'),
+      import('../../cluster/index.ts'),
+      import('../../gitops/apply.ts'),
+      import('../../gitops/check.ts'),
+      import('../../gitops/loop.ts'),
+      import('../../gitops/source.ts'),
+    ]);
   const log = createLogger({}, { component: 'bdr-up' });
   const stateDir = resolve(opts.state);
   if (!isRemoteUrl(opts.repo) && !existsSync(opts.repo)) {

@@ -1,0 +1,318 @@
+/**
+ * `bdr plan`: what the Dataset controller would do next, for every Dataset (or those selected), without
+ * changing anything. It computes exactly what the controller computes: the same machine inventory (one
+ * `zfs get` per machine, over the pools its Datasets live in), the same mapping to planning input
+ * (controllers/dataset-controller.ts `datasetPlanInput`) and the same pure function (planning/dataset-plan.ts
+ * `planDataset`), evaluated at `--at` instead of the wall clock. It only reads: the sole commands it runs on a
+ * machine are `zfs get` and `zpool list` (and the read-only capability probe).
+ */
+import { Command, Option } from 'commander';
+import type { Dataset, Machine, RetentionPolicy } from '../../api/types.ts';
+import { datasetPlanInput } from '../../controllers/dataset-controller.ts';
+import { poolOf } from '../../controllers/dataset-snapshots.ts';
+import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
+import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
+import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';
+import type { Inventory } from '../../zfs/inventory.ts';
+import { EXIT, UserError } from '../errors.ts';
+import { connectionError, DEFAULT_NAMESPACE, notDeclared, openObjectSource, type ObjectSource } from '../object-source.ts';
+import { isoSeconds, parseTimeArg, relative } from '../time-arg.ts';
+
+export interface PlannedSnapshot {
+  /** Full name, POOL/DATASET@bdr-…. */
+  snapshot: string;
+  createdAt: string;
+  reasons: string[];
+}
+
+/** One Dataset's plan, as printed by `-o json`. */
+export interface DatasetPlanReport {
+  namespace: string;
+  name: string;
+  machine: string;
+  /** The ZFS dataset. */
+  dataset: string;
+  schedule?: string;
+  policy?: string;
+  suspended?: boolean;
+  /** False when the dataset does not exist yet and the controller would create it first (managementPolicy: Create). */
+  exists?: boolean;
+  /** The snapshot the controller takes now (it is due at `at`). */
+  take?: { snapshot: string; at: string };
+  /** The next snapshot after that (or the next one at all when none is due now). */
+  next?: { snapshot: string; at: string };
+  missed?: number;
+  /** bdr's restore points of this dataset now, and snapshots it did not take (never pruned). */
+  restorePoints?: number;
+  otherSnapshots?: number;
+  destroy: PlannedSnapshot[];
+  keep: PlannedSnapshot[];
+  unmetCaps: string[];
+  /** Why no plan could be made (the rest of the entry is then mostly empty). */
+  error?: string;
+}
+
+export interface PlanReport {
+  /** The instant the plan is evaluated at. */
+  at: string;
+  source: string;
+  datasets: DatasetPlanReport[];
+  /** Invalid manifests that were skipped (repository mode), `file:line: …`. */
+  problems: string[];
+}
+
+interface PlanOptions {
+  repo?: string;
+  kubeconfig?: string;
+  at?: string;
+  namespace?: string;
+  output: 'text' | 'json';
+  verbose?: boolean;
+}
+
+interface Pending {
+  report: DatasetPlanReport;
+  ds: Dataset;
+  schedule: Schedule;
+  policy: RetentionPolicy;
+  machine: Machine;
+}
+
+/** A failure that belongs to one entry: `runtime` when a machine could not be reached (exit 3). */
+const failures = new WeakMap<DatasetPlanReport, 'invalid' | 'runtime'>();
+function fail(report: DatasetPlanReport, message: string, kind: 'invalid' | 'runtime' = 'invalid'): DatasetPlanReport {
+  report.error = message;
+  failures.set(report, kind);
+  return report;
+}
+
+function describePolicy(ns: string, p: RetentionPolicy): string {
+  const s = p.spec;
+  const parts: string[] = [];
+  for (const k of ['keepLast', 'hourly', 'daily', 'weekly', 'monthly', 'yearly', 'maxSnapshots'] as const) {
+    if (s[k] !== undefined) parts.push(`${k} ${s[k]}`);
+  }
+  if (s.maxRolling) parts.push(`maxRolling ${s.maxRolling.capacityPercent}%`);
+  if (s.timeZone && s.timeZone !== 'UTC') parts.push(s.timeZone);
+  return `${ns}/${p.metadata.name}${parts.length > 0 ? ` (${parts.join(', ')})` : ''}`;
+}
+
+const planned = (d: RetentionDecision): PlannedSnapshot => ({ snapshot: d.name, createdAt: isoSeconds(d.createdAt), reasons: [...d.reasons] });
+
+/** Fills a report from planDataset's result; the only place a plan becomes output. */
+function fillFromPlan(report: DatasetPlanReport, input: DatasetPlanInput, plan: DatasetPlan): void {
+  const prefix = `${input.dataset}@`;
+  const owned = input.snapshots.filter((s) => s.owned).length;
+  report.restorePoints = owned;
+  report.otherSnapshots = input.snapshots.length - owned;
+  report.missed = plan.missed;
+  if (plan.take) report.take = { snapshot: plan.take.name, at: isoSeconds(plan.take.at) };
+  if (!input.suspended) report.next = { snapshot: `${prefix}${snapshotShortName(plan.nextSnapshotAt)}`, at: isoSeconds(plan.nextSnapshotAt) };
+  report.destroy = plan.decisions.filter((d) => !d.keep).map(planned);
+  report.keep = plan.decisions.filter((d) => d.keep).map(planned);
+  report.unmetCaps = [...plan.unmetCaps];
+}
+
+/** Selectors are NAME (in -n's namespace, or default) or NAMESPACE/NAME. */
+function selectorKey(sel: string, namespace: string | undefined): string {
+  return sel.includes('/') ? sel : `${namespace ?? DEFAULT_NAMESPACE}/${sel}`;
+}
+
+export async function buildPlan(source: ObjectSource, at: number, selectors: readonly string[], namespace?: string): Promise<PlanReport> {
+  let datasets = await source.datasets(namespace);
+  if (selectors.length > 0) {
+    const wanted = new Set(selectors.map((s) => selectorKey(s, namespace)));
+    const found = new Set(datasets.map((d) => `${d.metadata.namespace ?? DEFAULT_NAMESPACE}/${d.metadata.name}`));
+    const missing = [...wanted].filter((k) => !found.has(k));
+    if (missing.length > 0) throw new UserError(notDeclared(source, `Dataset ${missing.join(', ')}`), EXIT.invalid);
+    datasets = datasets.filter((d) => wanted.has(`${d.metadata.namespace ?? DEFAULT_NAMESPACE}/${d.metadata.name}`));
+  }
+  datasets.sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
+
+  const policyCache = new Map<string, Promise<RetentionPolicy | undefined>>();
+  const machineCache = new Map<string, Promise<Machine | undefined>>();
+  const reports: DatasetPlanReport[] = [];
+  const pending: Pending[] = [];
+  for (const ds of datasets) {
+    const ns = ds.metadata.namespace ?? DEFAULT_NAMESPACE;
+    const report: DatasetPlanReport = {
+      namespace: ns,
+      name: ds.metadata.name,
+      machine: ds.spec.machineRef.name,
+      dataset: ds.spec.name,
+      destroy: [],
+      keep: [],
+      unmetCaps: [],
+    };
+    reports.push(report);
+    if (ds.spec.suspend) report.suspended = true;
+    const schedule = parseSchedule(ds.spec.schedule);
+    if (!schedule.ok) {
+      fail(report, `spec.schedule: ${schedule.problem}`);
+      continue;
+    }
+    report.schedule = describeSchedule(schedule.value);
+    const policyKey = `${ns}/${ds.spec.retentionPolicyRef.name}`;
+    if (!policyCache.has(policyKey)) policyCache.set(policyKey, source.retentionPolicy(ns, ds.spec.retentionPolicyRef.name));
+    const machineName = ds.spec.machineRef.name;
+    if (!machineCache.has(machineName)) machineCache.set(machineName, source.machine(machineName));
+    const [policy, machine] = await Promise.all([policyCache.get(policyKey), machineCache.get(machineName)]);
+    if (!policy) {
+      fail(report, notDeclared(source, `RetentionPolicy ${policyKey}`));
+      continue;
+    }
+    report.policy = describePolicy(ns, policy);
+    const problems = validateRetentionPolicy({ ...policy.spec });
+    if (problems.length > 0) {
+      fail(report, `RetentionPolicy ${policyKey} is invalid: ${problems.join('; ')}`);
+      continue;
+    }
+    if (!machine) {
+      fail(report, notDeclared(source, `Machine ${machineName}`));
+      continue;
+    }
+    const pools = machine.spec.pools ?? [];
+    if (pools.length > 0 && !pools.includes(poolOf(ds.spec.name))) {
+      fail(report, `pool ${poolOf(ds.spec.name)} is not in Machine ${machineName}'s spec.pools (${pools.join(', ')}); add it there, or the controller never sees ${ds.spec.name}`);
+      continue;
+    }
+    pending.push({ report, ds, schedule: schedule.value, policy, machine });
+  }
+
+  // One connection and one inventory per machine, over the pools its selected Datasets live in.
+  const byMachine = new Map<string, Pending[]>();
+  for (const p of pending) byMachine.set(p.machine.metadata.name, [...(byMachine.get(p.machine.metadata.name) ?? []), p]);
+  await Promise.all(
+    [...byMachine.values()].map(async (group) => {
+      const machine = (group[0] as Pending).machine;
+      const roots = [...new Set(group.map((p) => poolOf(p.ds.spec.name)))].sort();
+      let inventory: Inventory;
+      try {
+        const handle = await source.connect(machine);
+        inventory = await handle.zfs.inventory({ roots });
+      } catch (err) {
+        const e = connectionError(machine.metadata.name, err);
+        for (const p of group) fail(p.report, e.message, e.exitCode === EXIT.runtime ? 'runtime' : 'invalid');
+        return;
+      }
+      for (const p of group) {
+        const exists = inventory.datasets.some((d) => d.name === p.ds.spec.name);
+        if (!exists && p.ds.spec.managementPolicy !== 'Create') {
+          fail(p.report, `${p.ds.spec.name} does not exist on Machine ${machine.metadata.name}; create it or set managementPolicy: Create`);
+          continue;
+        }
+        if (!exists) p.report.exists = false;
+        const input = datasetPlanInput(p.ds, p.schedule, p.policy, inventory, at);
+        fillFromPlan(p.report, input, planDataset(input));
+      }
+    }),
+  );
+  return { at: isoSeconds(at), source: source.description, datasets: reports, problems: [...source.problems] };
+}
+
+const short = (snapshot: string): string => snapshot.slice(snapshot.indexOf('@') + 1);
+
+export function renderPlan(report: PlanReport, at: number, verbose: boolean): string {
+  const out: string[] = [];
+  out.push(`Plan at ${report.at} from the ${report.source} (read only: nothing was changed)`);
+  let takes = 0;
+  let destroys = 0;
+  for (const d of report.datasets) {
+    out.push('');
+    out.push(`${d.namespace}/${d.name}  ${d.dataset} on Machine ${d.machine}`);
+    if (d.schedule || d.policy) out.push(`  schedule  ${d.schedule ?? '?'}; policy ${d.policy ?? '?'}`);
+    if (d.error) {
+      out.push(`  error     ${d.error}`);
+      continue;
+    }
+    if (d.exists === false) out.push(`  create    ${d.dataset} does not exist yet: the controller creates it first (managementPolicy: Create)`);
+    if (d.suspended) out.push('  suspended takes no snapshots and destroys nothing (spec.suspend)');
+    out.push(`  points    ${d.restorePoints ?? 0} restore point(s) by bdr${d.otherSnapshots ? `, ${d.otherSnapshots} other snapshot(s) (never pruned)` : ''}`);
+    if (d.take) {
+      takes++;
+      out.push(`  take      ${short(d.take.snapshot)} at ${d.take.at} (due now${d.missed ? `; ${d.missed} scheduled run(s) missed` : ''})`);
+    }
+    if (d.next) out.push(`  next      ${short(d.next.snapshot)} at ${d.next.at} (${relative(Date.parse(d.next.at), at)})`);
+    if (!d.take && d.missed) out.push(`  missed    ${d.missed} scheduled run(s)`);
+    destroys += d.destroy.length;
+    if (d.destroy.length === 0) out.push('  destroy   nothing');
+    for (const [i, s] of d.destroy.entries()) out.push(`  ${i === 0 ? 'destroy  ' : '         '} ${short(s.snapshot)}  ${s.reasons.join(', ')}`);
+    if (verbose) {
+      for (const [i, s] of d.keep.entries()) out.push(`  ${i === 0 ? 'keep     ' : '         '} ${short(s.snapshot)}  ${s.reasons.join(', ')}`);
+    } else if (d.keep.length > 0) {
+      out.push(`  keep      ${d.keep.length} (-v lists them with their reasons)`);
+    }
+    for (const cap of d.unmetCaps) out.push(`  unmet     ${cap}`);
+  }
+  out.push('');
+  const failed = report.datasets.filter((d) => d.error).length;
+  out.push(
+    `${report.datasets.length} dataset(s): ${takes} snapshot(s) to take, ${destroys} restore point(s) to destroy` +
+      (failed > 0 ? `, ${failed} could not be planned` : '') +
+      (report.datasets.length === 0 ? ' (no Dataset selected)' : ''),
+  );
+  return `${out.join('\n')}\n`;
+}
+
+function exitCodeOf(report: PlanReport): number {
+  let code: number = EXIT.ok;
+  if (report.problems.length > 0) code = EXIT.invalid;
+  for (const d of report.datasets) {
+    const kind = failures.get(d);
+    if (kind === 'runtime') return EXIT.runtime;
+    if (kind === 'invalid') code = EXIT.invalid;
+  }
+  return code;
+}
+
+export function planCommand(): Command {
+  return new Command('plan')
+    .description('show what the controllers would do next for each Dataset: snapshots to take, restore points to destroy and why (changes nothing)')
+    .argument('[dataset...]', 'only these Datasets: NAME (in --namespace, default "default") or NAMESPACE/NAME')
+    .option('--repo <dir>', 'read the objects from the manifests in DIR (a GitOps repository) instead of a cluster')
+    .option('--kubeconfig <file>', 'read the objects from this cluster (default: KUBECONFIG, ~/.kube/config, in-cluster)')
+    .option('--at <time>', 'evaluate the plan at TIME: RFC 3339 (2026-11-26T10:00:00Z) or relative to now (+2h, -30m)', 'now')
+    .option('-n, --namespace <ns>', 'only Datasets in this namespace')
+    .addOption(new Option('-o, --output <format>', 'text for people, json for scripts').choices(['text', 'json']).default('text'))
+    .option('-v, --verbose', 'also list the restore points that are kept, each with its reason')
+    .addHelpText(
+      'after',
+      `
+The plan is the Dataset controller's own: the same inventory of each machine (one zfs get per
+machine, however many Datasets live on it), the same mapping and the same planning function
+(planDataset), evaluated at --at instead of the clock. So "destroy" lists exactly what the
+controller's next reconcile destroys, with the retention reason, and "take" the snapshot it takes.
+Only snapshots bdr took (user property dev.bdr:owner=bdr, name bdr-<UTC>) are ever destroyed; held
+ones and the newest are kept. Nothing is written: neither the machines nor the cluster.
+
+With --repo, the manifests are checked like bdr validate; invalid documents are reported as
+FILE:LINE and skipped. An SSH Machine's private key comes from a Secret document in the repository.
+
+Exit codes: 0 planned · 1 invalid manifests or a Dataset that cannot be planned · 3 a machine or the
+cluster could not be reached
+
+Examples:
+  bdr plan --repo ./gitops                      # every Dataset declared in the repository
+  bdr plan --repo ./gitops --at +6h -v          # six hours from now, with what is kept and why
+  bdr plan --kubeconfig ~/.kube/config -n prod web01
+  bdr plan --at 2026-12-01T00:00:00Z -o json | jq '.datasets[].destroy[].snapshot'`,
+    )
+    .action(async (selectors: string[], opts: PlanOptions) => {
+      const now = Date.now();
+      const at = parseTimeArg(opts.at ?? 'now', now);
+      const source = await openObjectSource(opts);
+      let report: PlanReport;
+      try {
+        report = await buildPlan(source, at, selectors, opts.namespace);
+      } finally {
+        await source.close();
+      }
+      for (const p of report.problems) process.stderr.write(`${p}\n`);
+      if (report.problems.length > 0) {
+        process.stderr.write(`bdr: ${report.problems.length} problem(s) in the manifests; the objects concerned were skipped (bdr validate says more)\n`);
+      }
+      if (opts.output === 'json') process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else process.stdout.write(renderPlan(report, at, opts.verbose === true));
+      process.exitCode = exitCodeOf(report);
+    });
+}

@@ -104,6 +104,7 @@ export function directorySource(path: string, options: { debounceMs?: number; ex
     kind: 'directory',
     async prepare() {
       if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`${root} is not a directory`);
+      await settleGitOperation(root, options.log);
       return { root, commit: await workingTreeCommit(root) };
     },
     async watch(onChange) {
@@ -122,6 +123,23 @@ export function directorySource(path: string, options: { debounceMs?: number; ex
       await watcher?.close();
     },
   };
+}
+
+/**
+ * A checkout or pull rewrites the tree file by file; applying halfway would prune objects whose files are
+ * momentarily gone. git holds index.lock meanwhile, so wait (a bounded time: a lock left by a crashed git must
+ * not stop syncing for good).
+ */
+async function settleGitOperation(root: string, log: Logger, maxWaitMs = 10_000): Promise<void> {
+  const lock = join(root, '.git', 'index.lock');
+  const deadline = Date.now() + maxWaitMs;
+  while (existsSync(lock)) {
+    if (Date.now() > deadline) {
+      log.warn('git index.lock is still there; applying anyway', { lock });
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** HEAD of the working tree containing root (with -dirty when it has changes), or undefined outside git. */

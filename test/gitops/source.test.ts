@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -83,6 +83,29 @@ describe('directory source', () => {
     } finally {
       await source.close();
     }
+  });
+});
+
+describe('directory source during a git operation', () => {
+  const tmp = tempDir('bdr-source-lock-');
+  afterAll(() => tmp.remove());
+
+  it('waits for git to release index.lock before reading the tree', async () => {
+    const repo = join(tmp.path, 'repo');
+    await initRepo(repo);
+    await writeRepoFile(repo, 'a.yaml', 'a: 1\n');
+    await commitAll(repo, 'one');
+    await writeFile(join(repo, '.git', 'index.lock'), '');
+    const source = directorySource(repo, { log: silentLogger });
+    let done = false;
+    const prepared = source.prepare().then((r) => {
+      done = true;
+      return r;
+    });
+    await sleep(600);
+    expect(done).toBe(false);
+    await unlink(join(repo, '.git', 'index.lock'));
+    expect((await prepared).root).toBe(repo);
   });
 });
 

@@ -94,6 +94,25 @@ export async function installCrds(kc: KubeConfig, log: Logger, timeoutMs = 30_00
   return writes;
 }
 
+const NAMESPACE_RESOURCE = { apiVersion: 'v1', kind: 'Namespace', plural: 'namespaces', namespaced: false, verbs: ['create', 'get', 'list'] };
+
+/**
+ * Creates a namespace unless it exists; returns whether it wrote. Unlabelled, so never pruned: bdr up uses it
+ * for the operator's own namespace (events about cluster-scoped objects, the Lease of `bdr run`).
+ */
+export async function ensureNamespace(kc: KubeConfig, name: string): Promise<boolean> {
+  const api = new ObjectClient(kc, new Map([[resourceKey('v1', 'Namespace'), NAMESPACE_RESOURCE]]));
+  const ref: ObjectRef = { apiVersion: 'v1', kind: 'Namespace', name };
+  if (await api.read(ref)) return false;
+  try {
+    await api.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }, ref);
+    return true;
+  } catch (err) {
+    if (statusCodeOf(err) === 409) return false;
+    throw err;
+  }
+}
+
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
   if (isJsonObject(v)) return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortKeys(v[k])]));

@@ -24,6 +24,8 @@ function parseInterval(value: string): number {
   return d.value;
 }
 
+const OPERATOR_NAMESPACE = 'bdr-system';
+
 type StartOperator = (options: OperatorOptions) => Promise<Operator>;
 
 /** The controllers are loaded when they are needed, so that `bdr validate` and `bdr crds` do not pay for them. */
@@ -101,7 +103,7 @@ interface UpOptions {
 async function up(opts: UpOptions): Promise<number> {
   // Loaded here rather than at the top: every other bdr command would otherwise pay for the API client,
   // the API server and the watcher (seconds on a busy machine).
-  const [{ KubeConfig }, { startCluster }, { applyRepository, installCrds, isCleanReport }, { formatFinding }, { SyncLoop }, { isRemoteUrl, sourceFor }] =
+  const [{ KubeConfig }, { startCluster }, { applyRepository, ensureNamespace, installCrds, isCleanReport }, { formatFinding }, { SyncLoop }, { isRemoteUrl, sourceFor }] =
     await Promise.all([
       import('@kubernetes/client-node'),
       import('../../cluster/index.ts'),
@@ -143,6 +145,8 @@ async function up(opts: UpOptions): Promise<number> {
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfigPath);
     await installCrds(kc, log);
+    // The operator's namespace, which `manifests/` creates in a real cluster.
+    if (await ensureNamespace(kc, OPERATOR_NAMESPACE)) log.info('created namespace', { namespace: OPERATOR_NAMESPACE });
 
     loop = new SyncLoop({
       source,
@@ -162,6 +166,7 @@ async function up(opts: UpOptions): Promise<number> {
     try {
       operator = await startOperator({
         kubeConfig: kc,
+        namespace: OPERATOR_NAMESPACE,
         leaderElection: false,
         metrics: opts.metrics ? { host: '127.0.0.1', port: opts.metricsPort } : false,
         log: log.child({ component: 'operator' }),

@@ -66,6 +66,8 @@ describe('bdr up on a git working tree', { timeout: 180_000 }, () => {
     const cm = await k.json('get', 'configmap', 'greeting', '-n', 'apps');
     expect(cm.data).toEqual({ greeting: 'hello' });
     expect(await k.find('namespace', 'apps')).toBeDefined();
+    // The operator's own namespace exists, as manifests/ makes it in a real cluster.
+    expect(await k.find('namespace', 'bdr-system')).toBeDefined();
     expect(up.stdout).toContain(`kubeconfig:  ${up.kubeconfig}`);
     // The machines column works through the printed kubeconfig, as the README promises.
     expect(await k.run('get', 'machines')).toBe('');

@@ -401,3 +401,23 @@ describe('server-side apply', () => {
     expect(patched.metadata.managedFields?.map((e) => e.manager).sort()).toEqual(['alice', 'bob']);
   });
 });
+
+describe('watch lifetime', () => {
+  it('ends a watch after timeoutSeconds, and sends no bookmarks unless asked', async () => {
+    const cluster = await startCluster({ bookmarkIntervalMs: 20 });
+    try {
+      const t0 = Date.now();
+      const res = await fetch(`${cluster.url}/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1`);
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(950);
+      expect(text).toBe('');
+      const withBookmarks = await fetch(`${cluster.url}/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&allowWatchBookmarks=true`);
+      const lines = (await withBookmarks.text()).trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+      expect(lines.length).toBeGreaterThan(5);
+      expect(new Set(lines.map((l) => l.type))).toEqual(new Set(['BOOKMARK']));
+    } finally {
+      await cluster.stop();
+    }
+  });
+});

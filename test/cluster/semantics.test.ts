@@ -77,6 +77,15 @@ describe('API semantics', () => {
     expect(agg.headers.get('content-type')).toBe('application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList');
   });
 
+  it('treats re-applying an unchanged CRD as a no-op', async () => {
+    const before = cluster.resourceVersion();
+    for (const doc of parseAllDocuments(readFileSync(GADGET_CRDS, 'utf8'))) cluster.apply(doc.toJS() as KubeObject);
+    expect(cluster.resourceVersion()).toBe(before);
+    const crd = (await api<KubeObject>(cluster, 'GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.fixtures.bdr.dev')).body;
+    expect(crd.metadata.generation).toBe(1);
+    expect((crd.status as { conditions: Array<{ type: string; status: string }> }).conditions.map((c) => `${c.type}=${c.status}`)).toEqual(['NamesAccepted=True', 'Established=True']);
+  });
+
   it('changes the OpenAPI hash when a CRD schema changes', async () => {
     const hashOf = async (): Promise<string> =>
       (await api<{ paths: Record<string, { serverRelativeURL: string }> }>(cluster, 'GET', '/openapi/v3')).body.paths['apis/fixtures.bdr.dev/v1alpha1']!.serverRelativeURL;

@@ -36,6 +36,21 @@ async function managedVersions(k: Kubectl): Promise<Map<string, string>> {
   return out;
 }
 
+/**
+ * The versions once the controllers have finished writing status (RetentionPolicy status says which datasets
+ * use it): two reads a second apart agree. Idle objects must cause no writes, so this settles.
+ */
+async function settledVersions(k: Kubectl): Promise<Map<string, string>> {
+  let previous = await managedVersions(k);
+  return eventually(async () => {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = await managedVersions(k);
+    const same = now.size === previous.size && [...now].every(([key, rv]) => previous.get(key) === rv);
+    previous = now;
+    return same ? now : undefined;
+  }, 'the controllers to stop writing');
+}
+
 describe('bdr up on a git working tree', { timeout: 180_000 }, () => {
   const tmp = tempDir('bdr-up-dir-');
   const repo = join(tmp.path, 'repo');
@@ -83,7 +98,7 @@ describe('bdr up on a git working tree', { timeout: 180_000 }, () => {
   });
 
   it('updates the edited object, and only it', async () => {
-    const before = await managedVersions(k);
+    const before = await settledVersions(k);
     const n = up.syncs().length;
     await writeRepoFile(repo, 'policies/daily.yaml', policy('daily', 9));
     await commitAll(repo, 'keep more');
@@ -167,7 +182,7 @@ describe('bdr up on a git working tree', { timeout: 180_000 }, () => {
   });
 
   it('re-applying an unchanged repository writes nothing', async () => {
-    const before = await managedVersions(k);
+    const before = await settledVersions(k);
     expect(before.size).toBeGreaterThanOrEqual(2);
     const n = up.syncs().length;
     // A file event without a content change makes bdr up read and apply the whole repository again.

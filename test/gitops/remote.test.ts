@@ -53,6 +53,12 @@ describe('bdr up --repo file://… (remote)', { timeout: 180_000 }, () => {
     // Unchanged objects are not rewritten for a new commit: their annotation still names the commit that wrote them.
     expect((await k.json('get', 'configmap', 'first', '-n', 'default')).metadata.annotations?.['bdr.dev/source-commit']).toBe(c1);
 
+    // Drift is repaired at the next interval: an object deleted by hand comes back, one edited by hand is reset.
+    await k.run('delete', 'configmap', 'second', '-n', 'default');
+    await k.run('patch', 'configmap', 'first', '-n', 'default', '--type=merge', '-p', '{"data":{"value":"edited by hand"}}');
+    await eventually(() => k.find('configmap', 'second', '-n', 'default'), 'ConfigMap/second re-created');
+    await eventually(async () => ((await k.json('get', 'configmap', 'first', '-n', 'default')).data?.value === 'one' ? true : undefined), 'ConfigMap/first reset');
+
     // A commit that removes a file prunes its object.
     await git(work, 'rm', '--quiet', 'first.yaml');
     await commitAll(work, 'drop first');

@@ -128,7 +128,11 @@ export interface ApplyOptions {
   defaultNamespace?: string;
 }
 
-/** Reads, checks and applies a repository, then prunes what left it. Throws only when the cluster cannot be reached. */
+/**
+ * Reads, checks and applies a repository, then prunes what left it. Problems with documents end up in the
+ * report; it throws only when the repository cannot be read or the cluster cannot be reached, and then nothing
+ * is pruned.
+ */
 export async function applyRepository(kc: KubeConfig, options: ApplyOptions): Promise<SyncReport> {
   const { log } = options;
   const defaultNamespace = options.defaultNamespace ?? 'default';
@@ -139,7 +143,7 @@ export async function applyRepository(kc: KubeConfig, options: ApplyOptions): Pr
   const crdWrites = await installCrds(kc, log);
   const { byKind, listable } = await discover(kc);
   const scopeOf = (apiVersion: string, kind: string): Scope | undefined => {
-    const r = byKind.get(`${apiVersion}|${kind}`);
+    const r = byKind.get(resourceKey(apiVersion, kind));
     return r === undefined ? undefined : r.namespaced ? 'Namespaced' : 'Cluster';
   };
   const shaped = desiredFromManifests({

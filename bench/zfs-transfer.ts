@@ -15,14 +15,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { open, writeFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { authorizeKey } from '../nodes/authorized-keys.ts';
 import { installGuard, vectorKeyEntry } from '../nodes/guard.ts';
 import { LocalConnection } from '../nodes/local.ts';
-import { commandLine } from '../nodes/quote.ts';
+import { installVectorIdentity } from '../nodes/identity.ts';
 import { SshConnection } from '../nodes/ssh.ts';
-import { relay, ZfsMachine } from '../zfs/index.ts';
+import { directTransfer, relay, ZfsMachine } from '../zfs/index.ts';
 import { generateKeyPair, runOk, TestBed } from '../test/testbed/index.ts';
 
 function arg(name: string, fallback: number): number {
@@ -74,22 +74,21 @@ async function main(): Promise<void> {
       vectorKeyEntry({ publicKey: vectorKey.publicKeyNoComment, owner: 'bdr:vector=bench/vec', prefix, guardPath }),
       secondary.sshd.authorizedKeysPath,
     );
-    const knownHosts = join(primary.sshd.dir, 'known_hosts');
-    await writeFile(knownHosts, `[127.0.0.1]:${secondary.sshd.port} ${secondary.sshd.hostKey}\n`);
-    const sshArgv = (remote: string[]): string[] => [
-      'ssh', '-i', vectorKey.privateKeyPath, '-p', String(secondary.sshd.port),
-      '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes',
-      'root@127.0.0.1', commandLine(remote),
-    ];
+    const identity = await installVectorIdentity(primary.connect(), {
+      dir: join(primary.sshd.dir, 'vector'),
+      privateKey: vectorKey.privateKey,
+      host: secondary.sshd.host,
+      port: secondary.sshd.port,
+      hostKey: secondary.sshd.hostKey,
+    });
+    const route = { host: secondary.sshd.host, port: secondary.sshd.port, user: 'root', ...identity };
 
     const methods: Record<string, (into: string) => Promise<void>> = {
       local: async (into) => {
         await runOk(['sh', '-c', 'zfs send "$1" | zfs receive -u "$2"', 'sh', `${dataset}@s1`, into], { timeoutMs: 600_000 });
       },
       direct: async (into) => {
-        const pipeline = `zfs send ${commandLine([`${dataset}@s1`])} | ${commandLine(sshArgv(['zfs', 'receive', '-u', into]))}`;
-        const r = await a.connection.exec(['sh', '-c', pipeline], { timeoutMs: 600_000 });
-        if (r.code !== 0) throw new Error(`direct transfer failed: ${r.stderr}`);
+        await directTransfer(a, { snapshot: `${dataset}@s1` }, route, into, { noMount: true }, b);
       },
       relay: async (into) => {
         await relay(a, { snapshot: `${dataset}@s1` }, b, into, { noMount: true });

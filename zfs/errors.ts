@@ -52,6 +52,10 @@ export class ZfsError extends Error {
 
 const PATTERNS: readonly [RegExp, ZfsErrorKind][] = [
   [/bdr-guard: /, 'permissionDenied'],
+  // OpenSSH on the primary (direct path) speaking for the connection to the secondary.
+  [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i, 'hostKeyMismatch'],
+  [/Permission denied \(publickey/i, 'authenticationFailed'],
+  [/ssh: connect to host|Could not resolve hostname|Connection closed by remote host/i, 'connectFailed'],
   [/invalid option|unrecognized command|unsupported|not supported|operation not applicable|unknown option/i, 'unsupported'],
   [/permission denied|insufficient privileges|operation not permitted/i, 'permissionDenied'],
   [/out of space|no space left|quota exceeded/i, 'noSpace'],
@@ -103,5 +107,7 @@ export function asZfsError(error: unknown, argv?: readonly string[]): ZfsError {
 
 function firstLines(stderr: string): string {
   // zfs-fuse prints the whole usage text after "invalid option"; the first lines carry the meaning.
-  return stderr.trim().split('\n').slice(0, 3).join(' / ').slice(0, 500);
+  // OpenSSH's warning banners are lines of "@"; the meaning is in the lines around them.
+  const lines = stderr.trim().split('\n').filter((l) => !l.startsWith('@') && l.trim() !== '');
+  return lines.slice(0, 3).join(' / ').slice(0, 500);
 }

@@ -8,7 +8,7 @@ export type {
   TransferResult,
   ZfsPrograms,
 } from './machine.ts';
-export { relay, type RelayOptions } from './transfer.ts';
+export { relay, directTransfer, directTransferArgv, type RelayOptions, type DirectRoute } from './transfer.ts';
 export { probeCapabilities, capabilitiesFromUsage, type ZfsCapabilities } from './capabilities.ts';
 export {
   BDR_USER_PROPERTIES,

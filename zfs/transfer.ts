@@ -1,5 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { commandLine } from '../nodes/quote.ts';
 import { asZfsError, ZfsError, zfsCommandError } from './errors.ts';
 import type { ReceiveOptions, SendOptions, TransferResult, ZfsMachine } from './machine.ts';
 
@@ -98,4 +99,82 @@ function outcomeError(
   if (outcome.status === 'rejected') return asZfsError(outcome.reason, argv);
   if (outcome.value.code !== 0) return zfsCommandError(argv, outcome.value, description);
   return undefined;
+}
+
+/** How the primary's own OpenSSH client reaches the secondary (files on the primary, see `installVectorIdentity`). */
+export interface DirectRoute {
+  host: string;
+  port: number;
+  user: string;
+  /** Private key file on the primary (mode 600). */
+  identityFile: string;
+  /** known_hosts file on the primary holding the secondary's pinned host key. */
+  knownHostsFile: string;
+  /** Extra `ssh -o` options, e.g. ['Ciphers=aes128-gcm@openssh.com']. */
+  sshOptions?: readonly string[];
+}
+
+/**
+ * The direct path's command on the primary: `zfs send … | ssh … 'zfs receive …'`, one shell pipeline
+ * whose every word went through `commandLine`. `set -o pipefail` is not POSIX, so the send's exit status
+ * is carried out of the pipeline explicitly.
+ */
+export async function directTransferArgv(
+  source: ZfsMachine,
+  send: SendOptions,
+  route: DirectRoute,
+  receiveInto: string,
+  receive: ReceiveOptions,
+  receiveCapabilities: ZfsMachine,
+): Promise<string[]> {
+  for (const path of [route.identityFile, route.knownHostsFile]) {
+    if (!/^\/[A-Za-z0-9_./-]+$/.test(path)) throw new ZfsError('invalidName', `unsafe path ${JSON.stringify(path)}`, { retriable: false });
+  }
+  if (!/^[A-Za-z0-9.:-]+$/.test(route.host) || !/^[a-z_][a-z0-9_-]*$/.test(route.user) || !Number.isInteger(route.port)) {
+    throw new ZfsError('invalidName', 'invalid ssh route', { retriable: false });
+  }
+  for (const o of route.sshOptions ?? []) {
+    if (!/^[A-Za-z]+=[A-Za-z0-9@.,:_+-]+$/.test(o)) throw new ZfsError('invalidName', `invalid ssh option ${JSON.stringify(o)}`, { retriable: false });
+  }
+  const sendArgv = await source.sendArgv(send);
+  const receiveArgv = await receiveCapabilities.receiveArgv(receiveInto, receive);
+  const ssh = [
+    'ssh', '-i', route.identityFile, '-p', String(route.port),
+    '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=yes',
+    '-o', `UserKnownHostsFile=${route.knownHostsFile}`, '-o', 'ServerAliveInterval=15',
+    ...(route.sshOptions ?? []).flatMap((o) => ['-o', o]),
+    `${route.user}@${route.host}`,
+    // The remote side runs this through its shell (or the guard): quoted once more, as one argument.
+    commandLine(receiveArgv),
+  ];
+  const script = `{ ${commandLine(sendArgv)} || echo "bdr: zfs send failed with status $?" >&2; } | ${commandLine(ssh)}`;
+  return ['sh', '-c', script];
+}
+
+/**
+ * Replicates over the direct path: the primary's OpenSSH pipes `zfs send` into the secondary's
+ * `zfs receive` (on the secondary normally through the vector key's guard). The stream never passes
+ * through bdr; this is the fast default (bench/zfs-transfer.ts).
+ */
+export async function directTransfer(
+  source: ZfsMachine,
+  send: SendOptions,
+  route: DirectRoute,
+  receiveInto: string,
+  receive: ReceiveOptions,
+  receiveCapabilities: ZfsMachine,
+  options: { signal?: AbortSignal; timeoutMs?: number } = {},
+): Promise<{ ms: number }> {
+  const argv = await directTransferArgv(source, send, route, receiveInto, receive, receiveCapabilities);
+  const started = Date.now();
+  let result;
+  try {
+    result = await source.connection.exec(argv, options);
+  } catch (error) {
+    throw asZfsError(error, argv);
+  }
+  if (result.code !== 0 || /bdr: zfs send failed/.test(result.stderr)) {
+    throw zfsCommandError(['zfs', 'send|receive', ...argv.slice(2)], result, source.connection.description);
+  }
+  return { ms: Date.now() - started };
 }

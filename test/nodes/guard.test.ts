@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeKey, revokeKey } from '../../nodes/authorized-keys.ts';
 import { installGuard, vectorKeyEntry } from '../../nodes/guard.ts';
 import { SshConnection } from '../../nodes/ssh.ts';
-import { relay, ZfsError, ZfsMachine } from '../../zfs/index.ts';
+import { installVectorIdentity } from '../../nodes/identity.ts';
+import { directTransfer, relay, ZfsError, ZfsMachine } from '../../zfs/index.ts';
 import { generateKeyPair, run, runOk, TestBed, type KeyPair, type TestMachine, type TestPool } from '../testbed/index.ts';
 
 /**
@@ -58,6 +59,37 @@ describe('forced-command guard with a vector key', () => {
     await relay(source, { snapshot: `${sourcePool.name}/data@s1` }, vector, `${prefix}/data`, { noMount: true });
     await relay(source, { snapshot: `${sourcePool.name}/data@s2`, from: '@s1' }, vector, `${prefix}/data`, { noMount: true });
     expect(await names(`${prefix}/data`)).toEqual([`${prefix}/data`, `${prefix}/data@s1`, `${prefix}/data@s2`]);
+  });
+
+  it('receives over the direct path: the primary OpenSSH client into the guard, the stream bypassing bdr', async () => {
+    const files = await installVectorIdentity(primary.connect(), {
+      dir: join(primary.sshd.dir, 'vectors', 'ns', 'vec1'),
+      privateKey: vectorKey.privateKey,
+      host: secondary.sshd.host,
+      port: secondary.sshd.port,
+      hostKey: secondary.sshd.hostKey,
+    });
+    const route = { host: secondary.sshd.host, port: secondary.sshd.port, user: 'root', ...files };
+    await directTransfer(source, { snapshot: `${sourcePool.name}/data@s1` }, route, `${prefix}/direct`, { noMount: true }, vector);
+    await directTransfer(source, { snapshot: `${sourcePool.name}/data@s2`, from: '@s1' }, route, `${prefix}/direct`, { noMount: true }, vector);
+    expect(await names(`${prefix}/direct`)).toEqual([`${prefix}/direct`, `${prefix}/direct@s1`, `${prefix}/direct@s2`]);
+    const outside = await directTransfer(source, { snapshot: `${sourcePool.name}/data@s1` }, route, `${targetPool.name}/private/direct`, {}, vector).catch(
+      (e: unknown) => e,
+    );
+    expect(outside).toMatchObject({ kind: 'permissionDenied' });
+    // A wrong pinned host key stops the primary's ssh before it sends anything.
+    const wrong = await installVectorIdentity(primary.connect(), {
+      dir: join(primary.sshd.dir, 'vectors', 'ns', 'wrong'),
+      privateKey: vectorKey.privateKey,
+      host: secondary.sshd.host,
+      port: secondary.sshd.port,
+      hostKey: primary.sshd.hostKey,
+    });
+    const mismatch = await directTransfer(source, { snapshot: `${sourcePool.name}/data@s1` }, { ...route, ...wrong }, `${prefix}/never`, {}, vector).catch(
+      (e: unknown) => e,
+    );
+    expect(mismatch).toMatchObject({ kind: 'hostKeyMismatch' });
+    expect((await run(['zfs', 'list', `${prefix}/never`])).code).not.toBe(0);
   });
 
   it('lists, gets, holds and releases under the prefix', async () => {

@@ -24,6 +24,9 @@ const SAMPLES: [string, ZfsErrorKind][] = [
   ["unrecognized command 'version'\nusage: zfs command args ...\n", 'unsupported'],
   ["cannot create 'tank/x': permission denied\n", 'permissionDenied'],
   ['bdr-guard: refused: receive target tank/other is outside tank/replicas/v\n', 'permissionDenied'],
+  ['@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n@@@@@@@\nHost key verification failed.\n', 'hostKeyMismatch'],
+  ['root@10.0.0.5: Permission denied (publickey).\n', 'authenticationFailed'],
+  ['ssh: connect to host 10.0.0.5 port 22: Connection refused\n', 'connectFailed'],
   ['internal error: Bad file descriptor\n', 'failed'],
 ];
 

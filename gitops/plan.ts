@@ -105,6 +105,8 @@ const shapeChild = (shape: Shape | undefined, key: string | number): Shape | und
  * (`last`) that `desired` dropped is still there. Fields only the server or other writers set are ignored.
  */
 export function covers(desired: Json, last: Shape | undefined, live: Json | undefined): boolean {
+  // `key: ~` in YAML means "no value"; the server drops it, so absence is what it looks like once applied.
+  if (desired === null) return live === undefined || live === null;
   if (isJsonObject(desired)) {
     if (!isJsonObject(live)) return false;
     for (const [k, v] of Object.entries(desired)) if (!covers(v, shapeChild(last, k), live[k])) return false;

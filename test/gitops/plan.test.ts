@@ -74,6 +74,11 @@ describe('covers and mergePatchFor', () => {
     expect(mergePatchFor({ l: [{ a: 1 }] }, shapeOf({ l: [{ a: 1 }] }), { l: [{ a: 1, d: 0 }] })).toBeUndefined();
   });
 
+  it('takes a null in the document as "absent", as the server stores it', () => {
+    expect(mergePatchFor({ data: { a: null, b: 'x' } }, undefined, { data: { b: 'x' } })).toBeUndefined();
+    expect(mergePatchFor({ data: { a: null } }, undefined, { data: { a: 'set by hand' } })).toEqual({ data: { a: null } });
+  });
+
   it('replaces a scalar by an object and back', () => {
     expect(mergePatchFor({ x: { y: 1 } }, undefined, { x: 'flat' })).toEqual({ x: { y: 1 } });
     expect(mergePatchFor({ x: 'flat' }, undefined, { x: { y: 1 } })).toEqual({ x: 'flat' });

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { admit } from './admission.ts';
 import { CRD_STORAGE_KEY, Registry } from './crd-registry.ts';
-import { ApiError, alreadyExists, badRequest, conflict, forbidden, internal, invalid, notFound, type StatusCause } from './errors.ts';
+import { alreadyExists, badRequest, conflict, forbidden, internal, invalid, notFound } from './errors.ts';
+import { GarbageCollector, NS_STORAGE_KEY, refKey } from './gc.ts';
 import type { DiskPersistence, LogRecord } from './persistence.ts';
-import { apiVersionOf, validateCommonMetadata, validateSubdomain, type ResourceType } from './resources.ts';
-import { normalize, validateAgainst } from './schema.ts';
+import { apiVersionOf, type ResourceType } from './resources.ts';
 import { deepClone, isJsonObject, jsonEqual, nowTimestamp, type JsonObject, type KubeObject, type ObjectMeta } from './types.ts';
 
 export type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -39,14 +40,8 @@ export interface DeleteOptions {
 
 export type DeleteResult = { kind: 'removed'; object: KubeObject } | { kind: 'marked'; object: KubeObject };
 
-const NS_STORAGE_KEY = '/namespaces';
-
 function objKey(ns: string | undefined, name: string): string {
   return `${ns ?? ''}/${name}`;
-}
-
-function refKey(sk: string, ns: string | undefined, name: string): string {
-  return `${sk}|${ns ?? ''}|${name}`;
 }
 
 /** Everything outside metadata (and status, when it is a subresource): what generation tracks. */
@@ -97,8 +92,7 @@ export class Store {
   private readonly historySize: number;
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private readonly persistence: DiskPersistence | undefined;
-  private gcQueue = new Set<string>();
-  private gcScheduled = false;
+  private readonly gc = new GarbageCollector(this);
   private closed = false;
 
   constructor(
@@ -179,6 +173,7 @@ export class Store {
 
   close(): void {
     this.closed = true;
+    this.gc.close();
     this.listeners.clear();
     this.persistence?.close();
   }
@@ -271,122 +266,44 @@ export class Store {
       }
     }
     if (event.type === 'DELETED') {
-      if (object.metadata.uid && this.dependents.has(object.metadata.uid)) this.enqueueGc(`owner-gone|${object.metadata.uid}`);
+      if (object.metadata.uid && this.dependents.has(object.metadata.uid)) this.gc.ownerGone(object.metadata.uid);
       // An owner in foreground deletion waits for its dependents: look at it again now that one is gone.
       for (const ref of object.metadata.ownerReferences ?? []) {
         const owner = this.byUid.get(ref.uid);
-        if (owner) this.enqueueGc(`deleting|${owner}`);
+        if (owner) this.gc.deleting(owner);
       }
       // Likewise a terminating namespace waits for its content.
       const ns = object.metadata.namespace;
       if (ns && this.get(NS_STORAGE_KEY, undefined, ns)?.metadata.deletionTimestamp) {
-        this.enqueueGc(`deleting|${refKey(NS_STORAGE_KEY, undefined, ns)}`);
+        this.gc.deleting(refKey(NS_STORAGE_KEY, undefined, ns));
       }
     } else if (object.metadata.deletionTimestamp) {
-      this.enqueueGc(`deleting|${refKey(event.storageKey, object.metadata.namespace, object.metadata.name ?? '')}`);
+      this.gc.deleting(refKey(event.storageKey, object.metadata.namespace, object.metadata.name ?? ''));
     }
   }
 
-  // ---- garbage collection (owner references, namespaces) ----------------------------------
+  // ---- what the garbage collector reads and writes (see gc.ts) -------------------------------
 
-  private enqueueGc(item: string): void {
-    this.gcQueue.add(item);
-    if (this.gcScheduled) return;
-    this.gcScheduled = true;
-    // Like the real garbage collector, cascades happen after the request that caused them returns.
-    setImmediate(() => this.runGc());
+  dependentsOf(uid: string): string[] {
+    return [...(this.dependents.get(uid) ?? [])];
   }
 
-  private runGc(): void {
-    this.gcScheduled = false;
-    while (this.gcQueue.size > 0 && !this.closed) {
-      const [item] = this.gcQueue;
-      this.gcQueue.delete(item!);
-      try {
-        this.gcItem(item!);
-      } catch (err) {
-        if (!(err instanceof ApiError)) process.stderr.write(`cluster: garbage collection of ${item}: ${String(err)}\n`);
-      }
-    }
-  }
-
-  private lookupRef(ref: string): { sk: string; object: KubeObject; rt: ResourceType } | undefined {
-    const [sk, ns, name] = ref.split('|') as [string, string, string];
-    const object = this.get(sk, ns || undefined, name);
-    const rt = this.registry.versionsOf(sk)[0];
-    return object && rt ? { sk, object, rt } : undefined;
-  }
-
-  private gcItem(item: string): void {
-    const sep = item.indexOf('|');
-    const what = item.slice(0, sep);
-    const arg = item.slice(sep + 1);
-    if (what === 'owner-gone') {
-      for (const dep of [...(this.dependents.get(arg) ?? [])]) {
-        const found = this.lookupRef(dep);
-        if (!found) continue;
-        const remaining = (found.object.metadata.ownerReferences ?? []).filter((r) => r.uid !== arg && this.uidExists(r.uid));
-        if (remaining.length === 0) this.delete(found.rt, found.object.metadata.namespace, found.object.metadata.name ?? '', {});
-      }
-      return;
-    }
-    const found = this.lookupRef(arg);
-    if (!found || !found.object.metadata.deletionTimestamp) return;
-    const { object, rt } = found;
-    const uid = object.metadata.uid ?? '';
-    const finalizers = object.metadata.finalizers ?? [];
-    if (finalizers.includes('orphan')) {
-      for (const dep of [...(this.dependents.get(uid) ?? [])]) {
-        const d = this.lookupRef(dep);
-        if (!d) continue;
-        const refs = (d.object.metadata.ownerReferences ?? []).filter((r) => r.uid !== uid);
-        const next = deepClone(d.object);
-        if (refs.length) next.metadata.ownerReferences = refs;
-        else delete next.metadata.ownerReferences;
-        this.update(d.rt, d.object.metadata.namespace, d.object.metadata.name ?? '', next, {}, 'main', true);
-      }
-      this.dropFinalizer(rt, object, 'orphan');
-    } else if (finalizers.includes('foregroundDeletion')) {
-      const deps = [...(this.dependents.get(uid) ?? [])];
-      for (const dep of deps) {
-        const d = this.lookupRef(dep);
-        if (d && !d.object.metadata.deletionTimestamp) {
-          this.delete(d.rt, d.object.metadata.namespace, d.object.metadata.name ?? '', { propagationPolicy: 'Foreground' });
-        }
-      }
-      if ((this.dependents.get(uid)?.size ?? 0) === 0) this.dropFinalizer(rt, object, 'foregroundDeletion');
-    }
-    if (found.sk === NS_STORAGE_KEY) this.finalizeNamespace(object);
-  }
-
-  private uidExists(uid: string): boolean {
+  hasUid(uid: string): boolean {
     return this.byUid.has(uid);
   }
 
-  private dropFinalizer(rt: ResourceType, object: KubeObject, finalizer: string): void {
-    const current = this.get(rt.storageKey, object.metadata.namespace, object.metadata.name ?? '');
-    if (!current) return;
-    const next = deepClone(current);
-    next.metadata.finalizers = (current.metadata.finalizers ?? []).filter((f) => f !== finalizer);
-    this.update(rt, current.metadata.namespace, current.metadata.name ?? '', next, {}, 'main', true);
-  }
-
-  /** Deletes a terminating namespace's content, then the namespace once nothing is left in it. */
-  private finalizeNamespace(ns: KubeObject): void {
-    const name = ns.metadata.name ?? '';
+  namespacedContent(namespace: string): Array<{ rt: ResourceType; object: KubeObject }> {
+    const out: Array<{ rt: ResourceType; object: KubeObject }> = [];
     for (const [sk, bucket] of this.objects) {
       const rt = this.registry.versionsOf(sk)[0];
       if (!rt?.namespaced) continue;
-      for (const o of [...bucket.values()]) {
-        if (o.metadata.namespace === name && !o.metadata.deletionTimestamp) this.delete(rt, name, o.metadata.name ?? '', {});
-      }
+      for (const object of bucket.values()) if (object.metadata.namespace === namespace) out.push({ rt, object });
     }
-    const stillThere = [...this.objects.entries()].some(([sk, bucket]) => this.registry.versionsOf(sk)[0]?.namespaced && [...bucket.values()].some((o) => o.metadata.namespace === name));
-    const current = this.get(NS_STORAGE_KEY, undefined, name);
-    // Content with finalizers of its own keeps the namespace terminating until it is gone.
-    if (!stillThere && current && (current.metadata.finalizers ?? []).length === 0) {
-      this.commit('DELETED', NS_STORAGE_KEY, current, current);
-    }
+    return out;
+  }
+
+  removeNamespace(ns: KubeObject): void {
+    this.commit('DELETED', NS_STORAGE_KEY, ns, ns);
   }
 
   // ---- writes --------------------------------------------------------------------------------
@@ -406,42 +323,6 @@ export class Store {
       const gvk = `${String(body.apiVersion)}, Kind=${String(body.kind)}`;
       throw badRequest(`the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${apiVersionOf(rt)}) or kind (${gvk}) does not match ${rt.kind}`);
     }
-  }
-
-  /** Schema pruning, defaulting and validation, plus the kind's own rules: what every write goes through. */
-  private admit(rt: ResourceType, object: KubeObject, old: KubeObject | undefined, options: WriteOptions): { object: KubeObject; warnings: string[] } {
-    rt.normalize?.(object, old);
-    let admitted = object;
-    const warnings: string[] = [];
-    const causes: StatusCause[] = [];
-    if (rt.schema) {
-      const { object: pruned, unknownFields } = normalize(object as unknown as JsonObject, rt.schema);
-      admitted = pruned as unknown as KubeObject;
-      const mode = options.fieldValidation ?? 'Warn';
-      if (unknownFields.length > 0 && mode === 'Strict') {
-        const list = unknownFields.map((f) => `unknown field "${f}"`).join(', ');
-        throw badRequest(`${rt.kind} in version "${rt.version}" cannot be handled as a ${rt.kind}: strict decoding error: ${list}`);
-      }
-      if (mode === 'Warn') for (const f of unknownFields) warnings.push(`unknown field "${f}"`);
-      causes.push(...validateAgainst(admitted as unknown as JsonObject, rt.schema));
-    }
-    const name = admitted.metadata.name ?? '';
-    if (rt.plural !== 'namespaces') causes.push(...validateSubdomain(name, 'metadata.name'));
-    causes.push(...validateCommonMetadata(admitted));
-    causes.push(...(rt.validate?.(admitted, old) ?? []));
-    if (old?.metadata.deletionTimestamp) {
-      const before = new Set(old.metadata.finalizers ?? []);
-      const added = (admitted.metadata.finalizers ?? []).filter((f) => !before.has(f));
-      if (added.length > 0) {
-        causes.push({
-          reason: 'FieldValueForbidden',
-          field: 'metadata.finalizers',
-          message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`,
-        });
-      }
-    }
-    if (causes.length > 0) throw invalid(rt.kind, rt.group, name, causes);
-    return { object: admitted, warnings };
   }
 
   create(rt: ResourceType, namespace: string | undefined, body: KubeObject, options: WriteOptions = {}): WriteResult {
@@ -466,7 +347,7 @@ export class Store {
     delete meta.deletionGracePeriodSeconds;
     if (!options.keepManagedFields) delete meta.managedFields;
     if (rt.statusSubresource) delete object.status;
-    const { object: admitted, warnings } = this.admit(rt, object, undefined, options);
+    const { object: admitted, warnings } = admit(rt, object, undefined, options);
     if (this.get(rt.storageKey, namespace, meta.name)) throw alreadyExists(rt, meta.name);
     if (options.dryRun) return { object: admitted, warnings };
     return { object: this.commit('ADDED', rt.storageKey, admitted, undefined), warnings };
@@ -532,7 +413,7 @@ export class Store {
     }
     next.apiVersion = existing.apiVersion;
     delete next.metadata.resourceVersion;
-    const { object: admitted, warnings } = this.admit(rt, next, existing, options);
+    const { object: admitted, warnings } = admit(rt, next, existing, options);
     if (rt.hasGeneration && subresource === 'main' && !jsonEqual(specPart(admitted, rt), specPart(existing, rt))) {
       admitted.metadata.generation = (existing.metadata.generation ?? 0) + 1;
     }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { LocalConnection } from '../../nodes/local.ts';
+import { ConnectionPool } from '../../nodes/pool.ts';
 import {
   AuthenticationError,
   CommandAbortedError,
@@ -145,5 +146,23 @@ describe('SSH connection', () => {
     expect(() => new SshConnection({ ...machine.target, hostKey: 'ssh-ed25519 notbase64!' })).toThrow(InvalidConnectionConfigError);
     const rsaBlobAsEd = machine.sshd.hostKey.replace('ssh-ed25519', 'ssh-rsa');
     expect(() => new SshConnection({ ...machine.target, hostKey: rsaBlobAsEd })).toThrow(/does not contain a ssh-rsa key/);
+  });
+});
+
+describe('connection pool', () => {
+  it('keeps one connection per machine while its spec is unchanged and replaces it when the Secret changes', async () => {
+    const pool = new ConnectionPool();
+    const spec = { type: 'ssh' as const, ...machine.target };
+    const first = pool.get('default/ssh-a', spec);
+    await first.exec(['true']);
+    expect(pool.get('default/ssh-a', { ...spec })).toBe(first);
+    const rotated = await generateKeyPair(machine.sshd.dir, 'rotated');
+    const second = pool.get('default/ssh-a', { ...spec, privateKey: rotated.privateKey });
+    expect(second).not.toBe(first);
+    await expect(first.exec(['true'])).rejects.toMatchObject({ kind: 'connectionLost' });
+    expect(pool.get('local', { type: 'local' })).toBeInstanceOf(LocalConnection);
+    expect(pool.size).toBe(2);
+    await pool.closeAll();
+    expect(pool.size).toBe(0);
   });
 });

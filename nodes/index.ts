@@ -1,0 +1,34 @@
+export type { ExecOptions, ExecResult, NodeConnection, RunningCommand, SpawnOptions } from './connection.ts';
+export { LocalConnection } from './local.ts';
+export { SshConnection, type SshOptions, type SshTarget } from './ssh.ts';
+export { ConnectionPool, createConnection, type ConnectionSpec } from './pool.ts';
+export {
+  NodeError,
+  HostKeyMismatchError,
+  AuthenticationError,
+  ConnectError,
+  ConnectionLostError,
+  CommandTimeoutError,
+  CommandAbortedError,
+  InvalidConnectionConfigError,
+  type NodeErrorKind,
+} from './errors.ts';
+export { commandLine, shellQuote } from './quote.ts';
+export { parseHostKey, fingerprint, type PinnedHostKey } from './host-key.ts';
+export { privateKeyFromSecret, SecretKeyError, DEFAULT_PRIVATE_KEY_FIELD, type SecretLike } from './secret.ts';
+export {
+  authorizeKey,
+  revokeKey,
+  editAuthorizedKeys,
+  upsertEntry,
+  removeEntries,
+  listEntries,
+  renderEntry,
+  ownerOf,
+  assertOwnerTag,
+  DEFAULT_AUTHORIZED_KEYS,
+  type AuthorizedKeyEntry,
+} from './authorized-keys.ts';
+export { installGuard, guardScript, vectorKeyEntry, vectorKeyLine, DEFAULT_GUARD_PATH } from './guard.ts';
+export { installVectorIdentity, type VectorIdentityFiles } from './identity.ts';
+export { readRemoteFile, writeRemoteFileAtomic, RemoteFileError, type RemoteFile, type WriteOptions } from './remote-file.ts';

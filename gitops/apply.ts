@@ -18,6 +18,7 @@ import {
   liveObject,
   MANAGED_SELECTOR,
   planSync,
+  uncoveredPaths,
   type DesiredObject,
   type JsonObject,
   type LiveObject,
@@ -183,6 +184,15 @@ export async function applyRepository(kc: KubeConfig, options: ApplyOptions): Pr
   return report;
 }
 
+/**
+ * A field the server does not keep as written (unknown to its schema, or normalized) would be patched again at
+ * every apply; say which, so the typo gets fixed. Names only: values may be secret.
+ */
+function notHeld(d: DesiredObject, stored: JsonObject, report: SyncReport): void {
+  const paths = uncoveredPaths(d.object, stored);
+  if (paths.length > 0) report.errors.push(`${at(d)}: the cluster did not keep ${paths.join(', ')} as written (unknown or misspelt fields?)`);
+}
+
 const at = (d: DesiredObject): string => `${d.source.file}:${d.source.line}: ${describeRef(d.ref)}`;
 
 async function execute(api: ObjectClient, plan: SyncPlan, options: ApplyOptions): Promise<SyncReport> {
@@ -221,21 +231,23 @@ async function execute(api: ObjectClient, plan: SyncPlan, options: ApplyOptions)
   for (const d of plan.create) {
     try {
       const object = { ...d.object, metadata: stamp(d.object.metadata as JsonObject) };
-      await api.create(object, d.ref);
+      const stored = await api.create(object, d.ref);
       report.created.push(describeRef(d.ref));
       report.writes++;
       log.info('created', { object: describeRef(d.ref), source: `${d.source.file}:${d.source.line}` });
+      notHeld(d, stored, report);
     } catch (err) {
       report.errors.push(`${at(d)}: ${apiMessage(err)}`);
     }
   }
   for (const p of plan.patch) {
     try {
-      await api.mergePatch(p.desired.ref, { ...p.patch, metadata: stamp(isJsonObject(p.patch.metadata) ? p.patch.metadata : {}) });
+      const stored = await api.mergePatch(p.desired.ref, { ...p.patch, metadata: stamp(isJsonObject(p.patch.metadata) ? p.patch.metadata : {}) });
       report.updated.push(describeRef(p.desired.ref));
       report.writes++;
       // The patch itself is not logged: it may carry a Secret's data.
       log.info(p.adopt ? 'adopted' : 'updated', { object: describeRef(p.desired.ref), source: `${p.desired.source.file}:${p.desired.source.line}` });
+      notHeld(p.desired, stored, report);
     } catch (err) {
       report.errors.push(`${at(p.desired)}: ${apiMessage(err)}`);
     }

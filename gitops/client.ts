@@ -150,28 +150,26 @@ export class ObjectClient {
     return items.map((i) => ({ ...plain(i), apiVersion: r.apiVersion, kind: r.kind }));
   }
 
-  async create(object: JsonObject, ref: ObjectRef): Promise<void> {
-    if (groupOf(ref.apiVersion) === '') {
-      await this.core.create(object as unknown as KubernetesObject, undefined, undefined, FIELD_MANAGER);
-      return;
-    }
+  /** Creates the object; returns it as the server stored it. */
+  async create(object: JsonObject, ref: ObjectRef): Promise<JsonObject> {
+    if (groupOf(ref.apiVersion) === '') return plain(await this.core.create(object as unknown as KubernetesObject, undefined, undefined, FIELD_MANAGER));
     const p = this.path(ref);
     const base = { group: p.group, version: p.version, plural: p.plural, body: object, fieldManager: FIELD_MANAGER };
-    if (p.namespace === undefined) await this.custom.createClusterCustomObject(base);
-    else await this.custom.createNamespacedCustomObject({ ...base, namespace: p.namespace });
+    const created: unknown = p.namespace === undefined ? await this.custom.createClusterCustomObject(base) : await this.custom.createNamespacedCustomObject({ ...base, namespace: p.namespace });
+    return plain(created);
   }
 
-  /** A JSON merge patch (RFC 7386): `null` removes a field. */
-  async mergePatch(ref: ObjectRef, patch: JsonObject): Promise<void> {
+  /** A JSON merge patch (RFC 7386): `null` removes a field. Returns the object as the server stored it. */
+  async mergePatch(ref: ObjectRef, patch: JsonObject): Promise<JsonObject> {
     if (groupOf(ref.apiVersion) === '') {
       const body = { ...patch, ...ObjectClient.header(ref), metadata: { ...(isJsonObject(patch.metadata) ? patch.metadata : {}), ...ObjectClient.header(ref).metadata } };
-      await this.core.patch(body as unknown as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch);
-      return;
+      return plain(await this.core.patch(body as unknown as KubernetesObject, undefined, undefined, FIELD_MANAGER, undefined, PatchStrategy.MergePatch));
     }
     const p = this.path(ref);
     const base = { group: p.group, version: p.version, plural: p.plural, name: p.name, body: patch, fieldManager: FIELD_MANAGER };
-    if (p.namespace === undefined) await this.custom.patchClusterCustomObject(base, MERGE_PATCH);
-    else await this.custom.patchNamespacedCustomObject({ ...base, namespace: p.namespace }, MERGE_PATCH);
+    const patched: unknown =
+      p.namespace === undefined ? await this.custom.patchClusterCustomObject(base, MERGE_PATCH) : await this.custom.patchNamespacedCustomObject({ ...base, namespace: p.namespace }, MERGE_PATCH);
+    return plain(patched);
   }
 
   /** PUT of a whole object of a grouped kind (carrying the resourceVersion it was read at). */

@@ -123,6 +123,17 @@ export function covers(desired: Json, last: Shape | undefined, live: Json | unde
 }
 
 /**
+ * Paths of `desired` that `live` does not hold as written: after a write, the fields the server dropped (unknown
+ * to its schema) or changed. Each would otherwise be patched again at every apply, so they are reported instead.
+ */
+export function uncoveredPaths(desired: Json, live: Json | undefined, path = ''): string[] {
+  if (isJsonObject(desired) && isJsonObject(live)) {
+    return Object.entries(desired).flatMap(([k, v]) => uncoveredPaths(v, live[k], path === '' ? k : `${path}.${k}`));
+  }
+  return covers(desired, undefined, live) ? [] : [path === '' ? '(root)' : path];
+}
+
+/**
  * The merge patch that makes `live` cover `desired`, or undefined when nothing differs. Arrays are replaced
  * whole (merge-patch semantics); removed fields are sent as null.
  */

@@ -10,6 +10,7 @@ import {
   mergePatchFor,
   planSync,
   shapeOf,
+  uncoveredPaths,
   writesOf,
   type DesiredObject,
   type JsonObject,
@@ -77,6 +78,11 @@ describe('covers and mergePatchFor', () => {
   it('takes a null in the document as "absent", as the server stores it', () => {
     expect(mergePatchFor({ data: { a: null, b: 'x' } }, undefined, { data: { b: 'x' } })).toBeUndefined();
     expect(mergePatchFor({ data: { a: null } }, undefined, { data: { a: 'set by hand' } })).toEqual({ data: { a: null } });
+  });
+
+  it('names the fields a server did not keep as written, without their values', () => {
+    expect(uncoveredPaths({ data: { a: 's3cret' }, dta: { b: 'x' }, metadata: { name: 'n' } }, { data: { a: 's3cret' }, metadata: { name: 'n', uid: 'u' } })).toEqual(['dta']);
+    expect(uncoveredPaths({ spec: { n: 1 } }, { spec: { n: 2 } })).toEqual(['spec.n']);
   });
 
   it('replaces a scalar by an object and back', () => {

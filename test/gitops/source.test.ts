@@ -200,6 +200,21 @@ describe('applyRepository against the embedded cluster', () => {
     }
   });
 
+  it('reports a field the cluster drops (a misspelt key) instead of patching it silently forever', async () => {
+    const cluster = await startCluster({});
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromFile(cluster.kubeconfigPath);
+      const repo = join(tmp.path, 'typo');
+      await writeRepoFile(repo, 'cm.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo}\ndta: {a: b}\n');
+      const r = await applyRepository(kc, { root: repo, log: silentLogger });
+      expect(r.created).toEqual(['ConfigMap/default/typo']);
+      expect(r.errors).toEqual(['cm.yaml:1: ConfigMap/default/typo: the cluster did not keep dta as written (unknown or misspelt fields?)']);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it('restores a CRD that was changed by hand, with its enums and defaults intact', async () => {
     const cluster = await startCluster({});
     try {

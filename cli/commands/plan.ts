@@ -1,7 +1,7 @@
 /**
  * `bdr plan`: what the Dataset controller would do next, for every Dataset (or those selected), without
  * changing anything. It computes exactly what the controller computes: the same machine inventory (one
- * `zfs get` per machine, over the pools its Datasets live in), the same mapping to planning input
+ * `zfs get` per machine, over its spec.pools or every pool), the same mapping to planning input
  * (controllers/dataset-controller.ts `datasetPlanInput`) and the same pure function (planning/dataset-plan.ts
  * `planDataset`), evaluated at `--at` instead of the wall clock. It only reads: the sole commands it runs on a
  * machine are `zfs get` and `zpool list` (and the read-only capability probe).
@@ -13,6 +13,7 @@ import { poolOf } from '../../controllers/dataset-snapshots.ts';
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
 import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';
+import { ZfsError } from '../../zfs/errors.ts';
 import type { Inventory } from '../../zfs/inventory.ts';
 import { EXIT, UserError } from '../errors.ts';
 import { connectionError, DEFAULT_NAMESPACE, notDeclared, openObjectSource, type ObjectSource } from '../object-source.ts';
@@ -179,23 +180,32 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
     pending.push({ report, ds, schedule: schedule.value, policy, machine });
   }
 
-  // One connection and one inventory per machine, over the pools its selected Datasets live in.
+  // One connection and one inventory per machine: the controller's own (spec.pools, or every pool).
   const byMachine = new Map<string, Pending[]>();
   for (const p of pending) byMachine.set(p.machine.metadata.name, [...(byMachine.get(p.machine.metadata.name) ?? []), p]);
   await Promise.all(
     [...byMachine.values()].map(async (group) => {
       const machine = (group[0] as Pending).machine;
-      const roots = [...new Set(group.map((p) => poolOf(p.ds.spec.name)))].sort();
+      const roots = machine.spec.pools ?? [];
       let inventory: Inventory;
       try {
         const handle = await source.connect(machine);
         inventory = await handle.zfs.inventory({ roots });
       } catch (err) {
+        if (err instanceof ZfsError && err.kind === 'notFound') {
+          // A pool that is not there is a declaration to fix, not an outage.
+          for (const p of group) fail(p.report, `cannot list the pools of Machine ${machine.metadata.name} (spec.pools ${roots.join(', ')}): ${err.message}`);
+          return;
+        }
         const e = connectionError(machine.metadata.name, err);
         for (const p of group) fail(p.report, e.message, e.exitCode === EXIT.runtime ? 'runtime' : 'invalid');
         return;
       }
       for (const p of group) {
+        if (!inventory.pools.some((pool) => pool.name === poolOf(p.ds.spec.name))) {
+          fail(p.report, `pool ${poolOf(p.ds.spec.name)} does not exist on Machine ${machine.metadata.name}; check the Dataset's spec.name`);
+          continue;
+        }
         const exists = inventory.datasets.some((d) => d.name === p.ds.spec.name);
         if (!exists && p.ds.spec.managementPolicy !== 'Create') {
           fail(p.report, `${p.ds.spec.name} does not exist on Machine ${machine.metadata.name}; create it or set managementPolicy: Create`);

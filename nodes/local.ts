@@ -60,6 +60,8 @@ export class LocalConnection implements NodeConnection {
         ...(result.signal !== undefined ? { signal: result.signal } : {}),
       };
     });
+    // A caller that abandons a stream (and never awaits `done`) must not crash the process.
+    done.catch(() => undefined);
     return {
       stdin: child.stdin,
       stdout: child.stdout,

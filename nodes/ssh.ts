@@ -145,6 +145,8 @@ export class SshConnection implements NodeConnection {
         if (!stdin.writableFinished) stdin.destroy();
       }
     })();
+    // A caller that abandons a stream (and never awaits `done`) must not crash the process.
+    done.catch(() => undefined);
     return { stdin, stdout, done, kill };
   }
 

@@ -47,8 +47,13 @@ const PROPS = `creation,createtxg,${OWNER_PROPERTY}`;
 /** Failures of the connection rather than of ZFS (nodes/errors.ts). */
 const TRANSPORT = new Set<ZfsErrorKind>(['hostKeyMismatch', 'authenticationFailed', 'connectFailed', 'connectionLost', 'timeout', 'aborted', 'invalidConfig']);
 
-/** The checks that need no machine: names and pool. Throws a UserError that says what to do. */
+/**
+ * The checks that need no machine: names and pool. Throws a UserError that says what to do; returns the full
+ * snapshot name for `--snapshot`.
+ */
 export function checkRestoreNames(dataset: string, choice: RestoreChoice, target: string): string | undefined {
+  const datasetProblem = nameProblem('dataset', dataset);
+  if (datasetProblem) throw new UserError(`the Dataset's spec.name ${JSON.stringify(dataset)}: ${datasetProblem}; fix the Dataset`, EXIT.invalid);
   const targetProblem = nameProblem('dataset', target);
   if (targetProblem) {
     throw new UserError(`--to ${JSON.stringify(target)}: ${targetProblem}; give a full ZFS dataset name such as ${poolOf(dataset)}/restore/${dataset.split('/').at(-1) ?? 'copy'}`, EXIT.invalid);

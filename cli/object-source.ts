@@ -4,8 +4,10 @@
  * schema defaults filled in as the API server would) or a cluster through a kubeconfig. Both read only.
  * Machines are reached through controllers/machine-connections.ts, exactly as the controllers reach them.
  */
+import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { toStructural, objectSchema } from '../api/crd.ts';
 import { datasetKind, kindByName, machineKind, retentionPolicyKind, type KindDefinition } from '../api/kinds/index.ts';
@@ -162,6 +164,9 @@ function relativeTo(root: string, file: string): string {
 // Cluster
 
 async function openClusterSource(kubeconfig: string | undefined): Promise<ObjectSource> {
+  const configured = kubeconfig !== undefined || !!process.env.KUBECONFIG || !!process.env.KUBERNETES_SERVICE_HOST || existsSync(join(homedir(), '.kube', 'config'));
+  // Without any of these, client-node would silently try http://localhost:8080.
+  if (!configured) throw new UserError('no cluster configured: pass --repo DIR (a GitOps repository) or --kubeconfig FILE, or set KUBECONFIG', EXIT.runtime);
   const kc = new KubeConfig();
   try {
     // loadFromDefault honours KUBECONFIG, ~/.kube/config and, inside a pod, the service account.

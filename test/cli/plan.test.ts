@@ -206,12 +206,24 @@ describe('bdr plan', () => {
     }
   });
 
-  it('refuses a bad --at and both sources at once (usage errors)', async () => {
+  it('refuses a bad --at, both sources at once, and no source at all', async () => {
     const bad = await bdr(['plan', '--repo', repo, '--at', 'tomorrow']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--at "tomorrow" is not a time');
     const both = await bdr(['plan', '--repo', repo, '--kubeconfig', tc.cluster.kubeconfigPath]);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('either --repo DIR or --kubeconfig FILE');
+    // Neither a source nor any kubeconfig: say so, rather than trying http://localhost:8080.
+    const env = { HOME: process.env.HOME, KUBECONFIG: process.env.KUBECONFIG };
+    process.env.HOME = repo;
+    delete process.env.KUBECONFIG;
+    try {
+      const none = await bdr(['plan']);
+      expect(none.code).toBe(3);
+      expect(none.stderr).toBe('bdr: no cluster configured: pass --repo DIR (a GitOps repository) or --kubeconfig FILE, or set KUBECONFIG\n');
+    } finally {
+      for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   });
 });

@@ -8,7 +8,7 @@
  */
 import { Command, Option } from 'commander';
 import type { Dataset, Machine, RetentionPolicy } from '../../api/types.ts';
-import { datasetPlanInput } from '../../controllers/dataset-controller.ts';
+import { datasetPlanInput, policyRules } from '../../controllers/dataset-controller.ts';
 import { poolOf } from '../../controllers/dataset-snapshots.ts';
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
@@ -163,7 +163,7 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
       continue;
     }
     report.policy = describePolicy(ns, policy);
-    const problems = validateRetentionPolicy({ ...policy.spec });
+    const problems = validateRetentionPolicy(policyRules(policy));
     if (problems.length > 0) {
       fail(report, `RetentionPolicy ${policyKey} is invalid: ${problems.join('; ')}`);
       continue;

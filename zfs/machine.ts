@@ -1,4 +1,4 @@
-import { assertName } from '../api/names.ts';
+import { assertName, nameProblem } from '../api/names.ts';
 import type { ExecResult, NodeConnection, RunningCommand } from '../nodes/connection.ts';
 import { probeCapabilities, type ZfsCapabilities } from './capabilities.ts';
 import { asZfsError, ZfsError, zfsCommandError } from './errors.ts';
@@ -268,7 +268,7 @@ export class ZfsMachine {
     need(options.largeBlocks, caps.sendLargeBlocks, '-L', 'large blocks');
     need(options.embedded, caps.sendEmbedded, '-e', 'embedded data');
     if (options.properties) flags.push('-p');
-    if (options.from !== undefined) flags.push(options.intermediates ? '-I' : '-i', this.incrementalBase(options.snapshot, options.from));
+    if (options.from !== undefined) flags.push(options.intermediates ? '-I' : '-i', this.incrementalBase(options.snapshot, options.from, caps));
     return [this.programs.zfs, 'send', ...flags, options.snapshot];
   }
 
@@ -336,16 +336,19 @@ export class ZfsMachine {
     return result;
   }
 
-  private incrementalBase(snapshot: string, from: string): string {
+  private incrementalBase(snapshot: string, from: string, caps: ZfsCapabilities): string {
     const dataset = datasetOf(snapshot);
     if (from.startsWith('@')) {
       assertName('snapshotShortName', from.slice(1));
       return `${dataset}${from}`;
     }
     if (from.includes('#')) {
-      const [ds = '', bm = ''] = from.split('#');
-      assertName('dataset', ds);
-      assertName('snapshotShortName', bm);
+      // A bookmark is only ever the base of its own dataset's snapshots.
+      const [ds = '', bm = '', ...rest] = from.split('#');
+      if (ds !== dataset || rest.length > 0 || nameProblem('snapshotShortName', bm) !== undefined) {
+        throw new ZfsError('invalidName', `invalid incremental base ${JSON.stringify(from)}: must be a bookmark of ${dataset}`, { retriable: false });
+      }
+      if (!caps.bookmarks) throw new ZfsError('unsupported', `${this.connection.description}: bookmarks are not supported here`, { retriable: false });
       return from;
     }
     assertName('snapshot', from);

@@ -89,6 +89,14 @@ describe('names with shell metacharacters never reach a command line', () => {
     });
   }
 
+  it('accepts a bookmark of the same dataset as incremental base, where bookmarks exist', async () => {
+    const zfs = new ZfsMachine(new RecordingConnection(), { capabilities: caps });
+    expect(await zfs.sendArgv({ snapshot: 'pool/ok@b', from: 'pool/ok#cursor' })).toEqual(['zfs', 'send', '-i', 'pool/ok#cursor', 'pool/ok@b']);
+    await expect(zfs.sendArgv({ snapshot: 'pool/ok@b', from: 'pool/other#cursor' })).rejects.toMatchObject({ kind: 'invalidName' });
+    const legacy = new ZfsMachine(new RecordingConnection(), { capabilities: { ...caps, bookmarks: false } });
+    await expect(legacy.sendArgv({ snapshot: 'pool/ok@b', from: 'pool/ok#cursor' })).rejects.toMatchObject({ kind: 'unsupported' });
+  });
+
   it('validated names are plain words on the command line (nothing for a shell to interpret)', async () => {
     const component = fc.stringMatching(/^[A-Za-z0-9_:][A-Za-z0-9_:.-]{0,12}$/).filter((c) => !c.includes('..') && !c.endsWith('.'));
     const dataset = fc.tuple(fc.stringMatching(/^[a-z][a-z0-9]{0,6}$/), fc.array(component, { maxLength: 3 })).map(([p, cs]) => [p, ...cs].join('/'));

@@ -274,6 +274,10 @@ export class Registry {
     if (!unchanged) this.revision++;
   }
 
+  storageKeyOfCrd(name: string): string | undefined {
+    return this.byCrd.get(name)?.[0]?.storageKey;
+  }
+
   /** Removes a CRD's types and returns the storage key whose objects must go with it. */
   removeCrd(name: string): string | undefined {
     const previous = this.byCrd.get(name);

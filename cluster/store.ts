@@ -226,6 +226,11 @@ export class Store {
   /** Assigns the next resourceVersion, makes the write durable, then publishes it. */
   private commit(type: EventType, sk: string, object: KubeObject, previous: KubeObject | undefined): KubeObject {
     if (this.closed) throw internal('the cluster is shutting down');
+    if (type === 'DELETED' && sk === CRD_STORAGE_KEY) {
+      // A CRD's objects go before the CRD itself, so watchers see their DELETED events before the end.
+      const target = this.registry.storageKeyOfCrd(object.metadata.name ?? '');
+      if (target) for (const o of this.list(target)) this.commit('DELETED', target, o, o);
+    }
     const rv = this.rv + 1;
     const stored: KubeObject = { ...object, metadata: { ...object.metadata, resourceVersion: String(rv) } };
     const record: LogRecord =
@@ -259,8 +264,7 @@ export class Store {
     const { object } = event;
     if (event.storageKey === CRD_STORAGE_KEY) {
       if (event.type === 'DELETED') {
-        const sk = this.registry.removeCrd(object.metadata.name ?? '');
-        if (sk) for (const o of this.list(sk)) this.commit('DELETED', sk, o, o);
+        this.registry.removeCrd(object.metadata.name ?? '');
       } else {
         this.registerCrdSafely(object);
       }

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { CRD_STORAGE_KEY } from './crd-registry.ts';
 import { ApiError, gone } from './errors.ts';
 import type { Faults } from './faults.ts';
 import { apiVersionOf, present, type ResourceType } from './resources.ts';
@@ -19,6 +20,7 @@ export interface WatchRequest {
 
 interface ActiveWatch {
   res: ServerResponse;
+  crdName?: string;
   close(abrupt: boolean): void;
 }
 
@@ -32,6 +34,11 @@ export class WatchHub {
     private readonly bookmarkIntervalMs: number,
   ) {
     faults.attachWatchDropper((abrupt) => this.closeAll(abrupt));
+    // A watch on a resource whose CRD is deleted ends, as kube-apiserver ends it; clients then see 404.
+    store.subscribe((event) => {
+      if (event.storageKey !== CRD_STORAGE_KEY || event.type !== 'DELETED') return;
+      for (const w of [...this.active]) if (w.crdName === event.object.metadata.name) w.close(false);
+    });
   }
 
   get size(): number {
@@ -119,6 +126,7 @@ export class WatchHub {
     const timers: NodeJS.Timeout[] = [];
     const watch: ActiveWatch = {
       res,
+      crdName: rt.crdName,
       close: (abrupt) => {
         cleanup();
         if (abrupt) res.socket?.destroy();

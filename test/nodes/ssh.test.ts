@@ -87,6 +87,26 @@ describe('SSH connection', () => {
     expect(c.connectCount).toBe(2);
   });
 
+  it('notices a hung server through keepalive and fails the running command', async () => {
+    const c = machine.connect({ keepaliveIntervalMs: 200, keepaliveCountMax: 2 });
+    // The sshd process serving this connection (all its channels) is the parent of the remote shell.
+    const sessionPid = Number((await c.exec(['sh', '-c', 'echo $PPID'])).stdout.trim());
+    expect(sessionPid).toBeGreaterThan(1);
+    const running = c.exec(['sleep', '5']);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    process.kill(sessionPid, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      await expect(running).rejects.toMatchObject({ kind: 'connectionLost' });
+      expect(Date.now() - started).toBeLessThan(4_000);
+    } finally {
+      process.kill(sessionPid, 'SIGKILL');
+      process.kill(sessionPid, 'SIGCONT');
+    }
+    expect((await c.exec(['echo', 'back'])).stdout).toBe('back\n');
+    expect(c.connectCount).toBe(2);
+  });
+
   it('streams stdin to stdout through spawn', async () => {
     const c = machine.connect();
     const cmd = c.spawn(['sh', '-c', 'wc -c']);

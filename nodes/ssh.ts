@@ -87,7 +87,9 @@ export class SshConnection implements NodeConnection {
   async exec(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     const line = commandLine(argv);
     const program = argv[0] ?? '';
-    const release = await this.limiter.acquire(options.signal);
+    const release = await this.limiter.acquire(options.signal).catch(() => {
+      throw new CommandAbortedError(this.description, program);
+    });
     try {
       const channel = await this.openChannel(line, options.signal);
       return await this.collect(channel, program, options);
@@ -126,7 +128,10 @@ export class SshConnection implements NodeConnection {
       if (!stdin.writableFinished) kill();
     });
     const done = (async (): Promise<ExecResult & { stdout: '' }> => {
-      const release = await this.limiter.acquire(options.signal);
+      const release = await this.limiter.acquire(options.signal).catch(() => {
+        stdout.destroy();
+        throw new CommandAbortedError(this.description, program);
+      });
       try {
         channel = await this.openChannel(line, options.signal);
         if (killed) kill();
@@ -182,7 +187,11 @@ export class SshConnection implements NodeConnection {
           });
         });
       } catch (error) {
-        // Nothing ran yet: the channel was refused, typically because the connection died unnoticed.
+        // The server refused this one channel (e.g. MaxSessions): the connection and its other commands are fine.
+        if (typeof (error as { reason?: unknown }).reason === 'number') {
+          throw new ConnectError(this.description, `the server refused a channel: ${messageOf(error)}`, { cause: error });
+        }
+        // Nothing ran yet and the connection died unnoticed: replace it once.
         if (this.client === client) this.client = undefined;
         client.end();
         if (attempt >= 1) throw new ConnectionLostError(this.description, messageOf(error), { cause: error });

@@ -2,6 +2,7 @@
  * `bdr up` with a remote repository (a bare repository behind a file:// URL) and `bdr up --once`.
  */
 import { createServer, type AddressInfo } from 'node:net';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runBdr } from '../helpers/run-bdr.ts';
@@ -99,13 +100,30 @@ describe('bdr up --once', { timeout: 180_000 }, () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const port = (server.address() as AddressInfo).port;
-      const repo = join(tmp.path, 'repo');
+      const repo = join(tmp.path, 'repo-port');
+      await writeRepoFile(repo, 'ok.yaml', configMap('ok', 'fine'));
       const r = await runBdr(['up', '--repo', repo, '--once', '--state', join(tmp.path, 'state-port'), '--metrics-port', String(port)], SLOW);
       expect(r.exitCode).toBe(3);
       expect(r.stderr).toMatch(/^bdr: cannot start the controllers: .*EADDRINUSE.*choose another --metrics-port/m);
     } finally {
       server.close();
     }
+  });
+
+  it('refuses a state directory in use by a running bdr up, and takes over one left by a dead process', async () => {
+    const repo = join(tmp.path, 'repo-locked');
+    await writeRepoFile(repo, 'ok.yaml', configMap('ok', 'fine'));
+    const state = join(tmp.path, 'state-locked');
+    await mkdir(state, { recursive: true });
+    // This test process stands in for a running bdr up: its pid is alive.
+    await writeFile(join(state, 'bdr-up.pid'), `${process.pid}\n`);
+    const locked = await runBdr(['up', '--repo', repo, '--once', '--state', state, '--metrics-port', '0'], SLOW);
+    expect(locked.exitCode).toBe(3);
+    expect(locked.stderr).toContain(`is in use by another bdr up (pid ${process.pid})`);
+    // A pid that cannot be running (above the kernel's pid_max): the lock of a killed process.
+    await writeFile(join(state, 'bdr-up.pid'), '4194305\n');
+    const taken = await runBdr(['up', '--repo', repo, '--once', '--state', state, '--metrics-port', '0'], SLOW);
+    expect(taken.exitCode, taken.stderr).toBe(0);
   });
 
   it('refuses a --branch for a local directory and an unreadable path', async () => {

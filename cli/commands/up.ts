@@ -180,7 +180,10 @@ async function up(opts: UpOptions): Promise<number> {
     out.write(`API server:  ${cluster.url}\n`);
     out.write(`kubeconfig:  ${kubeconfigPath}\n`);
     out.write(`             kubectl --kubeconfig ${kubeconfigPath} get machines,datasets,vectors -A\n`);
-    if (operator?.metricsUrl) out.write(`metrics:     ${operator.metricsUrl}\n`);
+    if (operator?.metricsUrl) {
+      const base = operator.metricsUrl.replace(/\/metrics$/, '');
+      out.write(`metrics:     ${base}/metrics  (health: ${base}/healthz, ${base}/readyz)\n`);
+    }
     out.write(`repository:  ${source.description}${first?.commit ? ` @ ${first.commit}` : ''}\n`);
 
     if (opts.once) {

@@ -6,7 +6,7 @@ import type { ReceiveOptions, SendOptions, TransferResult, ZfsMachine } from './
 
 export interface RelayOptions {
   signal?: AbortSignal;
-  /** Called with the running byte count as the stream passes through (at most every 64 KiB chunk). */
+  /** Called with the running byte count each time a chunk of the stream passes through. */
   onProgress?: (bytes: number) => void;
 }
 

@@ -18,6 +18,7 @@ export type MachineStatus = FromSchema<typeof machineStatus>;
 export type StorageTargetSpec = FromSchema<typeof storageTargetSpec>;
 export type StorageTargetStatus = FromSchema<typeof storageTargetStatus>;
 export type RetentionPolicySpec = FromSchema<typeof retentionPolicySpec>;
+export type RetentionPolicySpecInput = Input<typeof retentionPolicySpec>;
 export type RetentionPolicyStatus = FromSchema<typeof retentionPolicyStatus>;
 export type DatasetSpec = FromSchema<typeof datasetSpec>;
 export type DatasetSpecInput = Input<typeof datasetSpec>;

@@ -3,7 +3,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetKind, machineKind } from '../../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy } from '../../api/types.ts';
+import type { Dataset, Machine, RetentionPolicy, RetentionPolicySpecInput } from '../../api/types.ts';
 import { DatasetReconciler } from '../../controllers/dataset-controller.ts';
 import { InventoryCache } from '../../controllers/inventory-cache.ts';
 import { MachineConnections } from '../../controllers/machine-connections.ts';
@@ -48,7 +48,7 @@ describe('Dataset controller with an injected clock on zfs-fuse', () => {
   let datasets: Informer<Dataset>;
   let policies: Informer<RetentionPolicy>;
 
-  const applyPolicy = async (name: string, spec: RetentionPolicy['spec']) => {
+  const applyPolicy = async (name: string, spec: RetentionPolicySpecInput) => {
     const applied = tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name, namespace: 'default' }, spec });
     const rv = applied.metadata.resourceVersion;
     await eventually(() => (policies.get(`default/${name}`)?.metadata.resourceVersion === rv ? true : undefined), `policy ${name} in the cache`);

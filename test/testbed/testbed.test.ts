@@ -50,6 +50,10 @@ describe('test bed', () => {
     await sshd.stop();
   });
 
+  it('fails with a clear message when sshd cannot start', async () => {
+    await expect(startSshd({ extraConfig: ['NoSuchSshdOption yes'] })).rejects.toThrow(/test bed: .*sshd.*NoSuchSshdOption/s);
+  });
+
   it('names resources uniquely per process and recognisably', () => {
     const names = new Set(Array.from({ length: 50 }, () => uniqueTestName()));
     expect(names.size).toBe(50);

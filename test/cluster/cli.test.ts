@@ -22,8 +22,11 @@ async function serve(stateDir: string): Promise<{ child: ResultPromise; cluster:
   return { child, cluster: { url, kubeconfigPath } as Cluster };
 }
 
+// Each test starts `bdr` (tsx compiles the whole CLI) and kubectl several times: minutes on a loaded machine.
+const SLOW = { timeout: 180_000 };
+
 describe('bdr cluster', () => {
-  it('serves with bdr CRDs installed, writes DIR/kubeconfig, stops on SIGTERM and keeps state', async () => {
+  it('serves with bdr CRDs installed, writes DIR/kubeconfig, stops on SIGTERM and keeps state', SLOW, async () => {
     requireKubectl();
     const state = mkdtempSync(join(tmpdir(), 'bdr-cluster-cli-'));
     const first = await serve(state);
@@ -47,7 +50,7 @@ describe('bdr cluster', () => {
     }
   });
 
-  it('fails with a clear message when the port is taken', async () => {
+  it('fails with a clear message when the port is taken', SLOW, async () => {
     const state = mkdtempSync(join(tmpdir(), 'bdr-cluster-cli-'));
     const first = await serve(state);
     try {

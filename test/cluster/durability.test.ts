@@ -62,7 +62,7 @@ describe('durability with a data directory', () => {
     }
   });
 
-  it('keeps every acknowledged write when the server process is killed', async () => {
+  it('keeps every acknowledged write when the server process is killed', { timeout: 120_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'bdr-cluster-crash-'));
     const child = execa('node', ['--import', 'tsx', join(FIXTURES, 'serve-cluster.ts'), dataDir], { cwd: REPO_ROOT, reject: false });
     const url = await new Promise<string>((resolve, reject) => {

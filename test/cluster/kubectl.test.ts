@@ -165,12 +165,12 @@ describe('kubectl against the embedded cluster', () => {
     await kubectlOk(cluster, ['apply', '-f', join(EXAMPLES, 'vectors', 'nas01-offsite.yaml')]);
   });
 
-  it('returns from wait --for=condition=Ready once the status is patched', async () => {
+  it('returns from wait --for=condition=Ready once the status is patched', { timeout: 120_000 }, async () => {
     const name = vector.metadata.name;
     const cacheDir = mkdtempSync(join(tmpdir(), 'bdr-kubectl-cache-'));
-    const waiting = execa(KUBECTL, ['--kubeconfig', cluster.kubeconfigPath, '--cache-dir', cacheDir, 'wait', '--for=condition=Ready', `vector/${name}`, '-n', ns, '--timeout=20s'], { reject: false });
+    const waiting = execa(KUBECTL, ['--kubeconfig', cluster.kubeconfigPath, '--cache-dir', cacheDir, 'wait', '--for=condition=Ready', `vector/${name}`, '-n', ns, '--timeout=60s'], { reject: false });
     // Patch only once kubectl is really watching, so the test proves it reacts to the event.
-    await waitFor('kubectl to watch the vector', () => (requests.some((r) => r.url.includes('watch=true') && r.url.includes(`metadata.name%3D${name}`)) ? true : undefined), 15_000);
+    await waitFor('kubectl to watch the vector', () => (requests.some((r) => r.url.includes('watch=true') && r.url.includes(`metadata.name%3D${name}`)) ? true : undefined), 45_000);
     const patched = await api<Obj>(cluster, 'PATCH', `${vectorPath}/status`, {
       status: { conditions: [{ type: 'Ready', status: 'True', reason: 'Synced', message: 'in sync', lastTransitionTime: '2026-01-01T00:00:00Z' }] },
     }, 'application/merge-patch+json');
@@ -182,15 +182,15 @@ describe('kubectl against the embedded cluster', () => {
     expect(row).toMatch(/\bTrue\b/);
   });
 
-  it('streams Table rows with printer columns for get -w', async () => {
+  it('streams Table rows with printer columns for get -w', { timeout: 120_000 }, async () => {
     const name = vector.metadata.name;
     const cacheDir = mkdtempSync(join(tmpdir(), 'bdr-kubectl-cache-'));
     const watching = execa(KUBECTL, ['--kubeconfig', cluster.kubeconfigPath, '--cache-dir', cacheDir, 'get', 'vectors', '-n', ns, '-w'], { reject: false });
     let out = '';
     watching.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    await waitFor('kubectl get -w to watch', () => (requests.some((r) => r.url.includes('watch=true') && r.url.startsWith(`/apis/bdr.dev/v1alpha1/namespaces/${ns}/vectors?`) && /as=Table/.test(r.accept ?? '')) ? true : undefined), 15_000);
+    await waitFor('kubectl get -w to watch', () => (requests.some((r) => r.url.includes('watch=true') && r.url.startsWith(`/apis/bdr.dev/v1alpha1/namespaces/${ns}/vectors?`) && /as=Table/.test(r.accept ?? '')) ? true : undefined), 45_000);
     await api(cluster, 'PATCH', `${vectorPath}/status`, { status: { conditions: [{ type: 'Ready', status: 'False', reason: 'Waiting', message: 'watch-test', lastTransitionTime: '2026-01-01T00:00:00Z' }] } }, 'application/merge-patch+json');
-    await waitFor('the modified row', () => (out.includes('watch-test') ? true : undefined));
+    await waitFor('the modified row', () => (out.includes('watch-test') ? true : undefined), 45_000);
     watching.kill('SIGINT');
     await watching;
     const lines = out.split('\n').filter((l) => l.trim());

@@ -193,6 +193,8 @@ async function up(opts: UpOptions): Promise<number> {
       return first && isCleanReport(first) ? EXIT.ok : EXIT.invalid;
     }
     await loop.start();
+    // Edits made while the cluster and the controllers were starting had no watcher yet to see them.
+    loop.trigger();
     out.write(`watching for changes; Ctrl-C stops\n`);
     const signal = await waitForSignal(log);
     log.info('shutting down', { signal });

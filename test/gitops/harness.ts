@@ -110,9 +110,13 @@ export class BdrUp {
     return this.entries.filter((e) => e.msg === 'synced');
   }
 
-  /** Waits until the process says it is watching (initial sync done, controllers started). */
+  /**
+   * Waits until the process says it is watching (initial sync done, controllers started) and has logged the
+   * catch-up sync it runs once watching, so that a test's next edit gets a sync of its own.
+   */
   async ready(timeoutMs = 150_000): Promise<void> {
     await eventually(() => (this.stdout.includes('watching for changes') ? true : undefined), `bdr up to start\n${this.stderr.slice(-3000)}`, timeoutMs);
+    await this.nextSync(1);
   }
 
   /** Waits for a sync that started after `after` syncs had been logged, and returns it. */

@@ -44,14 +44,17 @@ async function main(): Promise<void> {
       ['inventory, local', () => local.inventory({ roots: [pool.name] })],
       ['inventory, ssh (reused connection)', () => ssh.inventory({ roots: [pool.name] })],
     ];
-    const medians = new Map<string, number>();
-    for (const [label, once] of cases) {
-      const ms: number[] = [];
-      for (let i = 0; i < RUNS; i++) {
+    // Interleaved, so that a change in machine load hits every case alike.
+    const samples = new Map<string, number[]>(cases.map(([label]) => [label, []]));
+    for (let i = 0; i < RUNS; i++) {
+      for (const [label, once] of cases) {
         const started = performance.now();
         await once();
-        ms.push(performance.now() - started);
+        samples.get(label)?.push(performance.now() - started);
       }
+    }
+    const medians = new Map<string, number>();
+    for (const [label, ms] of samples) {
       ms.sort((x, y) => x - y);
       medians.set(label, ms[Math.floor(ms.length / 2)] ?? NaN);
     }

@@ -175,7 +175,9 @@ export async function applyRepository(kc: KubeConfig, options: ApplyOptions): Pr
   const namespaceList = namespaceResource ? await api.list(namespaceResource) : [];
   const namespaces = new Set(namespaceList.map((n) => liveObject(n).ref.name));
 
-  const plan = planSync({ desired: shaped.desired, live, managed, namespaces, protection: shaped.protection });
+  const repositoryEmpty = loaded.manifests.length === 0 && loaded.problems.length === 0;
+  const plan = planSync({ desired: shaped.desired, live, managed, namespaces, protection: shaped.protection, repositoryEmpty });
+  if (repositoryEmpty && plan.kept.length > 0) log.warn('the repository has no documents; nothing is pruned', { root: options.root, kept: plan.kept.length });
   const report = await execute(api, plan, options);
   report.files = loaded.files.length;
   report.findings = findings;

@@ -13,6 +13,8 @@
  * - An object whose document is invalid now (schema error, YAML syntax error in its file, unknown kind) is not
  *   pruned: a typo must not delete data. It stays as last applied until the document is fixed or removed.
  * - Namespaces are never pruned: deleting one deletes everything in it, including objects bdr did not apply.
+ * - A repository without any document prunes nothing (a wrong path or a failed checkout, far more likely than
+ *   an intent to delete everything).
  */
 
 export type Json = null | boolean | number | string | Json[] | JsonObject;
@@ -232,6 +234,11 @@ export interface SyncPlanInput {
   /** Names of the namespaces that exist. */
   namespaces: ReadonlySet<string>;
   protection: Protection;
+  /**
+   * The repository holds no document at all. Then nothing is pruned: an empty tree is far more often a wrong
+   * --repo, a failed checkout or an unmounted disk than an intent to delete everything.
+   */
+  repositoryEmpty?: boolean;
 }
 
 export interface PatchAction {
@@ -297,6 +304,8 @@ export function planSync(input: SyncPlanInput): SyncPlan {
       plan.kept.push({ live: m, reason: 'its document is invalid; it stays as last applied until the document is fixed or removed' });
     } else if (input.protection.files.has(source)) {
       plan.kept.push({ live: m, reason: `${source} could not be read whole; nothing it declared is pruned until it is fixed` });
+    } else if (input.repositoryEmpty) {
+      plan.kept.push({ live: m, reason: 'the repository has no documents at all; nothing is pruned (delete objects with kubectl if that is the intent)' });
     } else plan.prune.push(m);
   }
   return plan;

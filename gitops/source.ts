@@ -13,6 +13,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { watch, type FSWatcher } from 'chokidar';
 import { execa } from 'execa';
 import type { Logger } from '../metrics/log.ts';
@@ -168,7 +169,7 @@ export function remoteSource(options: RemoteOptions): Source {
   if (branch !== undefined && (branch === '' || branch.startsWith('-') || !/^[\w./-]+$/.test(branch) || branch.includes('..'))) {
     throw new Error(`invalid branch name ${JSON.stringify(branch)}`);
   }
-  const target = join(dir);
+  const target = dir;
   const ref = branch === undefined ? 'HEAD' : `refs/heads/${branch}`;
   const description = `${redactUrl(url)}${branch === undefined ? '' : `#${branch}`}`;
   return {
@@ -200,9 +201,18 @@ export function remoteSource(options: RemoteOptions): Source {
   };
 }
 
-/** A directory when `repo` is an existing local path, a remote when it looks like a URL. */
+/** A bare repository (HEAD, objects/, refs/ and no working tree): it has commits, not files to read. */
+export function isBareRepository(path: string): boolean {
+  return !existsSync(join(path, '.git')) && existsSync(join(path, 'HEAD')) && existsSync(join(path, 'objects')) && existsSync(join(path, 'refs'));
+}
+
+/**
+ * A remote when `repo` looks like a URL or is a bare repository on disk (read as file://, since its directory
+ * holds no manifests and applying it as one would find nothing); otherwise a directory.
+ */
 export function sourceFor(repo: string, options: { branch?: string; stateDir: string; debounceMs?: number; log: Logger }): Source {
-  if (isRemoteUrl(repo)) return remoteSource({ url: repo, branch: options.branch, dir: join(options.stateDir, 'repo'), log: options.log });
+  const url = isRemoteUrl(repo) ? repo : isBareRepository(repo) ? pathToFileURL(resolve(repo)).href : undefined;
+  if (url !== undefined) return remoteSource({ url, branch: options.branch, dir: join(options.stateDir, 'repo'), log: options.log });
   if (options.branch !== undefined) throw new Error(`--branch applies to a remote repository; ${repo} is a local directory (its files are read as they are)`);
   return directorySource(repo, { debounceMs: options.debounceMs, exclude: [options.stateDir], log: options.log });
 }

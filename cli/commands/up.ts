@@ -234,7 +234,8 @@ What it applies and prunes:
     bdr.dev/source (file) and bdr.dev/source-commit; only such objects are ever pruned
   - an invalid document is reported as FILE:LINE and skipped; the rest still applies. An object whose
     document is invalid now is NOT pruned: a typo must not delete data
-  - namespaces are created when objects need them and are never pruned
+  - namespaces are created when objects need them and are never pruned; a repository without any
+    document prunes nothing (a wrong path is likelier than an intent to delete everything)
   - re-applying an unchanged repository writes nothing
 
 A local directory that is a git working tree is read as it is on disk, uncommitted edits included.

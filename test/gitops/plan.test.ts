@@ -172,6 +172,13 @@ describe('planSync', () => {
     expect(p.kept.map((k) => k.live.key).sort()).toEqual(['/ConfigMap/default/other', '/ConfigMap/default/typo']);
   });
 
+  it('prunes nothing when the repository has no document at all', () => {
+    const applied = asServerHas(desired(cm('a', {})));
+    const p = planSync({ desired: [], live: new Map(), managed: [applied], namespaces: new Set(['default']), protection: noProtection, repositoryEmpty: true });
+    expect(p.prune).toEqual([]);
+    expect(p.kept[0]?.reason).toMatch(/no documents at all/);
+  });
+
   it('never prunes a namespace, nor an object already being deleted', () => {
     const ns = asServerHas(desired({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'apps' } }));
     const deleting = asServerHas(desired(cm('d', {})));

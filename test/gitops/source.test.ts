@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -138,6 +139,16 @@ describe('remote source', () => {
     expect(await source.prepare()).toEqual({ root: dir, commit: s2 });
     expect(await git(dir, 'ls-files')).toBe('a.yaml\nc.yaml');
     expect(await git(dir, 'status', '--porcelain', '--ignored')).toBe('');
+  });
+
+  it('reads a bare repository given as a path as a remote, not as an empty directory', async () => {
+    const bare = join(tmp.path, 'origin.git');
+    const source = sourceFor(bare, { branch: 'staging', stateDir: join(tmp.path, 'state3'), log: silentLogger });
+    expect(source.kind).toBe('remote');
+    expect(source.description).toBe(`file://${bare}#staging`);
+    const r = await source.prepare();
+    expect(r.root).toBe(join(tmp.path, 'state3', 'repo'));
+    expect(existsSync(join(r.root, 'c.yaml'))).toBe(true);
   });
 
   it('fails with a clear message for a branch that does not exist', async () => {

@@ -8,14 +8,15 @@ import { existsSync } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { toStructural, objectSchema } from '../api/crd.ts';
 import { datasetKind, kindByName, machineKind, retentionPolicyKind, type KindDefinition } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy } from '../api/types.ts';
 import { compileSchema, normalize, type CompiledSchema } from '../cluster/schema.ts';
 import type { JsonObject } from '../cluster/types.ts';
-import { MachineConnections, MachineSecretError, type MachineHandle } from '../controllers/machine-connections.ts';
-import { KubeClient, resourceOf, statusCode } from '../controllers/runtime/kube.ts';
+// The SSH and Kubernetes clients load only when a command needs them: `bdr --help` stays fast.
+import type { MachineHandle } from '../controllers/machine-connections.ts';
+import { MachineSecretError } from '../controllers/machine-errors.ts';
+import type { KubeClient } from '../controllers/runtime/kube.ts';
 import { checkPaths, formatFinding } from '../gitops/check.ts';
 import { EXIT, UserError } from './errors.ts';
 
@@ -125,8 +126,8 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
   const reader: SecretReader = {
     readSecret: (namespace, name) => Promise.resolve(secrets.get(`${namespace}/${name}`)?.data),
   };
-  // MachineConnections only ever calls readSecret; a repository has nothing else to offer.
-  const connections = new MachineConnections(reader as KubeClient);
+  const { MachineConnections } = await import('../controllers/machine-connections.ts');
+  const connections = new MachineConnections(reader);
   const root = resolve(dir);
   return {
     description,
@@ -167,6 +168,9 @@ async function openClusterSource(kubeconfig: string | undefined): Promise<Object
   const configured = kubeconfig !== undefined || !!process.env.KUBECONFIG || !!process.env.KUBERNETES_SERVICE_HOST || existsSync(join(homedir(), '.kube', 'config'));
   // Without any of these, client-node would silently try http://localhost:8080.
   if (!configured) throw new UserError('no cluster configured: pass --repo DIR (a GitOps repository) or --kubeconfig FILE, or set KUBECONFIG', EXIT.runtime);
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { KubeClient, resourceOf, statusCode } = await import('../controllers/runtime/kube.ts');
+  const { MachineConnections } = await import('../controllers/machine-connections.ts');
   const kc = new KubeConfig();
   try {
     // loadFromDefault honours KUBECONFIG, ~/.kube/config and, inside a pod, the service account.

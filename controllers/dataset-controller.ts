@@ -6,11 +6,11 @@
  */
 import { datasetKind } from '../api/kinds/index.ts';
 import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/types.ts';
-import { dueSnapshot, planDataset, type DatasetPlan, type DatasetPlanInput, type DatasetSnapshot } from '../planning/dataset-plan.ts';
+import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
-import { validateRetentionPolicy, type RetentionPolicy as PolicyRules } from '../planning/retention.ts';
+import { validateRetentionPolicy } from '../planning/retention.ts';
 import type { Inventory } from '../zfs/inventory.ts';
-import { datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, poolOf } from './dataset-snapshots.ts';
+import { datasetPlanInput, datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, policyRules } from './dataset-snapshots.ts';
 import type { InventoryCache } from './inventory-cache.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
 import type { Clock } from './runtime/clock.ts';
@@ -42,32 +42,6 @@ export interface DatasetControllerDeps {
   enqueue?: (key: string) => void;
   /** Full snapshot names that vectors need as incremental bases, per machine. */
   protectedSnapshots?: (machine: string) => ReadonlySet<string>;
-}
-
-export const policyRules = (p: RetentionPolicy): PolicyRules => ({ ...p.spec });
-
-/**
- * What planDataset gets for one Dataset, from its machine's inventory: the single mapping shared by this
- * controller and `bdr plan`, so that the plan printed is the plan acted on.
- */
-export function datasetPlanInput(
-  ds: Dataset,
-  schedule: Schedule,
-  policy: RetentionPolicy,
-  inventory: Inventory,
-  now: number,
-  protectedNames: ReadonlySet<string> = new Set<string>(),
-): DatasetPlanInput {
-  return {
-    dataset: ds.spec.name,
-    schedule,
-    policy: policyRules(policy),
-    snapshots: datasetSnapshots(inventory, ds.spec.name),
-    now,
-    protectedNames,
-    ...poolCapacity(inventory, ds.spec.name),
-    suspended: ds.spec.suspend,
-  };
 }
 
 export class DatasetReconciler implements Reconciler {
@@ -242,10 +216,6 @@ function short(snapshot: string): string {
   return snapshot.slice(snapshot.indexOf('@') + 1);
 }
 
-function poolCapacity(inventory: Inventory, dataset: string): { pool?: { sizeBytes: number; allocatedBytes: number } } {
-  const pool = inventory.pools.find((p) => p.name === poolOf(dataset));
-  return pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {};
-}
 
 function statusFrom(ds: Dataset, inventory: Inventory, snapshots: DatasetSnapshot[], plan: DatasetPlan): DatasetStatus {
   const entry = inventory.datasets.find((d) => d.name === ds.spec.name);

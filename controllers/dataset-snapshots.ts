@@ -2,7 +2,10 @@
  * How bdr recognises its restore points in a machine's inventory: the snapshot carries the user property
  * `dev.bdr:owner=bdr` and a `bdr-<UTC instant>` name. Snapshots anyone else took are listed but never pruned.
  */
-import { instantOfSnapshotName, type DatasetSnapshot } from '../planning/dataset-plan.ts';
+import type { Dataset, RetentionPolicy } from '../api/types.ts';
+import { instantOfSnapshotName, type DatasetPlanInput, type DatasetSnapshot } from '../planning/dataset-plan.ts';
+import type { RetentionPolicy as PolicyRules } from '../planning/retention.ts';
+import type { Schedule } from '../planning/schedule.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 
 export const OWNER_PROPERTY = 'dev.bdr:owner';
@@ -31,4 +34,35 @@ export function datasetSnapshots(inventory: Inventory, dataset: string): Dataset
 
 export function poolOf(dataset: string): string {
   return dataset.split('/')[0] ?? dataset;
+}
+
+export const policyRules = (p: RetentionPolicy): PolicyRules => ({ ...p.spec });
+
+/**
+ * What planDataset gets for one Dataset, from its machine's inventory: the single mapping shared by this
+ * controller and `bdr plan`, so that the plan printed is the plan acted on.
+ */
+export function datasetPlanInput(
+  ds: Dataset,
+  schedule: Schedule,
+  policy: RetentionPolicy,
+  inventory: Inventory,
+  now: number,
+  protectedNames: ReadonlySet<string> = new Set<string>(),
+): DatasetPlanInput {
+  return {
+    dataset: ds.spec.name,
+    schedule,
+    policy: policyRules(policy),
+    snapshots: datasetSnapshots(inventory, ds.spec.name),
+    now,
+    protectedNames,
+    ...poolCapacity(inventory, ds.spec.name),
+    suspended: ds.spec.suspend,
+  };
+}
+
+function poolCapacity(inventory: Inventory, dataset: string): { pool?: { sizeBytes: number; allocatedBytes: number } } {
+  const pool = inventory.pools.find((p) => p.name === poolOf(dataset));
+  return pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {};
 }

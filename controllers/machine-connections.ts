@@ -8,6 +8,7 @@ import type { NodeConnection } from '../nodes/connection.ts';
 import { ConnectionPool, type ConnectionSpec } from '../nodes/pool.ts';
 import { privateKeyFromSecret } from '../nodes/secret.ts';
 import { ZfsMachine } from '../zfs/machine.ts';
+import { MachineSecretError } from './machine-errors.ts';
 import type { KubeClient } from './runtime/kube.ts';
 
 export interface MachineHandle {
@@ -15,20 +16,15 @@ export interface MachineHandle {
   zfs: ZfsMachine;
 }
 
-/** The Secret a Machine names is missing or unusable: a user must create or fix it. */
-export class MachineSecretError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MachineSecretError';
-  }
-}
+export { MachineSecretError };
 
 export class MachineConnections {
   private readonly pool = new ConnectionPool({ readyTimeoutMs: 20_000, connectAttempts: 2 });
   private readonly handles = new Map<string, MachineHandle>();
 
   constructor(
-    private readonly client: KubeClient,
+    /** Only Secrets are read: a repository (bdr plan --repo) can stand in for a cluster. */
+    private readonly client: Pick<KubeClient, 'readSecret'>,
     /** Namespace of a privateKeySecretRef that names none (the schema's default). */
     private readonly defaultSecretNamespace = 'bdr-system',
   ) {}

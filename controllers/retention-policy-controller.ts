@@ -5,7 +5,7 @@
 import { retentionPolicyKind } from '../api/kinds/index.ts';
 import type { Dataset, RetentionPolicy, RetentionPolicyStatus, Vector } from '../api/types.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
-import { policyRules } from './dataset-controller.ts';
+import { policyRules } from './dataset-snapshots.ts';
 import type { Clock } from './runtime/clock.ts';
 import { summarize } from './runtime/conditions.ts';
 import type { Reconciler, ReconcileResult } from './runtime/controller.ts';

@@ -2,14 +2,13 @@
  * `bdr plan`: what the Dataset controller would do next, for every Dataset (or those selected), without
  * changing anything. It computes exactly what the controller computes: the same machine inventory (one
  * `zfs get` per machine, over its spec.pools or every pool), the same mapping to planning input
- * (controllers/dataset-controller.ts `datasetPlanInput`) and the same pure function (planning/dataset-plan.ts
+ * (controllers/dataset-snapshots.ts `datasetPlanInput`) and the same pure function (planning/dataset-plan.ts
  * `planDataset`), evaluated at `--at` instead of the wall clock. It only reads: the sole commands it runs on a
  * machine are `zfs get` and `zpool list` (and the read-only capability probe).
  */
 import { Command, Option } from 'commander';
 import type { Dataset, Machine, RetentionPolicy } from '../../api/types.ts';
-import { datasetPlanInput, policyRules } from '../../controllers/dataset-controller.ts';
-import { poolOf } from '../../controllers/dataset-snapshots.ts';
+import { datasetPlanInput, policyRules, poolOf } from '../../controllers/dataset-snapshots.ts';
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
 import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';

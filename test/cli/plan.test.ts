@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import type { Dataset, RetentionPolicy } from '../../api/types.ts';
 import type { DatasetPlanReport, PlanReport } from '../../cli/commands/plan.ts';
 import { main } from '../../cli/main.ts';
-import { datasetPlanInput } from '../../controllers/dataset-controller.ts';
+import { datasetPlanInput } from '../../controllers/dataset-snapshots.ts';
 import { LocalConnection } from '../../nodes/local.ts';
 import { planDataset, snapshotShortName } from '../../planning/dataset-plan.ts';
 import { parseSchedule } from '../../planning/schedule.ts';

@@ -279,8 +279,18 @@ export class ApiHandler {
         return json(200, { kind: rt.listKind, apiVersion: apiVersionOf(rt), metadata: { resourceVersion: String(store.resourceVersion) }, items: deleted.map((o) => this.render(rt, o)) });
       }
       const rv = String(store.resourceVersion);
-      if (table) return json(200, buildTable(rt.table, items, rv), { contentType: TABLE_CONTENT_TYPE });
-      return json(200, { kind: rt.listKind, apiVersion: apiVersionOf(rt), metadata: { resourceVersion: rv }, items: items.map((o) => this.render(rt, o)) });
+      const page = paginate(items, q);
+      const listMeta: JsonObject = { resourceVersion: rv };
+      if (page.continueToken) {
+        listMeta.continue = page.continueToken;
+        listMeta.remainingItemCount = page.remaining;
+      }
+      if (table) {
+        const t = buildTable(rt.table, page.items, rv);
+        t.metadata = listMeta;
+        return json(200, t, { contentType: TABLE_CONTENT_TYPE });
+      }
+      return json(200, { kind: rt.listKind, apiVersion: apiVersionOf(rt), metadata: listMeta, items: page.items.map((o) => this.render(rt, o)) });
     }
     if (method === 'POST') {
       if (rt.namespaced && rp.namespace === undefined) throw methodNotAllowed(`POST is not supported on all-namespaces ${rt.plural}`);
@@ -397,6 +407,32 @@ export class ApiHandler {
     const result = store.update(t.rt, ns, name, t.body, options, sub);
     return json(200, this.render(rt, result.object), { warnings: result.warnings });
   }
+}
+
+/**
+ * `limit`/`continue` paging in key order. The token names the last key served, so a later page starts
+ * after it in the current state (kube-apiserver would serve the snapshot of the first page instead).
+ */
+function paginate(items: KubeObject[], q: URLSearchParams): { items: KubeObject[]; continueToken?: string; remaining: number } {
+  let start = 0;
+  const token = q.get('continue');
+  if (token) {
+    let after: { ns: string; name: string };
+    try {
+      after = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { ns: string; name: string };
+    } catch {
+      throw badRequest('continue key is not valid: illegal base64 data');
+    }
+    const probe = { metadata: { namespace: after.ns || undefined, name: after.name } } as KubeObject;
+    start = items.findIndex((o) => byNamespaceAndName(o, probe) > 0);
+    if (start < 0) start = items.length;
+  }
+  const limit = Number(q.get('limit') ?? '0');
+  if (!Number.isInteger(limit) || limit <= 0 || start + limit >= items.length) return { items: items.slice(start), remaining: 0 };
+  const pageItems = items.slice(start, start + limit);
+  const last = pageItems[pageItems.length - 1]!;
+  const continueToken = Buffer.from(JSON.stringify({ ns: last.metadata.namespace ?? '', name: last.metadata.name ?? '' })).toString('base64url');
+  return { items: pageItems, continueToken, remaining: items.length - start - limit };
 }
 
 /** etcd key order (namespace, then name), with byte comparison like etcd rather than locale rules. */

@@ -108,6 +108,10 @@ describe('kubectl against the embedded cluster', () => {
     expect(all.split('\n')[0]).toMatch(/^NAMESPACE\s+NAME/);
     expect(all).toMatch(new RegExp(`^${ns}\\s+${vector.metadata.name}\\s`, 'm'));
 
+    // kubectl follows continue tokens page by page and shows the same rows.
+    const chunked = await kubectlOk(cluster, ['get', 'vectors', '-A', '--chunk-size=1']);
+    expect(chunked.split('\n').slice(1).map((l) => l.split(/\s+/).slice(0, 2).join('/'))).toEqual(all.split('\n').slice(1).map((l) => l.split(/\s+/).slice(0, 2).join('/')));
+
     const yamlText = await kubectlOk(cluster, ['get', 'vector', vector.metadata.name, '-n', ns, '-o', 'yaml']);
     const obj = parseYaml(yamlText) as Obj;
     expect(obj.kind).toBe('Vector');

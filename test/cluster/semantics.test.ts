@@ -187,6 +187,17 @@ describe('API semantics', () => {
     expect((await api(cluster, 'GET', `${gadgets}?fieldSelector=spec.size%3D1`)).status).toBe(400);
   });
 
+  it('pages lists with limit and continue in namespace/name order', async () => {
+    for (const name of ['page-c', 'page-a', 'page-b']) await api(cluster, 'POST', gadgets, { ...gadget(name), metadata: { name, labels: { paged: 'yes' } } });
+    const first = (await api<List & { metadata: { continue?: string; remainingItemCount?: number } }>(cluster, 'GET', `${gadgets}?labelSelector=paged&limit=2`)).body;
+    expect(first.items.map((o) => o.metadata.name)).toEqual(['page-a', 'page-b']);
+    expect(first.metadata.remainingItemCount).toBe(1);
+    const second = (await api<List & { metadata: { continue?: string } }>(cluster, 'GET', `${gadgets}?labelSelector=paged&limit=2&continue=${first.metadata.continue}`)).body;
+    expect(second.items.map((o) => o.metadata.name)).toEqual(['page-c']);
+    expect(second.metadata.continue).toBeUndefined();
+    expect((await api(cluster, 'GET', `${gadgets}?limit=2&continue=%%%`)).status).toBe(400);
+  });
+
   it('replays a watch from a resourceVersion, expires old ones with 410, and sends bookmarks on request', async () => {
     const start = cluster.resourceVersion();
     await api(cluster, 'POST', gadgets, gadget('w1'));

@@ -46,7 +46,7 @@ describe('SSH connection', () => {
     const c = machine.connect({ maxChannels: 3 });
     const log = join(machine.sshd.dir, 'channels.log');
     // Each command appends "+" when it starts and "-" when it ends; the running sum is the concurrency.
-    await Promise.all(Array.from({ length: 8 }, () => c.exec(['sh', '-c', 'echo + >> "$1"; sleep 0.3; echo - >> "$1"', 'sh', log])));
+    await Promise.all(Array.from({ length: 8 }, () => c.exec(['sh', '-c', 'echo + >> "$1"; sleep 1; echo - >> "$1"', 'sh', log])));
     let running = 0;
     let peak = 0;
     for (const mark of (await readFile(log, 'utf8')).split('\n').filter(Boolean)) {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,6 +58,7 @@ async function accepts(port: number): Promise<boolean> {
  */
 export async function startSshd(options: TestSshdOptions = {}): Promise<TestSshd> {
   await ensurePackages();
+  const ownsDir = options.dir === undefined;
   const dir = options.dir ?? join(TESTBED_ROOT, uniqueTestName());
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'owner'), `${process.pid}\n`);
@@ -101,7 +102,10 @@ export async function startSshd(options: TestSshdOptions = {}): Promise<TestSshd
       '',
     ].join('\n');
     await writeFile(configPath, config);
-    await runOk(['/usr/sbin/sshd', '-t', '-f', configPath]);
+    await runOk(['/usr/sbin/sshd', '-t', '-f', configPath]).catch(async (error: unknown) => {
+      if (ownsDir) await rm(dir, { recursive: true, force: true });
+      throw error;
+    });
     const log = await open(logPath, 'a');
     const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-f', configPath, '-E', logPath], {
       stdio: ['ignore', log.fd, log.fd],
@@ -122,7 +126,10 @@ export async function startSshd(options: TestSshdOptions = {}): Promise<TestSshd
           authorizedKeysPath,
           configPath,
           logPath,
-          stop: () => stopChild(child, pidPath),
+          stop: async () => {
+            await stopChild(child, pidPath);
+            if (ownsDir) await rm(dir, { recursive: true, force: true });
+          },
         };
       }
       await sleep(100);
@@ -130,6 +137,7 @@ export async function startSshd(options: TestSshdOptions = {}): Promise<TestSshd
     if (!exited) child.kill('SIGKILL');
     lastError = (await readFile(logPath, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join(' | ');
   }
+  if (ownsDir) await rm(dir, { recursive: true, force: true });
   throw new TestBedError(`sshd did not start (tried 5 ports); its log says: ${lastError || '(empty)'}`);
 }
 

@@ -45,13 +45,13 @@ beforeAll(async () => {
       'for ((i = 0; i < $2; i++)); do b=$EPOCHSECONDS; zfs snapshot "$1@s$i" || exit 1; echo "$i $b $EPOCHSECONDS"; done',
       'bash', dataset, String(SNAPSHOTS),
     ],
-    { timeoutMs: 300_000 },
+    { timeoutMs: 600_000 },
   );
   for (const line of out.trim().split('\n')) {
     const [i, before, after] = line.split(' ').map(Number);
     taken.set(`${dataset}@s${i}`, { before: before ?? NaN, after: after ?? NaN });
   }
-}, 300_000);
+}, 600_000);
 afterAll(() => bed.cleanup());
 
 describe('inventory', () => {

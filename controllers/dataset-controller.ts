@@ -9,6 +9,7 @@ import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/ty
 import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
+import { ZfsError, type ZfsErrorKind } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 import { datasetPlanInput, datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, policyRules } from './dataset-snapshots.ts';
 import type { InventoryCache } from './inventory-cache.ts';
@@ -27,6 +28,7 @@ const DATASET = resourceOf(datasetKind);
 /** Calendar buckets roll over even when no snapshot is taken; look again at least this often. */
 const MAX_REQUEUE_MS = 60 * 60_000;
 const DEPENDENCY_RETRY_MS = 30_000;
+const TRANSPORT_KINDS = new Set<ZfsErrorKind>(['hostKeyMismatch', 'authenticationFailed', 'connectFailed', 'connectionLost', 'timeout']);
 
 export interface DatasetControllerDeps {
   client: KubeClient;
@@ -50,12 +52,10 @@ export class DatasetReconciler implements Reconciler {
   constructor(private readonly deps: DatasetControllerDeps) {}
 
   async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult | void> {
-    const { datasets, policies, machines, clock } = this.deps;
+    const { datasets, policies, machines } = this.deps;
     const ds = datasets.get(key);
     if (!ds) return;
-    const generation = ds.metadata.generation ?? 0;
     const ns = ds.metadata.namespace ?? 'default';
-    const now = clock.now();
 
     const schedule = parseSchedule(ds.spec.schedule);
     if (!schedule.ok) return this.finish(ds, { state: 'stalled', reason: 'InvalidSchedule', message: schedule.problem }, {});
@@ -79,6 +79,25 @@ export class DatasetReconciler implements Reconciler {
       return this.finish(ds, { state: 'failed', reason: 'DependencyNotReady', message: why }, {}, DEPENDENCY_RETRY_MS);
     }
 
+    try {
+      return await this.act(ds, machine, schedule.value, policy, key, ctx);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      // A failure the user must see in `kubectl get` and `describe`, not only in the operator's log; the
+      // work queue's backoff then decides when to try again.
+      const message = (err as Error).message;
+      const reason = err instanceof ZfsError ? (TRANSPORT_KINDS.has(err.kind) ? 'MachineUnreachable' : 'ZfsCommandFailed') : 'ReconcileFailed';
+      await this.deps.events.record(ds, 'Warning', reason, message);
+      await this.finish(ds, { state: 'failed', reason, message }, {});
+      throw err;
+    }
+  }
+
+  private async act(ds: Dataset, machine: Machine, scheduleValue: Schedule, policy: RetentionPolicy, key: string, ctx: ReconcileContext): Promise<ReconcileResult> {
+    const { clock } = this.deps;
+    const generation = ds.metadata.generation ?? 0;
+    const now = clock.now();
+    const schedule = { value: scheduleValue };
     const handle = await this.deps.connections.get(machine);
     let inventory = await this.inventory(machine, handle);
     if (!inventory.datasets.some((d) => d.name === ds.spec.name)) {

@@ -1,12 +1,12 @@
 /**
- * A throw-away pool backed by a sparse file, for trying bdr (the quickstart) without touching a real pool.
- * Created only when asked for by name, never over an existing pool; `cachefile=none` keeps it out of the
- * system's pool cache, so it does not come back after a reboot unless bdr creates it again.
+ * A throw-away pool backed by a sparse file on the host bdr runs on, for trying bdr (the quickstart) without
+ * touching a real pool. Created only when asked for by name, never over an existing pool; `cachefile=none`
+ * keeps it out of the system's pool cache, so it does not come back after a reboot unless bdr creates it again.
  */
 import { mkdir, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { assertName } from '../api/names.ts';
-import type { NodeConnection } from '../nodes/connection.ts';
+import { LocalConnection } from '../nodes/local.ts';
 import { zfsCommandError } from './errors.ts';
 
 export interface SandboxPool {
@@ -15,13 +15,10 @@ export interface SandboxPool {
   created: boolean;
 }
 
-export async function ensureSandboxPool(
-  connection: NodeConnection,
-  name: string,
-  file: string,
-  sizeBytes = 1024 ** 3,
-): Promise<SandboxPool> {
+export async function ensureSandboxPool(name: string, file: string, sizeBytes = 1024 ** 3): Promise<SandboxPool> {
   assertName('pool', name);
+  // The backing file is created here with local file calls, so the pool can only be local too.
+  const connection = new LocalConnection();
   const list = await connection.exec(['zpool', 'list', '-H', '-o', 'name', name]);
   if (list.code === 0) return { name, file, created: false };
   await mkdir(dirname(file), { recursive: true });

@@ -98,6 +98,26 @@ interface UpOptions {
   metricsPort: number;
   metrics: boolean;
   interval: number;
+  sandboxPool?: string;
+}
+
+/**
+ * The quickstart's pool: a sparse file in the state directory, created when missing. Without ZFS (or without
+ * root) bdr still starts, and the Machine and Dataset say in their status what is missing.
+ */
+async function prepareSandbox(pool: string, stateDir: string, log: Logger): Promise<void> {
+  const { ensureSandboxPool } = await import('../../zfs/sandbox.ts');
+  const file = join(stateDir, 'sandbox', `${pool}.img`);
+  try {
+    const sandbox = await ensureSandboxPool(pool, file);
+    process.stdout.write(`sandbox:     pool ${pool} ${sandbox.created ? 'created' : 'found'} (backed by ${file})\n`);
+  } catch (err) {
+    log.warn('cannot create the sandbox pool; the Dataset will report it', {
+      pool,
+      error: err as Error,
+      hint: 'run as root with ZFS available (OpenZFS, or `apt install zfs-fuse` and a running zfs-fuse daemon)',
+    });
+  }
 }
 
 async function up(opts: UpOptions): Promise<number> {
@@ -124,6 +144,7 @@ async function up(opts: UpOptions): Promise<number> {
     throw new UserError((err as Error).message, EXIT.usage);
   }
   await mkdir(stateDir, { recursive: true });
+  if (opts.sandboxPool) await prepareSandbox(opts.sandboxPool, stateDir, log);
   const unlock = lockStateDir(stateDir);
 
   let cluster: Cluster | undefined;
@@ -218,6 +239,7 @@ export function upCommand(): Command {
     .option('--port <n>', 'port of the API server on 127.0.0.1 (0 picks a free one)', parsePort, 0)
     .option('--metrics-port <n>', 'port of /metrics, /healthz, /readyz on 127.0.0.1 (0 picks a free one)', parsePort, 9464)
     .option('--no-metrics', 'serve no metrics endpoint')
+    .option('--sandbox-pool <name>', 'create a 1 GiB file-backed ZFS pool NAME in the state directory if it does not exist (for trying bdr)')
     .option('--interval <duration>', 'how often to fetch a remote and re-apply (repairs drift too)', parseInterval, 60_000)
     .addHelpText(
       'after',

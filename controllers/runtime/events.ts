@@ -36,6 +36,10 @@ export class EventRecorder {
   async record(obj: KubeObject, type: EventType, reason: string, message: string): Promise<void> {
     const text = message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 1)}…` : message;
     const key = `${obj.metadata.uid}\0${type}\0${reason}\0${text}`;
+    // What users see in `kubectl describe` also goes to the log, so `bdr up` on a terminal shows the work.
+    const fields = { kind: obj.kind, name: obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name, reason };
+    if (type === 'Warning') this.log.warn(text, fields);
+    else this.log.info(text, fields);
     const now = this.clock.now();
     const at = new Date(now);
     const prev = this.seen.get(key);

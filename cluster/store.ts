@@ -322,6 +322,16 @@ export class Store {
     }
   }
 
+  /**
+   * Like kube-apiserver's decoder, a body may omit apiVersion and kind (client-go's typed clients never send
+   * them): they default to the request's. Only values that are present and different are refused.
+   */
+  private withTypeMeta(rt: ResourceType, body: KubeObject): KubeObject {
+    const typed = { ...body, apiVersion: body.apiVersion || apiVersionOf(rt), kind: body.kind || rt.kind };
+    this.checkTypeMeta(rt, typed);
+    return typed;
+  }
+
   private checkTypeMeta(rt: ResourceType, body: KubeObject): void {
     if (body.kind !== rt.kind || body.apiVersion !== apiVersionOf(rt)) {
       const gvk = `${String(body.apiVersion)}, Kind=${String(body.kind)}`;
@@ -329,8 +339,8 @@ export class Store {
     }
   }
 
-  create(rt: ResourceType, namespace: string | undefined, body: KubeObject, options: WriteOptions = {}): WriteResult {
-    this.checkTypeMeta(rt, body);
+  create(rt: ResourceType, namespace: string | undefined, received: KubeObject, options: WriteOptions = {}): WriteResult {
+    const body = this.withTypeMeta(rt, received);
     if (rt.namespaced && body.metadata?.namespace && body.metadata.namespace !== namespace) {
       throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
     }
@@ -365,14 +375,14 @@ export class Store {
     rt: ResourceType,
     namespace: string | undefined,
     name: string,
-    body: KubeObject,
+    received: KubeObject,
     options: WriteOptions = {},
     subresource: 'main' | 'status' = 'main',
     internalWrite = false,
   ): WriteResult {
     const existing = this.get(rt.storageKey, namespace, name);
     if (!existing) throw notFound(rt, name);
-    this.checkTypeMeta(rt, body);
+    const body = this.withTypeMeta(rt, received);
     if (!isJsonObject(body.metadata)) throw badRequest('metadata is required');
     if (body.metadata.name && body.metadata.name !== name) {
       throw badRequest(`the name of the object (${body.metadata.name}) does not match the name on the URL (${name})`);

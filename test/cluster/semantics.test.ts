@@ -97,6 +97,17 @@ describe('API semantics', () => {
     expect(await hashOf()).not.toBe(before);
   });
 
+  it('defaults a missing apiVersion and kind from the request, as client-go typed clients rely on, and refuses wrong ones', async () => {
+    const { apiVersion: _v, kind: _k, ...bare } = gadget('typeless');
+    const created = await api<KubeObject>(cluster, 'POST', gadgets, bare);
+    expect(created.status).toBe(201);
+    expect([created.body.apiVersion, created.body.kind]).toEqual([gadget('x').apiVersion, gadget('x').kind]);
+    const { apiVersion: _v2, kind: _k2, ...bareUpdate } = { ...created.body, spec: { size: 3 } };
+    expect((await api<KubeObject>(cluster, 'PUT', `${gadgets}/typeless`, bareUpdate)).status).toBe(200);
+    const wrong = await api<KubeObject>(cluster, 'POST', gadgets, { ...gadget('wrongkind'), kind: 'Widget' });
+    expect(wrong.status).toBe(400);
+  });
+
   it('does not bump the resourceVersion or emit an event for a no-op write', async () => {
     const created = (await api<KubeObject>(cluster, 'POST', gadgets, gadget('noop'))).body;
     const w = openWatch(cluster, `${gadgets}?watch=true&resourceVersion=${created.metadata.resourceVersion}`);

@@ -7,6 +7,7 @@ import type { Machine } from '../api/types.ts';
 import type { NodeConnection } from '../nodes/connection.ts';
 import { ConnectionPool, type ConnectionSpec } from '../nodes/pool.ts';
 import { privateKeyFromSecret } from '../nodes/secret.ts';
+import { parseDuration } from '../planning/duration.ts';
 import { ZfsMachine } from '../zfs/machine.ts';
 import { MachineSecretError } from './machine-errors.ts';
 import type { KubeClient } from './runtime/kube.ts';
@@ -31,7 +32,8 @@ export class MachineConnections {
 
   async get(machine: Machine): Promise<MachineHandle> {
     const name = machine.metadata.name;
-    const connection = this.pool.get(name, await this.connectionSpec(machine));
+    const timeout = parseDuration(machine.spec.connection.connectTimeout ?? '10s');
+    const connection = this.pool.get(name, await this.connectionSpec(machine), timeout.ok ? { readyTimeoutMs: timeout.value } : {});
     const existing = this.handles.get(name);
     if (existing?.connection === connection) return existing;
     const handle = { connection, zfs: new ZfsMachine(connection) };

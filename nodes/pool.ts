@@ -31,12 +31,14 @@ export class ConnectionPool {
 
   constructor(private readonly sshOptions: SshOptions = {}) {}
 
-  get(key: string, spec: ConnectionSpec): NodeConnection {
-    const fingerprint = specFingerprint(spec);
+  /** `options` override the pool's SSH options for this machine (e.g. its Machine's connectTimeout). */
+  get(key: string, spec: ConnectionSpec, options: SshOptions = {}): NodeConnection {
+    const sshOptions = { ...this.sshOptions, ...options };
+    const fingerprint = `${specFingerprint(spec)}${spec.type === 'ssh' ? JSON.stringify(sshOptions) : ''}`;
     const existing = this.entries.get(key);
     if (existing?.fingerprint === fingerprint) return existing.connection;
     if (existing) void existing.connection.close().catch(() => undefined);
-    const connection = createConnection(spec, this.sshOptions);
+    const connection = createConnection(spec, sshOptions);
     this.entries.set(key, { fingerprint, connection });
     return connection;
   }

@@ -10,38 +10,20 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
 import type { Dataset, RetentionPolicy } from '../../api/types.ts';
 import type { DatasetPlanReport, PlanReport } from '../../cli/commands/plan.ts';
-import { main } from '../../cli/main.ts';
 import { datasetPlanInput } from '../../controllers/dataset-snapshots.ts';
 import { LocalConnection } from '../../nodes/local.ts';
 import { planDataset, snapshotShortName } from '../../planning/dataset-plan.ts';
 import { parseSchedule } from '../../planning/schedule.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
-import { runBdr } from '../helpers/run-bdr.ts';
+import { runBdr, runBdrInProcess } from '../helpers/run-bdr.ts';
 import { TestBed, runOk, type TestMachine, type TestPool } from '../testbed/index.ts';
 
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 0, 1, 0, 0, 0);
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
-/** Runs the CLI in this process (the same `main` bin/bdr.js runs), capturing its output and exit code. */
-async function bdr(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = process.stdout.write.bind(process.stdout);
-  const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
-  process.exitCode = undefined;
-  try {
-    const code = await main(args);
-    return { code, stdout, stderr };
-  } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
-    process.exitCode = undefined;
-  }
-}
+const bdr = runBdrInProcess;
 
 describe('bdr plan', () => {
   const bed = new TestBed();

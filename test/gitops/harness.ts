@@ -2,6 +2,7 @@
  * Test harness for `bdr up`: a real `bdr up` subprocess with JSON logs, a real git repository, and the real
  * kubectl against the kubeconfig bdr up writes.
  */
+import { eventually as pollUntil } from '../helpers/eventually.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -49,20 +50,9 @@ export async function commitAll(repo: string, message: string): Promise<string> 
   return git(repo, 'rev-parse', 'HEAD');
 }
 
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
+/** Slower machines need longer here: every step waits on a `bdr up` process. */
+export const eventually = <T>(check: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 60_000): Promise<T> =>
+  pollUntil(check, what, timeoutMs, 150);
 
 export class BdrUp {
   readonly entries: LogEntry[] = [];

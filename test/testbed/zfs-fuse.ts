@@ -25,6 +25,10 @@ export async function ensureZfsFuse(): Promise<void> {
       'sh', '-c',
       // The limits mirror Debian's init script: zfs-fuse needs a large stack and unlimited address space.
       'zpool list -H -o name >/dev/null 2>&1 && exit 0; ' +
+        // A daemon that died (killed, crashed) leaves its pid file behind, and zfs-fuse refuses to start over it.
+        // (Checked by name: the stale pid may belong to another process by now.)
+        'pid=$(cat /var/run/zfs-fuse.pid 2>/dev/null); ' +
+        '[ -n "$pid" ] && [ "$(cat /proc/$pid/comm 2>/dev/null)" != zfs-fuse ] && rm -f /var/run/zfs-fuse.pid; ' +
         'ulimit -s unlimited 2>/dev/null; ulimit -v unlimited 2>/dev/null; ' +
         'exec /usr/sbin/zfs-fuse --pidfile /var/run/zfs-fuse.pid </dev/null >/dev/null 2>&1',
     ],

@@ -23,6 +23,11 @@ export interface Operator {
   /** URL of the metrics endpoint, when serving one. */
   readonly metricsUrl?: string;
   isLeader(): boolean;
+  /**
+   * Resolves once every controller has worked through what is queued (one round: each object reconciled, and
+   * what that reconcile queued in turn), ignoring work scheduled for later; for `bdr up --once`.
+   */
+  waitIdle(timeoutMs?: number): Promise<boolean>;
   /** Stops reconciling, releases the Lease, closes watches and the endpoint; waits for running reconciles up to deadlineMs. */
   stop(deadlineMs?: number): Promise<void>;
 }

@@ -65,7 +65,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
 
   // Controllers live for one term of leadership; a new term starts from a fresh queue and a full resync.
-  let controllers: Array<{ start(): void; stop(deadlineMs?: number): Promise<void> }> = [];
+  let controllers: Array<{ start(): void; stop(deadlineMs?: number): Promise<void>; isIdle(): boolean }> = [];
   const startControllers = () => {
     const machineController = new Controller({ name: 'machine', informer: machines, reconciler: machineReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     const datasetReconciler = new DatasetReconciler({
@@ -151,6 +151,18 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     ready,
     ...(server ? { metricsUrl: server.url } : {}),
     isLeader: () => leading,
+    waitIdle: async (timeoutMs = 60_000) => {
+      await ready;
+      const deadline = clock.now() + timeoutMs;
+      // Idle must hold twice in a row: a reconcile that just finished may be about to queue its dependents.
+      let quiet = 0;
+      while (clock.now() < deadline) {
+        quiet = controllers.length > 0 && controllers.every((c) => c.isIdle()) ? quiet + 1 : 0;
+        if (quiet >= 2) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    },
     stop: (deadlineMs = 10_000) =>
       (stopping ??= (async () => {
         await elector?.stop();

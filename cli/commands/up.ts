@@ -207,6 +207,9 @@ async function up(opts: UpOptions): Promise<number> {
     }
     out.write(`repository:  ${source.description}${first?.commit ? ` @ ${first.commit}` : ''}\n`);
 
+    if (opts.once && operator && !(await operator.waitIdle(120_000))) {
+      log.warn('the controllers were still busy after 120 s; stopping anyway');
+    }
     if (opts.once) {
       for (const f of first?.findings ?? []) out.write(`${formatFinding(f)}\n`);
       for (const e of first?.errors ?? []) out.write(`${e}\n`);

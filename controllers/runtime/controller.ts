@@ -79,6 +79,11 @@ export class Controller<T extends KubeObject> {
     this.queue.add(key);
   }
 
+  /** Nothing queued and nothing being reconciled (work scheduled for later does not count). */
+  isIdle(): boolean {
+    return this.queue.length === 0 && this.queue.processingSince().size === 0;
+  }
+
   /** Starts the workers and queues every object in the cache, as a resync after an election. */
   start(): void {
     if (this.started) return;

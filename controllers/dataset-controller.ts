@@ -11,7 +11,7 @@ import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
 import { ZfsError, type ZfsErrorKind } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
-import { datasetPlanInput, datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, policyRules } from './dataset-snapshots.ts';
+import { datasetPlanInput, datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, policyRules, poolOf } from './dataset-snapshots.ts';
 import type { InventoryCache } from './inventory-cache.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
 import type { Clock } from './runtime/clock.ts';
@@ -79,6 +79,14 @@ export class DatasetReconciler implements Reconciler {
       return this.finish(ds, { state: 'failed', reason: 'DependencyNotReady', message: why }, {}, DEPENDENCY_RETRY_MS);
     }
 
+    const pools = machine.spec.pools ?? [];
+    if (pools.length > 0 && !pools.includes(poolOf(ds.spec.name))) {
+      return this.finish(ds, {
+        state: 'stalled',
+        reason: 'PoolNotManaged',
+        message: `pool ${poolOf(ds.spec.name)} is not in Machine ${machine.metadata.name}'s spec.pools (${pools.join(', ')}); add it there or fix spec.name`,
+      }, {});
+    }
     try {
       return await this.act(ds, machine, schedule.value, policy, key, ctx);
     } catch (err) {

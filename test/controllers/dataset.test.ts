@@ -211,4 +211,17 @@ describe('Dataset controller with an injected clock on zfs-fuse', () => {
     expect(Math.max(...counts)).toBeLessThanOrEqual(10);
     expect(counts.at(-1)).toBe(10);
   }, 300_000);
+
+  it('stalls a Dataset whose pool the Machine does not manage, and runs nothing for it', async () => {
+    await applyPolicy('unmanaged', { keepLast: 1 });
+    await applyDataset('elsewhere', 'otherpool/data', 'unmanaged', '1h');
+    await reconciler.reconcile('default/elsewhere', ctx('default/elsewhere'));
+    const ds = await eventually(async () => {
+      const obj = await client.get<Dataset>(resourceOf(datasetKind), 'elsewhere', 'default');
+      return obj?.status?.conditions?.some((c) => c.type === 'Stalled') ? obj : undefined;
+    }, 'the Dataset to stall');
+    const stalled = ds.status?.conditions?.find((c) => c.type === 'Stalled');
+    expect(stalled?.reason).toBe('PoolNotManaged');
+    expect(stalled?.message).toContain(pool.name);
+  });
 });

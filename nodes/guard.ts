@@ -83,10 +83,11 @@ shift 2
 
 case $sub in
   receive|recv)
-    target= abort=
+    target= abort= nomount=
     for a in "$@"; do
       case $a in
-        -F|-u|-s|-v) ;;
+        -u) nomount=1 ;;
+        -F|-s|-v) ;;
         -A) abort=1 ;;
         -*) refuse "zfs $sub option $a is not allowed" ;;
         *)
@@ -98,6 +99,9 @@ case $sub in
     [ -n "$target" ] || refuse "zfs $sub needs a target under $PREFIX"
     under_prefix "$target" || refuse "receive target $target is outside $PREFIX"
     if [ -n "$abort" ] && [ "$#" -ne 2 ]; then refuse "zfs $sub -A takes only a dataset"; fi
+    # A stream carries its own properties, mountpoint included: a received replica must never be mounted
+    # by the receive, or a primary could mount a file system over any path of the storage server.
+    [ -n "$abort" ] || [ -n "$nomount" ] || refuse "zfs $sub must use -u: replicas are received unmounted"
     ;;
   list|get)
     want= names=0 props=

@@ -122,6 +122,9 @@ describe('forced-command guard with a vector key', () => {
     expect(await refused(['zfs', 'get', 'all', `${targetPool.name}/private`])).toMatch(/outside/);
     expect(await refused(['zfs', 'list', '-H', `${prefix}/../private`])).toMatch(/outside/);
     expect(await refused(['zfs', 'receive', `${prefix}/x;id`])).toMatch(/characters outside/);
+    // A stream's mountpoint property must never take effect on the storage server.
+    expect(await refused(['zfs', 'receive', `${prefix}/mounted`])).toMatch(/must use -u/);
+    expect(await refused(['zfs', 'receive', '-F', `${prefix}/mounted`])).toMatch(/must use -u/);
     expect(await refused(['zfs', 'set', 'dev.bdr:x=1', prefix])).toMatch(/bdr-guard: refused/);
     expect(await refused(['zfs', 'snapshot', `${prefix}@evil`])).toMatch(/zfs snapshot is not allowed/);
     expect(await names(`${prefix}/data`)).toContain(`${prefix}/data@s1`);

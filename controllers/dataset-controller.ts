@@ -16,6 +16,7 @@ import type { InventoryCache } from './inventory-cache.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
 import type { Clock } from './runtime/clock.ts';
 import { findCondition, setCondition, summarize, type Outcome } from './runtime/conditions.ts';
+import { addFinalizer, hasFinalizer, removeFinalizer } from './runtime/finalizers.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import type { Informer } from './runtime/informer.ts';
@@ -56,6 +57,19 @@ export class DatasetReconciler implements Reconciler {
     const ds = datasets.get(key);
     if (!ds) return;
     const ns = ds.metadata.namespace ?? 'default';
+
+    // deletionPolicy Delete: a finalizer lets bdr destroy its restore points before the object goes.
+    const wantsCleanup = ds.spec.deletionPolicy === 'Delete';
+    if (ds.metadata.deletionTimestamp) {
+      if (hasFinalizer(ds)) await this.cleanUp(ds, machines.get(ds.spec.machineRef.name), ctx);
+      return;
+    }
+    if (wantsCleanup !== hasFinalizer(ds)) {
+      // The next reconcile, triggered by this very change, continues from the updated object.
+      if (wantsCleanup) await addFinalizer(this.deps.client, DATASET, ds);
+      else await removeFinalizer(this.deps.client, DATASET, ds);
+      return;
+    }
 
     const schedule = parseSchedule(ds.spec.schedule);
     if (!schedule.ok) return this.finish(ds, { state: 'stalled', reason: 'InvalidSchedule', message: schedule.problem }, {});
@@ -223,6 +237,42 @@ export class DatasetReconciler implements Reconciler {
     } finally {
       if (this.rounds.get(name) === round) this.rounds.delete(name);
     }
+  }
+
+  /**
+   * Destroys bdr's own restore points of a deleted Dataset (deletionPolicy Delete), then lets it go. Held
+   * snapshots (a vector's incremental base) and other tools' snapshots stay; the dataset itself stays too.
+   * While the machine cannot be reached the finalizer stays, so nothing is left behind unnoticed.
+   */
+  private async cleanUp(ds: Dataset, machine: Machine | undefined, ctx: ReconcileContext): Promise<void> {
+    if (!machine) throw new Error(`Machine ${ds.spec.machineRef.name} does not exist: cannot destroy the restore points of ${ds.spec.name}`);
+    const handle = await this.deps.connections.get(machine);
+    this.deps.inventories.invalidate(machine.metadata.name);
+    const inventory = await this.inventory(machine, handle);
+    const protectedNames = this.deps.protectedSnapshots?.(machine.metadata.name) ?? new Set<string>();
+    const points = datasetSnapshots(inventory, ds.spec.name).filter((s) => s.owned);
+    const doomed = points.filter((s) => !s.held && !protectedNames.has(s.name)).map((s) => s.name);
+    const results =
+      doomed.length === 0
+        ? []
+        : await this.deps.tasks.submit({
+            machine: machine.metadata.name,
+            kind: 'zfs',
+            action: 'prune',
+            priority: ds.spec.priority,
+            run: () => handle.zfs.destroySnapshots(doomed, { signal: ctx.signal }),
+          });
+    this.deps.inventories.invalidate(machine.metadata.name);
+    const failed = results.filter((r) => !r.destroyed);
+    if (failed.length > 0) throw new Error(`could not destroy ${failed.map((f) => short(f.snapshot)).join(', ')}; will retry`);
+    const kept = points.length - doomed.length;
+    await this.deps.events.record(
+      ds,
+      'Normal',
+      'SnapshotsPruned',
+      `deletionPolicy Delete: destroyed ${doomed.length} restore point(s) of ${ds.spec.name}${kept > 0 ? `; kept ${kept} held as incremental bases` : ''}`,
+    );
+    await removeFinalizer(this.deps.client, DATASET, ds);
   }
 
   private inventory(machine: Machine, handle: MachineHandle): Promise<Inventory> {

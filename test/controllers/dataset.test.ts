@@ -224,4 +224,37 @@ describe('Dataset controller with an injected clock on zfs-fuse', () => {
     expect(stalled?.reason).toBe('PoolNotManaged');
     expect(stalled?.message).toContain(pool.name);
   });
+
+  it('with deletionPolicy Delete destroys its own unheld restore points when deleted, and keeps held and foreign ones', async () => {
+    await applyPolicy('del', { keepLast: 5 });
+    const dataset = `${pool.name}/gone`;
+    const applied = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name: 'gone', namespace: 'default' },
+      spec: { machineRef: { name: 'local' }, name: dataset, schedule: { interval: '1h' }, retentionPolicyRef: { name: 'del' }, managementPolicy: 'Create', deletionPolicy: 'Delete' },
+    });
+    await eventually(() => (datasets.get('default/gone')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the Dataset in the cache');
+    await reconciler.reconcile('default/gone', ctx('default/gone')); // adds the finalizer
+    await eventually(() => (datasets.get('default/gone')?.metadata.finalizers?.includes('bdr.dev/cleanup') ? true : undefined), 'the finalizer');
+    for (let i = 0; i < 3; i++) {
+      clock.advance(HOUR);
+      await reconciler.reconcile('default/gone', ctx('default/gone'));
+    }
+    const hours = await ownedHours(zfs, dataset);
+    expect(hours).toHaveLength(3);
+    const heldName = `${dataset}@bdr-${new Date(START + (hours[0] ?? 0) * HOUR).toISOString().slice(0, 19).replace(/[-:]/g, '')}Z`;
+    await zfs.hold('vector-base', [heldName]);
+    await runOk(['zfs', 'snapshot', `${dataset}@manual`]);
+
+    await client.custom.deleteNamespacedCustomObject({ group: 'bdr.dev', version: 'v1alpha1', namespace: 'default', plural: 'datasets', name: 'gone' });
+    await eventually(() => (datasets.get('default/gone')?.metadata.deletionTimestamp ? true : undefined), 'the deletion to reach the cache');
+    await reconciler.reconcile('default/gone', ctx('default/gone'));
+
+    expect(await ownedHours(zfs, dataset)).toEqual([hours[0]]);
+    const names = (await zfs.inventory({ roots: [dataset] })).snapshots.map((s) => s.name);
+    expect(names).toEqual(expect.arrayContaining([heldName, `${dataset}@manual`]));
+    await eventually(async () => ((await client.get<Dataset>(resourceOf(datasetKind), 'gone', 'default')) === undefined ? true : undefined), 'the Dataset to be gone');
+    await zfs.release('vector-base', [heldName]);
+  });
 });

@@ -86,7 +86,8 @@ describe('manifests/', () => {
       apiVersion: 'bdr.dev/v1alpha1',
       kind: 'Dataset',
       metadata: { name: 'd', namespace: 'default' },
-      spec: { machineRef: { name: 'remote' }, name: 'nopool/none', schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' } },
+      // deletionPolicy Delete: the controller adds its cleanup finalizer.
+      spec: { machineRef: { name: 'remote' }, name: 'nopool/none', schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' }, deletionPolicy: 'Delete' },
     });
     tc.requests.length = 0;
     operator = await startOperator({

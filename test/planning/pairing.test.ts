@@ -28,9 +28,20 @@ describe('decidePairing', () => {
     expect(decidePairing(w, { key: 'ns/v' })).toMatchObject({ kind: 'pair', machine: 'b' });
   });
 
+  it('MostFree compares weighted free space exactly beyond 2^53', () => {
+    // z: 3 × (2^53 + 1)/3 = 2^53 + 1; a: 2 × 2^52 = 2^53. As doubles both are 2^53 (a tie a would win by name);
+    // exactly, z has one byte more.
+    const t = target([
+      machine('a', { weight: 2, freeBytes: 2 ** 52 }),
+      machine('z', { weight: 3, freeBytes: 3_002_399_751_580_331 }),
+    ]);
+    expect(3 * 3_002_399_751_580_331).toBe(2 ** 53); // the double product really does tie
+    expect(decidePairing(t, { key: 'ns/v' })).toMatchObject({ kind: 'pair', machine: 'z' });
+  });
+
   it('a machine at criticalPercent takes no new vector but keeps its own', () => {
-    // b is at exactly 90% of its pool: refused; c at 50% takes the new one.
-    const t = target([machine('b', { allocatedBytes: 90 * GiB }), machine('c', { allocatedBytes: 50 * GiB })]);
+    // b is at exactly 90% of 1000 GiB (100 GiB free): refused although c, at 50% of 100 GiB, has only 50 GiB free.
+    const t = target([machine('b', { sizeBytes: 1000 * GiB, allocatedBytes: 900 * GiB }), machine('c', { allocatedBytes: 50 * GiB })]);
     expect(decidePairing(t, { key: 'ns/new' })).toMatchObject({ kind: 'pair', machine: 'c' });
     expect(decidePairing(t, { key: 'ns/old', current: 'b' })).toEqual({ kind: 'keep', machine: 'b' });
   });

@@ -44,3 +44,15 @@ export {
   type TaskSelection,
   type TaskSelectionInput,
 } from './tasks.ts';
+export {
+  decidePairing,
+  freeBytesOf,
+  pairVectors,
+  refusalsOf,
+  type PairingDecision,
+  type PairingMachine,
+  type PairingRefusal,
+  type PairingStrategy,
+  type PairingTarget,
+  type VectorPairingRequest,
+} from './pairing.ts';

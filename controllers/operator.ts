@@ -4,12 +4,13 @@
  */
 import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { datasetKind, machineKind, retentionPolicyKind } from '../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy } from '../api/types.ts';
+import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
 import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
+import { registerVectorMetrics } from '../metrics/vector-metrics.ts';
 import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { MachineConnections } from './machine-connections.ts';
 import { DatasetReconciler } from './dataset-controller.ts';
@@ -17,6 +18,9 @@ import { InventoryCache } from './inventory-cache.ts';
 import { MachineReconciler } from './machine-controller.ts';
 import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
 import { TaskRunner } from './task-runner.ts';
+import { VectorReconciler } from './vector-controller.ts';
+import { VectorKeyStore } from './vector-keys.ts';
+import { VectorSweepReconciler } from './vector-sweep.ts';
 import type { Operator, OperatorOptions } from './operator-options.ts';
 import { systemClock } from './runtime/clock.ts';
 import { Controller } from './runtime/controller.ts';
@@ -44,7 +48,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
   const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
-  const informers = [machines, datasets, policies];
+  const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
+  const storageTargets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
+  const informers = [machines, datasets, policies, vectors, storageTargets];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -60,6 +66,8 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   });
 
   registerDatasetMetrics(registry, () => datasets.list());
+  registerVectorMetrics(registry, () => vectors.list(), () => clock.now());
+  const vectorKeys = new VectorKeyStore(client, namespace, clock);
   const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
@@ -90,7 +98,31 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
     policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
-    controllers = [machineController, datasetController, policyController];
+    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks });
+    const vectorController: Controller<Vector> = new Controller({ name: 'vector', informer: vectors, reconciler: vectorReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
+    const vectorsOf = (match: (v: Vector) => boolean) => vectors.list().filter(match).map(objectKey);
+    const onTarget = (v: Vector, machine: string) =>
+      v.spec.target.machineRef?.name === machine ||
+      (storageTargets.get(v.spec.target.storageTargetRef?.name ?? '')?.spec.machines.some((m) => m.name === machine) ?? false);
+    // A vector waiting for a machine, a target or its source is retried when that changes.
+    vectorController.watch(storageTargets, (st) => vectorsOf((v) => v.spec.target.storageTargetRef?.name === st.metadata.name));
+    vectorController.watch(machines, (m) => vectorsOf((v) => onTarget(v, m.metadata.name) || vectorReconciler.primaryOf(v)?.name === m.metadata.name));
+    vectorController.watch(datasets, (d) => vectorsOf((v) => v.metadata.namespace === d.metadata.namespace && v.spec.source.datasetRef?.name === d.metadata.name));
+    vectorController.watch(vectors, (src) => vectorsOf((v) => v.metadata.namespace === src.metadata.namespace && v.spec.source.vectorRef?.name === src.metadata.name));
+    // Drift of vector keys and files, per machine, every probe interval and at every start.
+    const sweep = new VectorSweepReconciler({
+      machines,
+      vectors,
+      connections,
+      keys: vectorKeys,
+      events,
+      appliedOf: (v) => vectorReconciler.appliedOf(v),
+      isBusy: (k) => vectorReconciler.isBusy(k),
+      enqueueVector: (k) => vectorController.enqueue(k),
+      ...(options.probeIntervalMs !== undefined ? { intervalMs: options.probeIntervalMs } : {}),
+    });
+    const sweepController = new Controller({ name: 'vectorsweep', informer: machines, reconciler: sweep, workers: 2, metrics: runtimeMetrics, clock, log });
+    controllers = [machineController, datasetController, policyController, vectorController, sweepController];
     for (const c of controllers) c.start();
   };
   const stopControllers = async (deadlineMs?: number) => {

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -89,6 +90,31 @@ describe('manifests/', () => {
       // deletionPolicy Delete: the controller adds its cleanup finalizer.
       spec: { machineRef: { name: 'remote' }, name: 'nopool/none', schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' }, deletionPolicy: 'Delete' },
     });
+    // A storage Machine on the same sshd, with its files in the test machine's directory, and a Vector from the
+    // Dataset above into it, rotating its key every 2 s: Secrets are created, patched (rotation) and listed (drift
+    // check); a stale Secret of an earlier Vector of that name is deleted first.
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Machine',
+      metadata: { name: 'store' },
+      spec: {
+        role: 'Storage',
+        connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } },
+        paths: { authorizedKeys: machine.sshd.authorizedKeysPath, guard: join(machine.sshd.dir, 'zfs-guard'), vectorKeys: join(machine.sshd.dir, 'vectors') },
+      },
+    });
+    tc.apply({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'vector.default.v', namespace: 'bdr-system', labels: { 'bdr.dev/vector-namespace': 'default', 'bdr.dev/vector-name': 'v', 'bdr.dev/vector-uid': 'an-earlier-vector' } },
+      data: { 'ssh-privatekey': Buffer.from('stale').toString('base64') },
+    });
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'v', namespace: 'default' },
+      spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: 'tank/replicas/v' }, keyRotation: { interval: '2s' } },
+    });
     tc.requests.length = 0;
     operator = await startOperator({
       kubeConfig: tc.kubeConfig,
@@ -102,10 +128,13 @@ describe('manifests/', () => {
     await eventually(
       () =>
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/events/')) &&
-        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/datasets/d/status'))
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/datasets/d/status')) &&
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/secrets/vector.default.v')) &&
+        tc.requests.some((r) => r.method === 'GET' && r.url.includes('/secrets?'))
           ? true
           : undefined,
-      'a repeated event and a Dataset status',
+      'a repeated event, a Dataset status, a rotated vector key and a drift check',
+      60_000,
     );
     await operator.stop();
   });

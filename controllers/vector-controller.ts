@@ -15,7 +15,7 @@
  */
 import { vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../api/types.ts';
-import { authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
+import { authorizeKey, editAuthorizedKeys, removeEntries, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
 import { installGuard } from '../nodes/guard.ts';
 import { removeVectorIdentity } from '../nodes/identity.ts';

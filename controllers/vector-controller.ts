@@ -333,7 +333,20 @@ export class VectorReconciler implements Reconciler {
     let keys = initialKeys;
 
     await this.step(storage, 'installing the guard', () => installGuard(storageConn, { path: paths.guard }));
-    await this.step(storage, 'authorizing the key', () => authorizeKey(storageConn, vectorEntry(storage, key, keys.current.publicKey, replica), paths.authorizedKeys));
+    // Without a rotation under way, an incoming key's line (left by one that stopped half way) goes in the same
+    // edit; with one, the incoming key stays: the primary may already be using it.
+    const current = keys.current;
+    const staged = keys.next !== undefined;
+    await this.step(storage, 'authorizing the key', () =>
+      editAuthorizedKeys(
+        storageConn,
+        (c) => {
+          const withCurrent = upsertEntry(c, vectorEntry(storage, key, current.publicKey, replica));
+          return staged ? withCurrent : removeEntries(withCurrent, owners.next);
+        },
+        paths.authorizedKeys,
+      ),
+    );
     const install = (privateKey: string) => {
       const files = identityFor(primary, storage, key, privateKey);
       return this.step(primary, 'installing the key', async () => {
@@ -364,7 +377,18 @@ export class VectorReconciler implements Reconciler {
     } else {
       await install(keys.current.privateKey);
     }
+    const movedFrom = this.applied.get(key)?.primary;
     this.applied.set(key, { machine: storageName, dataset: replica, primary: primary.metadata.name });
+    // The primary moved (a chained source re-paired, or the source Dataset changed): its old files go now; the
+    // sweep catches what this misses (an unreachable machine, or a move noticed only after a restart).
+    const oldPrimary = movedFrom && movedFrom !== primary.metadata.name ? this.deps.machines.get(movedFrom) : undefined;
+    if (oldPrimary) {
+      try {
+        await removeVectorIdentity((await this.deps.connections.get(oldPrimary)).connection, identityDir(oldPrimary, key));
+      } catch (err) {
+        await events.record(vector, 'Warning', 'MachineUnreachable', `could not remove the key files on ${oldPrimary.metadata.name} yet: ${(err as Error).message}`);
+      }
+    }
 
     let repairedFrom: string | undefined;
     if (previousMachine && previousMachine !== storageName) {
@@ -452,12 +476,13 @@ export class VectorReconciler implements Reconciler {
       throw err;
     }
     await keys.remove(vector.metadata.namespace ?? 'default', vector.metadata.name);
-    await events.record(
-      vector,
-      'Normal',
-      'KeyRevoked',
-      `key ${vector.status?.pairing?.keyFingerprint ?? ''} revoked${storage ? ` on ${storage.metadata.name}` : ''}${primary ? `, removed from ${primary.metadata.name}` : ''}; Secret deleted`.replace('key  ', 'key '),
-    );
+    const fingerprint = vector.status?.pairing?.keyFingerprint;
+    const revoked = [
+      `key${fingerprint ? ` ${fingerprint}` : ''} revoked${storage ? ` on ${storage.metadata.name}` : ''}`,
+      ...(primary ? [`removed from ${primary.metadata.name}`] : []),
+      'Secret deleted',
+    ];
+    await events.record(vector, 'Normal', 'KeyRevoked', revoked.join('; '));
     await removeFinalizer(client, VECTOR, vector, VECTOR_FINALIZER);
     this.ledger.forget(key);
     this.applied.delete(key);

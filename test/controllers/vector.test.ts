@@ -315,6 +315,19 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     }
   }, 180_000);
 
+  it("chains: a vector from v1's replica has v1's storage machine as its primary", async () => {
+    const mirror = `${replicaPool.name}/mirror/v3`;
+    await applyVector('v3', { source: { vectorRef: { name: 'v1' } }, target: { machineRef: { name: 'b' }, dataset: mirror } });
+    const v = await reconcileUntil('v3', (x) => condition(x, 'Ready')?.status === 'True', 'v3 Ready');
+    expect(v.status?.pairing?.machine).toBe('b');
+    // v1 lives on c now: c holds v3's key and pins b.
+    const dir = join(c.sshd.dir, 'vectors', 'default', 'v3');
+    expect(await readFile(join(dir, 'known_hosts'), 'utf8')).toBe(`[127.0.0.1]:${b.sshd.port} ${b.sshd.hostKey}\n`);
+    expect(v.status?.pairing?.keyFingerprint).toBe(await fingerprintOf(join(dir, 'id')));
+    await runOk(['zfs', 'create', '-p', '-o', 'canmount=off', mirror]);
+    expect((await ssh(b, join(dir, 'id'), join(dir, 'known_hosts'), `zfs list -H -o name ${mirror}`)).stdout).toBe(`${mirror}\n`);
+  }, 120_000);
+
   it('deleting a vector revokes its key (sshd rejects it), removes its files and Secret, and Retain keeps the replica', async () => {
     const fingerprint = vectors.get('default/v1')?.status?.pairing?.keyFingerprint;
     const keyCopy = join(a.sshd.dir, 'v1-last');

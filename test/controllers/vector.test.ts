@@ -315,6 +315,20 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     }
   }, 180_000);
 
+  it('stalls with HostKeyMismatch when the storage machine does not present its pinned key, and authorizes nothing', async () => {
+    const spec = machineObject(b, 'Storage');
+    const impostor = tc.apply({ ...spec, metadata: { name: 'impostor' }, spec: { ...spec.spec, connection: { ...spec.spec.connection, hostKey: a.sshd.hostKey } } });
+    await inCache(machines, 'impostor', impostor);
+    const before = await readFile(b.sshd.authorizedKeysPath, 'utf8');
+    await applyVector('v4', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'impostor' }, dataset: `${replicaPool.name}/imp/v4` } });
+    const v = await reconcileUntil('v4', (x) => condition(x, 'Stalled')?.status === 'True', 'v4 to stall');
+    expect(condition(v, 'Stalled')?.reason).toBe('HostKeyMismatch');
+    expect(condition(v, 'KeyAuthorized')).toMatchObject({ status: 'False', reason: 'HostKeyMismatch' });
+    expect(condition(v, 'Ready')?.status).toBe('False');
+    expect(v.status?.pairing).toBeUndefined();
+    expect(await readFile(b.sshd.authorizedKeysPath, 'utf8')).toBe(before);
+  }, 120_000);
+
   it("chains: a vector from v1's replica has v1's storage machine as its primary", async () => {
     const mirror = `${replicaPool.name}/mirror/v3`;
     await applyVector('v3', { source: { vectorRef: { name: 'v1' } }, target: { machineRef: { name: 'b' }, dataset: mirror } });

@@ -212,14 +212,39 @@ function roundRobinPick(
   candidates: readonly Candidate[],
   turns: ReadonlyMap<string, number>,
   state: RoundRobinState,
+  index: RoundRobinIndex = roundRobinIndex(target, candidates),
 ): Candidate {
   const first = candidates[0] as Candidate;
   if (state.cursor === undefined) return first;
-  const cursorIndex = target.machines.findIndex((m) => m.name === state.cursor);
-  if (cursorIndex < 0) return first;
-  const cursorCandidate = candidates.find((c) => c.index === cursorIndex);
+  const cursorIndex = index.specIndex.get(state.cursor);
+  if (cursorIndex === undefined) return first;
+  const cursorCandidate = index.bySpecIndex[cursorIndex];
   if (cursorCandidate !== undefined && state.streak < (turns.get(cursorCandidate.name) ?? 1)) return cursorCandidate;
-  return candidates.find((c) => c.index > cursorIndex) ?? first;
+  return index.nextAfter[cursorIndex] ?? first;
+}
+
+/** Lookups for roundRobinPick, built once per batch: spec positions, and the next candidate after each position. */
+interface RoundRobinIndex {
+  specIndex: Map<string, number>;
+  bySpecIndex: (Candidate | undefined)[];
+  nextAfter: (Candidate | undefined)[];
+}
+
+function roundRobinIndex(target: PairingTarget, candidates: readonly Candidate[]): RoundRobinIndex {
+  const n = target.machines.length;
+  const specIndex = new Map<string, number>();
+  target.machines.forEach((m, i) => {
+    if (!specIndex.has(m.name)) specIndex.set(m.name, i);
+  });
+  const bySpecIndex = new Array<Candidate | undefined>(n).fill(undefined);
+  for (const c of candidates) bySpecIndex[c.index] = c;
+  const nextAfter = new Array<Candidate | undefined>(n).fill(undefined);
+  let next: Candidate | undefined;
+  for (let i = n - 1; i >= 0; i--) {
+    nextAfter[i] = next;
+    next = bySpecIndex[i] ?? next;
+  }
+  return { specIndex, bySpecIndex, nextAfter };
 }
 
 function advance(state: RoundRobinState, picked: string): void {
@@ -303,8 +328,9 @@ class Heap {
 export function pairVectors(target: PairingTarget, requests: VectorPairingRequest[]): Map<string, PairingDecision> {
   const out = new Map<string, PairingDecision>();
   const pending: VectorPairingRequest[] = [];
+  const listed = new Set(target.machines.filter((m) => m.exists !== false).map((m) => m.name));
   for (const r of requests) {
-    if (r.current !== undefined && stillListed(target, r.current)) out.set(r.key, { kind: 'keep', machine: r.current });
+    if (r.current !== undefined && listed.has(r.current)) out.set(r.key, { kind: 'keep', machine: r.current });
     else pending.push(r);
   }
   pending.sort((a, b) => byName(a.key, b.key));
@@ -314,9 +340,10 @@ export function pairVectors(target: PairingTarget, requests: VectorPairingReques
     pick = () => undefined;
   } else if (target.strategy === 'RoundRobin') {
     const turns = turnLengths(candidates);
+    const index = roundRobinIndex(target, candidates);
     const state: RoundRobinState = { cursor: target.roundRobinCursor, streak: target.roundRobinStreak ?? 1 };
     pick = () => {
-      const c = roundRobinPick(target, candidates, turns, state);
+      const c = roundRobinPick(target, candidates, turns, state, index);
       advance(state, c.name);
       c.count += 1;
       return c;

@@ -12,6 +12,7 @@ import {
   type PairingMachine,
   type PairingStrategy,
   type PairingTarget,
+  type VectorPairingRequest,
 } from '../../planning/pairing.ts';
 
 const NAMES = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const;
@@ -203,7 +204,7 @@ describe('pairVectors properties', () => {
     fc.assert(
       fc.property(batchArb, ([t, fresh, kept]) => {
         const listed = t.machines.filter((m) => m.exists !== false).map((m) => m.name);
-        const requests = [
+        const requests: VectorPairingRequest[] = [
           ...Array.from({ length: fresh }, (_, i) => ({ key: `ns/new-${String(i).padStart(3, '0')}` })),
           ...Array.from({ length: listed.length > 0 ? kept : 0 }, (_, i) => ({ key: `keep/${i}`, current: listed[i % listed.length] })),
         ];

@@ -378,3 +378,21 @@ function decideCounted(
     refusals,
   );
 }
+
+/**
+ * The round-robin cursor and streak after applying `decisions` in order (as pairVectors returns them), for the
+ * caller to persist so the next batch continues the turn. Keeps and refusals do not move the cursor.
+ */
+export function roundRobinAfter(
+  target: Pick<PairingTarget, 'roundRobinCursor' | 'roundRobinStreak'>,
+  decisions: Iterable<PairingDecision>,
+): { cursor?: string; streak: number } {
+  let cursor = target.roundRobinCursor;
+  let streak = target.roundRobinStreak ?? 1;
+  for (const d of decisions) {
+    if (d.kind !== 'pair' && d.kind !== 'repair') continue;
+    streak = cursor === d.machine ? streak + 1 : 1;
+    cursor = d.machine;
+  }
+  return cursor === undefined ? { streak } : { cursor, streak };
+}

@@ -4,18 +4,20 @@
  */
 import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { datasetKind, machineKind, retentionPolicyKind } from '../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy } from '../api/types.ts';
+import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
 import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
+import { registerStorageTargetMetrics } from '../metrics/storage-target-metrics.ts';
 import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { MachineConnections } from './machine-connections.ts';
 import { DatasetReconciler } from './dataset-controller.ts';
 import { InventoryCache } from './inventory-cache.ts';
 import { MachineReconciler } from './machine-controller.ts';
 import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
+import { StorageTargetReconciler } from './storage-target-controller.ts';
 import { TaskRunner } from './task-runner.ts';
 import type { Operator, OperatorOptions } from './operator-options.ts';
 import { systemClock } from './runtime/clock.ts';
@@ -44,7 +46,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
   const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
-  const informers = [machines, datasets, policies];
+  const targets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
+  const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
+  const informers = [machines, datasets, policies, targets, vectors];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -60,6 +64,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   });
 
   registerDatasetMetrics(registry, () => datasets.list());
+  registerStorageTargetMetrics(registry, () => targets.list());
   const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
@@ -90,7 +95,12 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
     policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
-    controllers = [machineController, datasetController, policyController];
+    const targetReconciler = new StorageTargetReconciler({ client, targets, machines, vectors, connections, inventories, tasks, events, clock });
+    const targetController = new Controller({ name: 'storagetarget', informer: targets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
+    targetController.watch(machines, (m) => targets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
+    // A vector that moved between targets must update both counts; the event carries only its new state.
+    targetController.watch(vectors, () => targets.list().map(objectKey));
+    controllers = [machineController, datasetController, policyController, targetController];
     for (const c of controllers) c.start();
   };
   const stopControllers = async (deadlineMs?: number) => {

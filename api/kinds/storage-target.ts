@@ -81,6 +81,15 @@ export const storageTargetStatus = {
         },
       },
     },
+    roundRobin: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'RoundRobin pairing state: the machine paired last and how many pairings its current turn has had.',
+      properties: {
+        lastMachine: { type: 'string', maxLength: 253 },
+        streak: { type: 'integer', minimum: 1 },
+      },
+    },
   },
 } as const;
 

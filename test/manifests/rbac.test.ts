@@ -89,6 +89,8 @@ describe('manifests/', () => {
       // deletionPolicy Delete: the controller adds its cleanup finalizer.
       spec: { machineRef: { name: 'remote' }, name: 'nopool/none', schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' }, deletionPolicy: 'Delete' },
     });
+    // Lists a Machine that does not exist: the StorageTarget controller reports it in status, runs nothing.
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'StorageTarget', metadata: { name: 'st' }, spec: { machines: [{ name: 'absent' }], parentDataset: 'tank/replicas' } });
     tc.requests.length = 0;
     operator = await startOperator({
       kubeConfig: tc.kubeConfig,
@@ -102,10 +104,11 @@ describe('manifests/', () => {
     await eventually(
       () =>
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/events/')) &&
-        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/datasets/d/status'))
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/datasets/d/status')) &&
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/storagetargets/st/status'))
           ? true
           : undefined,
-      'a repeated event and a Dataset status',
+      'a repeated event, a Dataset status and a StorageTarget status',
     );
     await operator.stop();
   });

@@ -84,6 +84,8 @@ export function pairingTargetOf(target: StorageTarget, machineOf: (name: string)
       exists: machine !== undefined,
       ...(figures ? { sizeBytes: figures.size, allocatedBytes: figures.used, freeBytes: figures.free } : {}),
       vectorCount: counts.get(entry.name) ?? 0,
+      // Without the pool in the Machine's report the parent cannot be created there: no strategy may pick it.
+      ...(machine && !figures ? { unavailable: `does not report pool ${poolOf(target.spec.parentDataset)}` } : {}),
     };
   });
   const rr = target.status?.roundRobin;

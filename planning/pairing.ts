@@ -8,8 +8,8 @@
  *   whatever its capacity, weight or readiness says now. Moving a replica costs a full send, so capacity moving
  *   around never re-pairs; only a machine leaving the target (or being deleted) does.
  * - A new pairing (or a re-pairing) refuses: a target that is ReadOnly or suspended; a machine that does not exist,
- *   has weight 0, is not role Storage, is not Ready, is at or above `criticalPercent` allocated, or (MostFree only)
- *   whose capacity is unknown. Every refusal is named in the decision.
+ *   has weight 0, is not role Storage, is not Ready, is at or above `criticalPercent` allocated, (MostFree only)
+ *   whose capacity is unknown, or that the caller marks `unavailable`. Every refusal is named in the decision.
  * - Strategies, and how `weight` (0..1000, default 100) acts in each:
  *   - MostFree: the machine offering the most weighted free space per vector, `weight × free / (vectors + 1)`:
  *     its free bytes shared among the vectors it holds plus the new one. With equal weights and no vectors this is
@@ -42,6 +42,8 @@ export interface PairingMachine {
   freeBytes?: number;
   /** Vectors currently paired with this machine through this target. */
   vectorCount: number;
+  /** A reason the caller knows of why the machine cannot hold a new replica (e.g. it does not report the pool). */
+  unavailable?: string;
 }
 
 export interface PairingTarget {
@@ -94,6 +96,7 @@ export function refusalsOf(target: PairingTarget, m: PairingMachine): string[] {
   if (m.weight <= 0) why.push('weight 0');
   if (m.role !== 'Storage') why.push(m.role === undefined ? 'role unknown, not Storage' : `role ${m.role}, not Storage`);
   if (!m.ready) why.push('not Ready');
+  if (m.unavailable !== undefined) why.push(m.unavailable);
   if (m.sizeBytes !== undefined && m.allocatedBytes !== undefined) {
     // allocated/size >= critical/100, in integers so 90% of an odd size is not rounded either way.
     if (m.sizeBytes <= 0 || m.allocatedBytes * 100 >= target.criticalPercent * m.sizeBytes) {

@@ -77,6 +77,15 @@ describe('decidePairing', () => {
     );
   });
 
+  it('refuses a machine the caller marks unavailable, under every strategy', () => {
+    for (const strategy of ['MostFree', 'FewestVectors', 'RoundRobin'] as const) {
+      const t = target([machine('a', { unavailable: 'does not report pool tank' }), machine('b', { allocatedBytes: 99 * GiB, sizeBytes: 1000 * GiB })], { strategy });
+      expect(decidePairing(t, { key: 'ns/v' })).toMatchObject({ kind: 'pair', machine: 'b' });
+    }
+    const only = decidePairing(target([machine('a', { unavailable: 'does not report pool tank' })]), { key: 'ns/v' });
+    expect(only).toMatchObject({ kind: 'none', refusals: [{ machine: 'a', why: 'does not report pool tank' }] });
+  });
+
   it('refuses everything on a ReadOnly or suspended target', () => {
     const ro = decidePairing(target([machine('a')], { accessMode: 'ReadOnly' }), { key: 'ns/v' });
     expect(ro).toMatchObject({ kind: 'none', refusals: [{ machine: 'a', why: 'StorageTarget is ReadOnly' }] });

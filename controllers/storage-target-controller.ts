@@ -12,7 +12,7 @@
  */
 import { storageTargetKind } from '../api/kinds/index.ts';
 import type { Machine, StorageTarget, StorageTargetStatus, Vector } from '../api/types.ts';
-import type { PairingMachine, PairingTarget } from '../planning/pairing.ts';
+import { roundRobinAfter, type PairingDecision, type PairingMachine, type PairingTarget } from '../planning/pairing.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import { poolOf } from './dataset-snapshots.ts';
 import type { InventoryCache } from './inventory-cache.ts';
@@ -97,6 +97,19 @@ export function pairingTargetOf(target: StorageTarget, machineOf: (name: string)
     machines,
     ...(rr?.lastMachine !== undefined ? { roundRobinCursor: rr.lastMachine, roundRobinStreak: rr.streak ?? 1 } : {}),
   };
+}
+
+/**
+ * Records in status.roundRobin where a RoundRobin batch of pairings left the turn, so the next batch continues
+ * after it (the Vector controller calls this after pairVectors). Other strategies keep no state. Only the
+ * roundRobin field is patched, so it never races this controller's own status writes.
+ */
+export async function recordRoundRobin(client: KubeClient, target: StorageTarget, decisions: Iterable<PairingDecision>): Promise<void> {
+  if (target.spec.pairing?.strategy !== 'RoundRobin') return;
+  const rr = target.status?.roundRobin;
+  const next = roundRobinAfter({ ...(rr?.lastMachine !== undefined ? { roundRobinCursor: rr.lastMachine } : {}), roundRobinStreak: rr?.streak ?? 1 }, decisions);
+  if (next.cursor === undefined) return;
+  await writeStatus(client, STORAGE_TARGET, target, { ...(target.status ?? {}), roundRobin: { lastMachine: next.cursor, streak: next.streak } });
 }
 
 /** Why a listed machine cannot hold replicas at all (capacity aside); undefined when it can. */

@@ -16,12 +16,12 @@ import { systemClock } from '../../controllers/runtime/clock.ts';
 import { EventRecorder } from '../../controllers/runtime/events.ts';
 import { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf } from '../../controllers/runtime/kube.ts';
-import { pairingTargetOf, StorageTargetReconciler } from '../../controllers/storage-target-controller.ts';
+import { pairingTargetOf, recordRoundRobin, StorageTargetReconciler } from '../../controllers/storage-target-controller.ts';
 import { TaskRunner } from '../../controllers/task-runner.ts';
 import { silentLogger } from '../../metrics/log.ts';
 import { registerStorageTargetMetrics } from '../../metrics/storage-target-metrics.ts';
 import type { NodeConnection } from '../../nodes/connection.ts';
-import { refusalsOf } from '../../planning/pairing.ts';
+import { pairVectors, refusalsOf } from '../../planning/pairing.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
@@ -252,4 +252,18 @@ describe('StorageTarget controller on zfs-fuse and real sshd', () => {
     await reconcile();
     expect((await status())?.conditions?.find((x) => x.type === 'CapacityOK')?.status).toBe('True');
   }, 180_000);
+
+  it('keeps the RoundRobin turn in status between batches of pairings', async () => {
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'StorageTarget', metadata: { name: 'rr' }, spec: { machines: [{ name: 'b' }, { name: 'c', weight: 200 }], parentDataset: parent, pairing: { strategy: 'RoundRobin' } } });
+    const fresh = await eventually(() => targets.get('rr'), 'the RoundRobin target in the cache');
+    // Weights 100 and 200: b takes one turn, c two. Three vectors: b, c, c.
+    const first = pairVectors(pairingTargetOf(fresh, (n) => machines.get(n), []), [{ key: 'ns/1' }, { key: 'ns/2' }, { key: 'ns/3' }]);
+    expect([...first.values()].map((d) => (d.kind === 'pair' ? d.machine : d.kind))).toEqual(['b', 'c', 'c']);
+    await recordRoundRobin(client, fresh, first.values());
+    const recorded = await eventually(() => (targets.get('rr')?.status?.roundRobin ? targets.get('rr') : undefined), 'the turn in status');
+    expect(recorded.status?.roundRobin).toEqual({ lastMachine: 'c', streak: 2 });
+    // The next batch starts where the first left off: c's turn is over, so b.
+    const second = pairVectors(pairingTargetOf(recorded, (n) => machines.get(n), []), [{ key: 'ns/4' }]);
+    expect(second.get('ns/4')).toMatchObject({ kind: 'pair', machine: 'b' });
+  });
 });

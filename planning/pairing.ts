@@ -99,7 +99,8 @@ export function refusalsOf(target: PairingTarget, m: PairingMachine): string[] {
   if (m.unavailable !== undefined) why.push(m.unavailable);
   if (m.sizeBytes !== undefined && m.allocatedBytes !== undefined) {
     // allocated/size >= critical/100, in integers so 90% of an odd size is not rounded either way.
-    if (m.sizeBytes <= 0 || m.allocatedBytes * 100 >= target.criticalPercent * m.sizeBytes) {
+    if (m.sizeBytes <= 0) why.push('pool size 0');
+    else if (m.allocatedBytes * 100 >= target.criticalPercent * m.sizeBytes) {
       why.push(`${percentText(m.allocatedBytes, m.sizeBytes)} allocated, at or above criticalPercent ${target.criticalPercent}%`);
     }
   } else if (target.strategy === 'MostFree' && freeBytesOf(m) === undefined) {
@@ -108,8 +109,8 @@ export function refusalsOf(target: PairingTarget, m: PairingMachine): string[] {
   return why;
 }
 
+/** One decimal, rounded down, so 89.99% never shows as the 90.0% it did not reach. */
 function percentText(allocated: number, size: number): string {
-  if (size <= 0) return 'pool size 0,';
   return `${(Math.floor((allocated * 1000) / size) / 10).toFixed(1)}%`;
 }
 
@@ -118,8 +119,9 @@ function compareProducts(a1: number, a2: number, a3: number, b1: number, b2: num
   const a = a1 * a2 * a3;
   const b = b1 * b2 * b3;
   if (Number.isSafeInteger(a) && Number.isSafeInteger(b)) return a - b;
-  const ab = BigInt(a1) * BigInt(a2) * BigInt(a3);
-  const bb = BigInt(b1) * BigInt(b2) * BigInt(b3);
+  const big = (x: number): bigint => BigInt(Math.trunc(x));
+  const ab = big(a1) * big(a2) * big(a3);
+  const bb = big(b1) * big(b2) * big(b3);
   return ab === bb ? 0 : ab > bb ? 1 : -1;
 }
 

@@ -11,12 +11,14 @@ import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
 import { registerVectorMetrics } from '../metrics/vector-metrics.ts';
+import { registerStorageTargetMetrics } from '../metrics/storage-target-metrics.ts';
 import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { MachineConnections } from './machine-connections.ts';
 import { DatasetReconciler } from './dataset-controller.ts';
 import { InventoryCache } from './inventory-cache.ts';
 import { MachineReconciler } from './machine-controller.ts';
 import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
+import { StorageTargetReconciler } from './storage-target-controller.ts';
 import { TaskRunner } from './task-runner.ts';
 import { VectorReconciler } from './vector-controller.ts';
 import { VectorKeyStore } from './vector-keys.ts';
@@ -48,9 +50,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
   const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
+  const targets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
   const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
-  const storageTargets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
-  const informers = [machines, datasets, policies, vectors, storageTargets];
+  const informers = [machines, datasets, policies, targets, vectors];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -68,6 +70,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   registerDatasetMetrics(registry, () => datasets.list());
   registerVectorMetrics(registry, () => vectors.list(), () => clock.now());
   const vectorKeys = new VectorKeyStore(client, namespace, clock);
+  registerStorageTargetMetrics(registry, () => targets.list());
   const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
@@ -98,14 +101,19 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
     policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
-    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks });
+    const targetReconciler = new StorageTargetReconciler({ client, targets, machines, vectors, connections, inventories, tasks, events, clock });
+    const targetController = new Controller({ name: 'storagetarget', informer: targets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
+    targetController.watch(machines, (m) => targets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
+    // A vector that moved between targets must update both counts; the event carries only its new state.
+    targetController.watch(vectors, () => targets.list().map(objectKey));
+    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, keys: vectorKeys, events, clock, tasks });
     const vectorController: Controller<Vector> = new Controller({ name: 'vector', informer: vectors, reconciler: vectorReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     const vectorsOf = (match: (v: Vector) => boolean) => vectors.list().filter(match).map(objectKey);
     const onTarget = (v: Vector, machine: string) =>
       v.spec.target.machineRef?.name === machine ||
-      (storageTargets.get(v.spec.target.storageTargetRef?.name ?? '')?.spec.machines.some((m) => m.name === machine) ?? false);
+      (targets.get(v.spec.target.storageTargetRef?.name ?? '')?.spec.machines.some((m) => m.name === machine) ?? false);
     // A vector waiting for a machine, a target or its source is retried when that changes.
-    vectorController.watch(storageTargets, (st) => vectorsOf((v) => v.spec.target.storageTargetRef?.name === st.metadata.name));
+    vectorController.watch(targets, (st) => vectorsOf((v) => v.spec.target.storageTargetRef?.name === st.metadata.name));
     vectorController.watch(machines, (m) => vectorsOf((v) => onTarget(v, m.metadata.name) || vectorReconciler.primaryOf(v)?.name === m.metadata.name));
     vectorController.watch(datasets, (d) => vectorsOf((v) => v.metadata.namespace === d.metadata.namespace && v.spec.source.datasetRef?.name === d.metadata.name));
     vectorController.watch(vectors, (src) => vectorsOf((v) => v.metadata.namespace === src.metadata.namespace && v.spec.source.vectorRef?.name === src.metadata.name));
@@ -122,7 +130,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       ...(options.probeIntervalMs !== undefined ? { intervalMs: options.probeIntervalMs } : {}),
     });
     const sweepController = new Controller({ name: 'vectorsweep', informer: machines, reconciler: sweep, workers: 2, metrics: runtimeMetrics, clock, log });
-    controllers = [machineController, datasetController, policyController, vectorController, sweepController];
+    controllers = [machineController, datasetController, policyController, targetController, vectorController, sweepController];
     for (const c of controllers) c.start();
   };
   const stopControllers = async (deadlineMs?: number) => {

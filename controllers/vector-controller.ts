@@ -13,7 +13,7 @@
  * no command and writes nothing. Drift on the machines (entries removed, edited, or left behind) is the
  * sweep's job (vector-sweep.ts), once per machine per probe interval.
  */
-import { vectorKind } from '../api/kinds/index.ts';
+import { storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../api/types.ts';
 import { authorizeKey, editAuthorizedKeys, removeEntries, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
@@ -39,6 +39,7 @@ import { PairingLedger } from './vector-pairing.ts';
 
 export const VECTOR_FINALIZER = 'bdr.dev/vector';
 const VECTOR = resourceOf(vectorKind);
+const STORAGE_TARGET = resourceOf(storageTargetKind);
 const DEPENDENCY_RETRY_MS = 30_000;
 const DEFAULT_ROTATION = '720h';
 /** A settled vector is looked at again at least this often (rotation deadlines further out are re-checked then). */
@@ -268,6 +269,11 @@ export class VectorReconciler implements Reconciler {
       storage = machines.get(decision.machine);
       if (!storage) return waiting(`Machine ${decision.machine} does not exist`);
       if (decision.kind !== 'keep') why = decision.reason;
+      const turn = this.ledger.turnOf(st.metadata.name);
+      if (decision.kind !== 'keep' && st.spec.pairing?.strategy === 'RoundRobin' && turn) {
+        // The turn is kept in the StorageTarget's status, so the next operator (or a restart) continues it.
+        await writeStatus(this.deps.client, STORAGE_TARGET, st, { ...(st.status ?? {}), roundRobin: { lastMachine: turn.cursor, streak: turn.streak } });
+      }
     } else {
       return invalid('InvalidSpec', 'spec.target names neither a StorageTarget nor a Machine');
     }

@@ -49,6 +49,7 @@ export {
   freeBytesOf,
   pairVectors,
   refusalsOf,
+  roundRobinAfter,
   type PairingDecision,
   type PairingMachine,
   type PairingRefusal,

@@ -8,8 +8,8 @@
  *   whatever its capacity, weight or readiness says now. Moving a replica costs a full send, so capacity moving
  *   around never re-pairs; only a machine leaving the target (or being deleted) does.
  * - A new pairing (or a re-pairing) refuses: a target that is ReadOnly or suspended; a machine that does not exist,
- *   has weight 0, is not role Storage, is not Ready, is at or above `criticalPercent` allocated, or (MostFree only)
- *   whose capacity is unknown. Every refusal is named in the decision.
+ *   has weight 0, is not role Storage, is not Ready, is at or above `criticalPercent` allocated, (MostFree only)
+ *   whose capacity is unknown, or that the caller marks `unavailable`. Every refusal is named in the decision.
  * - Strategies, and how `weight` (0..1000, default 100) acts in each:
  *   - MostFree: the machine offering the most weighted free space per vector, `weight × free / (vectors + 1)`:
  *     its free bytes shared among the vectors it holds plus the new one. With equal weights and no vectors this is
@@ -42,6 +42,8 @@ export interface PairingMachine {
   freeBytes?: number;
   /** Vectors currently paired with this machine through this target. */
   vectorCount: number;
+  /** A reason the caller knows of why the machine cannot hold a new replica (e.g. it does not report the pool). */
+  unavailable?: string;
 }
 
 export interface PairingTarget {
@@ -94,9 +96,11 @@ export function refusalsOf(target: PairingTarget, m: PairingMachine): string[] {
   if (m.weight <= 0) why.push('weight 0');
   if (m.role !== 'Storage') why.push(m.role === undefined ? 'role unknown, not Storage' : `role ${m.role}, not Storage`);
   if (!m.ready) why.push('not Ready');
+  if (m.unavailable !== undefined) why.push(m.unavailable);
   if (m.sizeBytes !== undefined && m.allocatedBytes !== undefined) {
     // allocated/size >= critical/100, in integers so 90% of an odd size is not rounded either way.
-    if (m.sizeBytes <= 0 || m.allocatedBytes * 100 >= target.criticalPercent * m.sizeBytes) {
+    if (m.sizeBytes <= 0) why.push('pool size 0');
+    else if (m.allocatedBytes * 100 >= target.criticalPercent * m.sizeBytes) {
       why.push(`${percentText(m.allocatedBytes, m.sizeBytes)} allocated, at or above criticalPercent ${target.criticalPercent}%`);
     }
   } else if (target.strategy === 'MostFree' && freeBytesOf(m) === undefined) {
@@ -105,8 +109,8 @@ export function refusalsOf(target: PairingTarget, m: PairingMachine): string[] {
   return why;
 }
 
+/** One decimal, rounded down, so 89.99% never shows as the 90.0% it did not reach. */
 function percentText(allocated: number, size: number): string {
-  if (size <= 0) return 'pool size 0,';
   return `${(Math.floor((allocated * 1000) / size) / 10).toFixed(1)}%`;
 }
 
@@ -115,8 +119,9 @@ function compareProducts(a1: number, a2: number, a3: number, b1: number, b2: num
   const a = a1 * a2 * a3;
   const b = b1 * b2 * b3;
   if (Number.isSafeInteger(a) && Number.isSafeInteger(b)) return a - b;
-  const ab = BigInt(a1) * BigInt(a2) * BigInt(a3);
-  const bb = BigInt(b1) * BigInt(b2) * BigInt(b3);
+  const big = (x: number): bigint => BigInt(Math.trunc(x));
+  const ab = big(a1) * big(a2) * big(a3);
+  const bb = big(b1) * big(b2) * big(b3);
   return ab === bb ? 0 : ab > bb ? 1 : -1;
 }
 
@@ -212,14 +217,39 @@ function roundRobinPick(
   candidates: readonly Candidate[],
   turns: ReadonlyMap<string, number>,
   state: RoundRobinState,
+  index: RoundRobinIndex = roundRobinIndex(target, candidates),
 ): Candidate {
   const first = candidates[0] as Candidate;
   if (state.cursor === undefined) return first;
-  const cursorIndex = target.machines.findIndex((m) => m.name === state.cursor);
-  if (cursorIndex < 0) return first;
-  const cursorCandidate = candidates.find((c) => c.index === cursorIndex);
+  const cursorIndex = index.specIndex.get(state.cursor);
+  if (cursorIndex === undefined) return first;
+  const cursorCandidate = index.bySpecIndex[cursorIndex];
   if (cursorCandidate !== undefined && state.streak < (turns.get(cursorCandidate.name) ?? 1)) return cursorCandidate;
-  return candidates.find((c) => c.index > cursorIndex) ?? first;
+  return index.nextAfter[cursorIndex] ?? first;
+}
+
+/** Lookups for roundRobinPick, built once per batch: spec positions, and the next candidate after each position. */
+interface RoundRobinIndex {
+  specIndex: Map<string, number>;
+  bySpecIndex: (Candidate | undefined)[];
+  nextAfter: (Candidate | undefined)[];
+}
+
+function roundRobinIndex(target: PairingTarget, candidates: readonly Candidate[]): RoundRobinIndex {
+  const n = target.machines.length;
+  const specIndex = new Map<string, number>();
+  target.machines.forEach((m, i) => {
+    if (!specIndex.has(m.name)) specIndex.set(m.name, i);
+  });
+  const bySpecIndex = new Array<Candidate | undefined>(n).fill(undefined);
+  for (const c of candidates) bySpecIndex[c.index] = c;
+  const nextAfter = new Array<Candidate | undefined>(n).fill(undefined);
+  let next: Candidate | undefined;
+  for (let i = n - 1; i >= 0; i--) {
+    nextAfter[i] = next;
+    next = bySpecIndex[i] ?? next;
+  }
+  return { specIndex, bySpecIndex, nextAfter };
 }
 
 function advance(state: RoundRobinState, picked: string): void {
@@ -303,8 +333,9 @@ class Heap {
 export function pairVectors(target: PairingTarget, requests: VectorPairingRequest[]): Map<string, PairingDecision> {
   const out = new Map<string, PairingDecision>();
   const pending: VectorPairingRequest[] = [];
+  const listed = new Set(target.machines.filter((m) => m.exists !== false).map((m) => m.name));
   for (const r of requests) {
-    if (r.current !== undefined && stillListed(target, r.current)) out.set(r.key, { kind: 'keep', machine: r.current });
+    if (r.current !== undefined && listed.has(r.current)) out.set(r.key, { kind: 'keep', machine: r.current });
     else pending.push(r);
   }
   pending.sort((a, b) => byName(a.key, b.key));
@@ -314,9 +345,10 @@ export function pairVectors(target: PairingTarget, requests: VectorPairingReques
     pick = () => undefined;
   } else if (target.strategy === 'RoundRobin') {
     const turns = turnLengths(candidates);
+    const index = roundRobinIndex(target, candidates);
     const state: RoundRobinState = { cursor: target.roundRobinCursor, streak: target.roundRobinStreak ?? 1 };
     pick = () => {
-      const c = roundRobinPick(target, candidates, turns, state);
+      const c = roundRobinPick(target, candidates, turns, state, index);
       advance(state, c.name);
       c.count += 1;
       return c;
@@ -350,4 +382,22 @@ function decideCounted(
     },
     refusals,
   );
+}
+
+/**
+ * The round-robin cursor and streak after applying `decisions` in order (as pairVectors returns them), for the
+ * caller to persist so the next batch continues the turn. Keeps and refusals do not move the cursor.
+ */
+export function roundRobinAfter(
+  target: Pick<PairingTarget, 'roundRobinCursor' | 'roundRobinStreak'>,
+  decisions: Iterable<PairingDecision>,
+): { cursor?: string; streak: number } {
+  let cursor = target.roundRobinCursor;
+  let streak = target.roundRobinStreak ?? 1;
+  for (const d of decisions) {
+    if (d.kind !== 'pair' && d.kind !== 'repair') continue;
+    streak = cursor === d.machine ? streak + 1 : 1;
+    cursor = d.machine;
+  }
+  return cursor === undefined ? { streak } : { cursor, streak };
 }

@@ -18,7 +18,7 @@ export const storageTargetSpec = {
         required: ['name'],
         properties: {
           name: { type: 'string', pattern: OBJECT_NAME_PATTERN, maxLength: 253, description: 'A Machine with role Storage.' },
-          weight: { type: 'integer', minimum: 0, maximum: 1000, default: 100, description: 'Relative preference when pairing; 0 takes no new vectors.' },
+          weight: { type: 'integer', minimum: 0, maximum: 1000, default: 100, description: 'Relative preference when pairing; 0 takes no new vectors. MostFree compares weight × free bytes / (vectors + 1); FewestVectors compares (vectors + 1) / weight; RoundRobin gives a machine round(weight / smallest weight) consecutive turns.' },
         },
       },
     },
@@ -43,7 +43,7 @@ export const storageTargetSpec = {
           type: 'string',
           enum: ['MostFree', 'FewestVectors', 'RoundRobin'],
           default: 'MostFree',
-          description: 'How a new vector picks its machine: most free bytes, fewest vectors, or in turn.',
+          description: 'How a new vector picks its machine: most free bytes, fewest vectors, or in turn (spec order). A paired vector keeps its machine until the machine leaves spec.machines.',
         },
       },
     },
@@ -79,6 +79,15 @@ export const storageTargetStatus = {
           freeBytes: { type: 'integer', minimum: 0 },
           vectorCount: { type: 'integer', minimum: 0 },
         },
+      },
+    },
+    roundRobin: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'RoundRobin pairing state: the machine paired last and how many pairings its current turn has had.',
+      properties: {
+        lastMachine: { type: 'string', maxLength: 253 },
+        streak: { type: 'integer', minimum: 1 },
       },
     },
   },

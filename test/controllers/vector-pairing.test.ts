@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Machine, StorageTarget, Vector } from '../../api/types.ts';
-import { PairingLedger, pairingTargetOf } from '../../controllers/vector-pairing.ts';
+import { PairingLedger } from '../../controllers/vector-pairing.ts';
 
 const GiB = 2 ** 30;
 const machine = (name: string, freeGiB: number, role: 'Storage' | 'Source' = 'Storage'): Machine => ({
@@ -29,17 +29,6 @@ const vector = (name: string, pairedWith?: string): Vector => ({
 } as Vector);
 
 describe('PairingLedger', () => {
-  it('reads capacity, role and readiness of each machine of the target from the cache', () => {
-    const machines = new Map([['b', machine('b', 60)], ['c', machine('c', 30, 'Source')]]);
-    const pt = pairingTargetOf(target('MostFree', ['b', 'c', 'gone']), (n) => machines.get(n), (n) => (n === 'b' ? 2 : 0));
-    expect(pt.machines).toEqual([
-      { name: 'b', weight: 100, exists: true, role: 'Storage', ready: true, sizeBytes: 100 * GiB, allocatedBytes: 40 * GiB, freeBytes: 60 * GiB, vectorCount: 2 },
-      { name: 'c', weight: 100, exists: true, role: 'Source', ready: true, sizeBytes: 100 * GiB, allocatedBytes: 70 * GiB, freeBytes: 30 * GiB, vectorCount: 0 },
-      { name: 'gone', weight: 100, exists: false, ready: false, vectorCount: 0 },
-    ]);
-    expect(pt.criticalPercent).toBe(90);
-  });
-
   it('decisions started at the same time count each other: N new vectors over N equal machines land one per machine', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 8 }), fc.constantFrom('MostFree' as const, 'FewestVectors' as const), async (n, strategy) => {

@@ -115,6 +115,8 @@ describe('manifests/', () => {
       metadata: { name: 'v', namespace: 'default' },
       spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: 'tank/replicas/v' }, keyRotation: { interval: '2s' } },
     });
+    // Lists a Machine that does not exist: the StorageTarget controller reports it in status, runs nothing.
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'StorageTarget', metadata: { name: 'st' }, spec: { machines: [{ name: 'absent' }], parentDataset: 'tank/replicas' } });
     tc.requests.length = 0;
     operator = await startOperator({
       kubeConfig: tc.kubeConfig,
@@ -129,11 +131,12 @@ describe('manifests/', () => {
       () =>
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/events/')) &&
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/datasets/d/status')) &&
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/storagetargets/st/status')) &&
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/secrets/vector.default.v')) &&
         tc.requests.some((r) => r.method === 'GET' && r.url.includes('/secrets?'))
           ? true
           : undefined,
-      'a repeated event, a Dataset status, a rotated vector key and a drift check',
+      'a repeated event, a Dataset status, a StorageTarget status, a rotated vector key and a drift check',
       60_000,
     );
     await operator.stop();

@@ -12,6 +12,7 @@ import {
   type PairingMachine,
   type PairingStrategy,
   type PairingTarget,
+  type VectorPairingRequest,
 } from '../../planning/pairing.ts';
 
 const NAMES = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const;
@@ -34,9 +35,11 @@ const machineArb = (name: string): fc.Arbitrary<PairingMachine> =>
       ),
       freeOverride: fc.option(fc.integer({ min: 0, max: 2 ** 52 }), { nil: undefined, freq: 5 }),
       vectorCount: fc.integer({ min: 0, max: 50 }),
+      unavailable: fc.constantFrom(undefined, undefined, undefined, undefined, 'pool not reported'),
     })
-    .map(({ capacity, freeOverride, ...rest }) => {
+    .map(({ capacity, freeOverride, unavailable, ...rest }) => {
       const m: PairingMachine = { name, ...rest, role: rest.role as PairingMachine['role'] };
+      if (unavailable !== undefined) m.unavailable = unavailable;
       if (capacity !== undefined) {
         m.sizeBytes = capacity.size;
         if (capacity.alloc !== undefined) m.allocatedBytes = Math.floor((capacity.size / capacity.alloc.per) * capacity.alloc.f);
@@ -81,7 +84,7 @@ function oracleFree(m: PairingMachine): bigint | undefined {
 
 function oracleEligible(t: PairingTarget, m: PairingMachine): boolean {
   if (t.suspended === true || t.accessMode === 'ReadOnly') return false;
-  if (m.exists === false || m.weight === 0 || m.role !== 'Storage' || !m.ready) return false;
+  if (m.exists === false || m.weight === 0 || m.role !== 'Storage' || !m.ready || m.unavailable !== undefined) return false;
   if (m.sizeBytes !== undefined && m.allocatedBytes !== undefined) {
     if (m.sizeBytes === 0) return false;
     // allocated / size < critical / 100  <=>  100·allocated < critical·size
@@ -203,7 +206,7 @@ describe('pairVectors properties', () => {
     fc.assert(
       fc.property(batchArb, ([t, fresh, kept]) => {
         const listed = t.machines.filter((m) => m.exists !== false).map((m) => m.name);
-        const requests = [
+        const requests: VectorPairingRequest[] = [
           ...Array.from({ length: fresh }, (_, i) => ({ key: `ns/new-${String(i).padStart(3, '0')}` })),
           ...Array.from({ length: listed.length > 0 ? kept : 0 }, (_, i) => ({ key: `keep/${i}`, current: listed[i % listed.length] })),
         ];

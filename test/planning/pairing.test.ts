@@ -1,6 +1,6 @@
 /** Hand-computed pairing cases: each expected machine is worked out in the comment beside it. */
 import { describe, expect, it } from 'vitest';
-import { decidePairing, pairVectors, type PairingMachine, type PairingTarget } from '../../planning/pairing.ts';
+import { decidePairing, pairVectors, roundRobinAfter, type PairingMachine, type PairingTarget, type VectorPairingRequest } from '../../planning/pairing.ts';
 
 const GiB = 1024 ** 3;
 
@@ -77,6 +77,15 @@ describe('decidePairing', () => {
     );
   });
 
+  it('refuses a machine the caller marks unavailable, under every strategy', () => {
+    for (const strategy of ['MostFree', 'FewestVectors', 'RoundRobin'] as const) {
+      const t = target([machine('a', { unavailable: 'does not report pool tank' }), machine('b', { allocatedBytes: 99 * GiB, sizeBytes: 1000 * GiB })], { strategy });
+      expect(decidePairing(t, { key: 'ns/v' })).toMatchObject({ kind: 'pair', machine: 'b' });
+    }
+    const only = decidePairing(target([machine('a', { unavailable: 'does not report pool tank' })]), { key: 'ns/v' });
+    expect(only).toMatchObject({ kind: 'none', refusals: [{ machine: 'a', why: 'does not report pool tank' }] });
+  });
+
   it('refuses everything on a ReadOnly or suspended target', () => {
     const ro = decidePairing(target([machine('a')], { accessMode: 'ReadOnly' }), { key: 'ns/v' });
     expect(ro).toMatchObject({ kind: 'none', refusals: [{ machine: 'a', why: 'StorageTarget is ReadOnly' }] });
@@ -116,5 +125,15 @@ describe('pairVectors', () => {
     const t = target([machine('a'), machine('b', { weight: 200 })], { strategy: 'RoundRobin' });
     const out = pairVectors(t, ['ns/1', 'ns/2', 'ns/3', 'ns/4', 'ns/5', 'ns/6'].map((key) => ({ key })));
     expect([...out.values()].map((d) => (d.kind === 'none' ? '' : d.machine))).toEqual(['a', 'b', 'b', 'a', 'b', 'b']);
+  });
+
+  it('roundRobinAfter continues the turn where the batch left it', () => {
+    // a b b a b b: the last two pairings went to b, so b's two-turn streak is complete.
+    const t = target([machine('a'), machine('b', { weight: 200 })], { strategy: 'RoundRobin' });
+    const requests: VectorPairingRequest[] = [{ key: 'ns/0', current: 'a' }, ...['ns/1', 'ns/2', 'ns/3', 'ns/4', 'ns/5', 'ns/6', 'ns/7'].map((key) => ({ key }))];
+    const out = pairVectors(t, requests);
+    // ns/0 keeps a (no move); ns/1..7 go a b b a b b a.
+    expect(roundRobinAfter(t, out.values())).toEqual({ cursor: 'a', streak: 1 });
+    expect(roundRobinAfter({ roundRobinCursor: 'b', roundRobinStreak: 1 }, [{ kind: 'pair', machine: 'b', reason: '' }])).toEqual({ cursor: 'b', streak: 2 });
   });
 });

@@ -1,6 +1,6 @@
 import type { NodeConnection } from './connection.ts';
 import { assertName, nameProblem } from '../api/names.ts';
-import { assertOwnerTag, renderEntry, type AuthorizedKeyEntry } from './authorized-keys.ts';
+import { assertFromPatterns, assertOwnerTag, renderEntry, type AuthorizedKeyEntry } from './authorized-keys.ts';
 import { writeRemoteFileAtomic } from './remote-file.ts';
 
 /**
@@ -49,6 +49,10 @@ export const REPLICA_PROPERTIES: Readonly<Record<string, string>> = Object.freez
   exec: 'off',
   devices: 'off',
 });
+
+/** Values that count as safe besides REPLICA_PROPERTIES' own (an operator-made container is canmount=off). */
+export const REPLICA_ALSO_SAFE: Readonly<Record<string, readonly string[]>> = Object.freeze({ canmount: ['off'] });
+const ALSO_SAFE = REPLICA_ALSO_SAFE;
 
 /** Longest request the guard accepts (a hold of many snapshots stays far below it). */
 const MAX_COMMAND_LENGTH = 65536;
@@ -116,7 +120,7 @@ protect() {
   printf '%s\\n' "$listing" | while IFS="$TAB" read -r ds ${names.map((n) => `v_${n}`).join(' ')}; do
     [ -n "$ds" ] || continue
 ${Object.entries(REPLICA_PROPERTIES)
-  .map(([k, v]) => `    [ "$v_${k}" = ${v} ] || "$ZFS" set ${k}=${v} "$ds" </dev/null || exit 1`)
+  .map(([k, v]) => `    ${[v, ...(ALSO_SAFE[k] ?? [])].map((ok) => `[ "$v_${k}" = ${ok} ] || `).join('')}"$ZFS" set ${k}=${v} "$ds" </dev/null || exit 1`)
   .join('\n')}
   done
 }
@@ -289,25 +293,6 @@ function assertTag(tag: string): string {
   const problem = nameProblem('snapshotShortName', tag);
   if (problem !== undefined) throw new RangeError(`invalid hold tag ${JSON.stringify(tag)}: ${problem}`);
   return tag;
-}
-
-// sshd `from=` patterns: a host or address pattern with * and ? wildcards, or an address/CIDR, optionally
-// negated with "!". Commas and quotes would change the option itself, so they never get this far.
-const FROM_PATTERN = /^!?(?:[A-Za-z0-9*?](?:[A-Za-z0-9*?.-]*[A-Za-z0-9*?])?|[0-9.]+\/\d{1,2}|[0-9A-Fa-f:.]+(?:\/\d{1,3})?)$/;
-
-/** Validates sshd `from=` patterns; at least one must be positive (only negations would match nobody). */
-export function assertFromPatterns(patterns: readonly string[]): readonly string[] {
-  for (const p of patterns) {
-    if (p.length > 255 || !FROM_PATTERN.test(p)) {
-      throw new RangeError(`invalid from pattern ${JSON.stringify(p)}: expected an address, a CIDR block or a host pattern, optionally with "!"`);
-    }
-    const cidr = /\/(\d+)$/.exec(p);
-    if (cidr && Number(cidr[1]) > (p.includes(':') ? 128 : 32)) throw new RangeError(`invalid from pattern ${JSON.stringify(p)}: prefix length too long`);
-  }
-  if (patterns.length > 0 && patterns.every((p) => p.startsWith('!'))) {
-    throw new RangeError('from patterns must include at least one positive pattern; only negations match no address');
-  }
-  return patterns;
 }
 
 /** The authorized_keys entry of a vector key: forced through the guard, restricted to `prefix`. */

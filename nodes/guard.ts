@@ -83,6 +83,8 @@ OVERRIDE='${receiveProperties ? 'options' : 'set'}'
 PREFIX=\${1-}
 TAG=\${2-}
 TAB=$(printf '\\t')
+NL=$(printf '\\nx')
+NL=\${NL%x}
 
 refuse() {
   printf 'bdr-guard: refused: %s\\n' "$*" >&2
@@ -113,14 +115,23 @@ valid_list() {
   return 0
 }
 
-# Makes every file system at or below $1 inert (local values beat received ones). Only what differs is
-# set, so an incremental receive into an already protected replica costs one listing.
+# Makes every file system at or below $1 inert with local values (local beats received, so no later
+# stream can change them). Only what is not already local and safe is set: an incremental receive into a
+# protected replica costs one listing and one zfs get.
+has_local() {
+  case "$NL$current$NL" in
+    *"$NL$1$TAB$2\${TAB}local$NL"*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
 protect() {
-  listing=$("$ZFS" list -H -r -t filesystem -o name,${names.join(',')} "$1") || return 1
-  printf '%s\\n' "$listing" | while IFS="$TAB" read -r ds ${names.map((n) => `v_${n}`).join(' ')}; do
+  datasets=$("$ZFS" list -H -r -t filesystem -o name "$1") || return 1
+  printf '%s\\n' "$datasets" | while IFS= read -r ds; do
     [ -n "$ds" ] || continue
+    current=$("$ZFS" get -H -o property,value,source ${names.join(',')} "$ds" </dev/null) || exit 1
 ${Object.entries(REPLICA_PROPERTIES)
-  .map(([k, v]) => `    ${[v, ...(ALSO_SAFE[k] ?? [])].map((ok) => `[ "$v_${k}" = ${ok} ] || `).join('')}"$ZFS" set ${k}=${v} "$ds" </dev/null || exit 1`)
+  .map(([k, v]) => `    ${[v, ...(ALSO_SAFE[k] ?? [])].map((ok) => `has_local ${k} ${ok} || `).join('')}"$ZFS" set ${k}=${v} "$ds" </dev/null || exit 1`)
   .join('\n')}
   done
 }

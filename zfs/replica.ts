@@ -12,16 +12,18 @@ import type { CommandOptions, ZfsMachine } from './machine.ts';
 export interface ReplicaPropertyFix {
   dataset: string;
   property: string;
-  /** The effective value found. */
+  /** The effective value found, and where it came from (received, inherited, default…). */
   was: string;
+  source: string;
   now: string;
 }
 
 /**
- * Checks every file system at or below `dataset` for REPLICA_PROPERTIES and sets (as local values, which
- * beat received ones) those that differ. Run on every sync: the guard does the same after each receive,
- * but a receive interrupted between its end and the guard's settings, or a hand edit, is caught here.
- * One listing when nothing is wrong; one `zfs set` per wrong value (zfs-fuse sets one property at a time).
+ * Checks every file system at or below `dataset` for REPLICA_PROPERTIES as local values (local beats
+ * received, so no later stream can change them) and sets those that are not. Run on every sync: the guard
+ * does the same after each receive, but a receive interrupted between its end and the guard's settings, a
+ * hand edit, or a guard that could not finish is caught here. One listing plus one `zfs get` per file
+ * system when nothing is wrong; one `zfs set` per wrong value (zfs-fuse sets one property at a time).
  */
 export async function enforceReplicaProperties(
   zfs: ZfsMachine,
@@ -30,20 +32,22 @@ export async function enforceReplicaProperties(
 ): Promise<{ checked: string[]; fixed: ReplicaPropertyFix[] }> {
   assertName('dataset', dataset);
   const properties = Object.keys(REPLICA_PROPERTIES);
-  const listing = await zfs.run(['zfs', 'list', '-H', '-r', '-t', 'filesystem', '-o', ['name', ...properties].join(','), dataset], options);
-  const checked: string[] = [];
+  const listing = await zfs.run(['zfs', 'list', '-H', '-r', '-t', 'filesystem', '-o', 'name', dataset], options);
+  const checked = listing.stdout.split('\n').filter((l) => l !== '');
   const fixed: ReplicaPropertyFix[] = [];
-  for (const line of listing.stdout.split('\n')) {
-    if (line === '') continue;
-    const [name = '', ...values] = line.split('\t');
-    checked.push(name);
-    for (const [i, property] of properties.entries()) {
+  for (const name of checked) {
+    // Names come from ZFS itself, below a validated dataset; argv arrays never reach a shell here.
+    const got = await zfs.run(['zfs', 'get', '-H', '-o', 'property,value,source', properties.join(','), name], options);
+    const current = new Map(got.stdout.split('\n').filter(Boolean).map((l) => {
+      const [property = '', value = '', source = ''] = l.split('\t');
+      return [property, { value, source }] as const;
+    }));
+    for (const property of properties) {
       const wanted = REPLICA_PROPERTIES[property] ?? '';
-      const value = values[i] ?? '';
-      if (value === wanted || (ALSO_SAFE[property] ?? []).includes(value)) continue;
-      // Names come from ZFS itself, below a validated dataset; argv arrays never reach a shell here.
+      const { value = '', source = '' } = current.get(property) ?? {};
+      if (source === 'local' && (value === wanted || (ALSO_SAFE[property] ?? []).includes(value))) continue;
       await zfs.run(['zfs', 'set', `${property}=${wanted}`, name], options);
-      fixed.push({ dataset: name, property, was: value, now: wanted });
+      fixed.push({ dataset: name, property, was: value, source, now: wanted });
     }
   }
   return { checked, fixed };

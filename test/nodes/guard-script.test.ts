@@ -1,0 +1,156 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { guardScript, REPLICA_PROPERTIES } from '../../nodes/guard.ts';
+import { run, runOk, TestBed, type TestPool } from '../testbed/index.ts';
+
+/**
+ * The guard script on its own: shellcheck finds nothing in either variant, and run by dash (the strictest
+ * common /bin/sh) against a real zfs-fuse pool it executes what a vector needs and refuses the rest
+ * before any zfs command runs.
+ */
+const bed = new TestBed();
+let pool: TestPool;
+let prefix: string;
+let dir: string;
+const tag = 'bdr:vector:ns:vec';
+
+beforeAll(async () => {
+  pool = await bed.pool();
+  dir = join(pool.dir, 'guard');
+  await mkdir(dir, { recursive: true });
+  for (const [name, receiveProperties] of [['set', false], ['options', true]] as const) {
+    await writeFile(join(dir, `zfs-guard-${name}`), guardScript({ receiveProperties }));
+    await chmod(join(dir, `zfs-guard-${name}`), 0o755);
+  }
+  prefix = `${pool.name}/vec`;
+  await runOk(['zfs', 'create', '-o', 'canmount=off', prefix]);
+  await runOk(['zfs', 'create', `${pool.name}/other`]);
+  await runOk(['zfs', 'create', `${pool.name}/src`]);
+  await runOk(['zfs', 'snapshot', `${pool.name}/src@s1`]);
+  // The stream's properties are what a compromised primary chooses.
+  for (const p of ['canmount=on', 'sharesmb=on', 'setuid=on', 'exec=on', 'devices=on', 'readonly=off']) await runOk(['zfs', 'set', p, `${pool.name}/src`]);
+  await runOk(['zfs', 'snapshot', `${pool.name}/src@s2`]);
+}, 120_000);
+afterAll(() => bed.cleanup());
+
+/** The guard run by dash as sshd would run it, with `command` as the client's request. */
+function guard(command: string, options: { variant?: 'set' | 'options'; stdinFrom?: string; args?: string[] } = {}) {
+  const script = join(dir, `zfs-guard-${options.variant ?? 'set'}`);
+  const args = options.args ?? [prefix, tag];
+  const body = options.stdinFrom
+    ? 'zfs send -p "$1" | SSH_ORIGINAL_COMMAND="$2" dash "$3" "$4" "$5"'
+    : 'SSH_ORIGINAL_COMMAND="$2" dash "$3" "$4" "$5" </dev/null';
+  return run(['sh', '-c', body, 'sh', options.stdinFrom ?? '', command, script, ...args], { timeoutMs: 120_000 });
+}
+
+describe('guard script', () => {
+  it('passes shellcheck (Debian package) in both variants', async () => {
+    for (const receiveProperties of [false, true]) {
+      const file = join(dir, `check-${String(receiveProperties)}.sh`);
+      await writeFile(file, guardScript({ receiveProperties }));
+      const r = await run(['shellcheck', '--shell=sh', '--severity=style', file]);
+      expect({ stdout: r.stdout, code: r.code }).toEqual({ stdout: '', code: 0 });
+    }
+  });
+
+  it('refuses, under dash, every request outside what a vector needs, before running zfs', async () => {
+    const refused: [string, RegExp][] = [
+      ['', /no command given/],
+      ['sh', /only zfs receive/],
+      ['sh -c id', /only zfs commands/],
+      ['zfs', /only zfs receive/],
+      ['zpool list', /only zfs commands/],
+      ['zfs destroy -r ' + prefix, /zfs destroy is not allowed/],
+      ['zfs rollback -r ' + prefix + '/x@s1', /zfs rollback is not allowed/],
+      ['zfs set mountpoint=/root/.ssh ' + prefix + '/x', /zfs set is not allowed/],
+      ['zfs inherit -S mountpoint ' + prefix + '/x', /zfs inherit is not allowed/],
+      ['zfs mount ' + prefix + '/x', /zfs mount is not allowed/],
+      ['zfs receive -u -F ' + prefix + '/x', /zfs receive -F is not allowed/],
+      ['zfs recv -F -u ' + prefix + '/x', /zfs recv -F is not allowed/],
+      ['zfs receive -uF ' + prefix + '/x', /option -uF is not allowed/],
+      ['zfs receive ' + prefix + '/x', /must use -u/],
+      ['zfs receive -u -o mountpoint=/root/.ssh ' + prefix + '/x', /option -o is not allowed/],
+      ['zfs receive -u -x readonly ' + prefix + '/x', /option -x is not allowed/],
+      ['zfs receive -u -d ' + prefix, /option -d is not allowed/],
+      ['zfs receive -u -e ' + prefix, /option -e is not allowed/],
+      ['zfs receive -u -- ' + prefix + '/x', /option -- is not allowed/],
+      ['zfs receive -u ' + prefix, /itself is not allowed/],
+      ['zfs receive -u ' + prefix + '@s1', /itself is not allowed/],
+      ['zfs receive -u ' + pool.name + '/other/x', /outside/],
+      ['zfs receive -u ' + prefix + 'x/y', /outside/],
+      ['zfs receive -u ' + prefix + '/../other/x', /outside/],
+      ['zfs receive -u ' + prefix + '/-F', /outside/],
+      ['zfs receive -u ' + prefix + '/a ' + prefix + '/b', /exactly one target/],
+      ['zfs receive -A ' + prefix + '/x@s1', /-A takes only a dataset/],
+      ['zfs receive -u ' + prefix + '/x;id', /characters outside/],
+      ['zfs receive -u ' + prefix + '/$(id)', /characters outside/],
+      ["zfs receive -u '" + prefix + "/x'", /characters outside/],
+      ['zfs receive -u ' + prefix + '/x\tid', /characters outside/],
+      ['zfs list -H -o name', /must name datasets/],
+      ['zfs list -H -o name ' + pool.name, /outside/],
+      ['zfs list -r ' + prefix + ' ' + pool.name + '/other', /outside/],
+      ['zfs list -o name,mountpoint -r -d', /lacks its argument/],
+      ['zfs list -d x ' + prefix, /invalid depth/],
+      ['zfs list -Hr ' + prefix, /option -Hr is not allowed/],
+      ['zfs list -o ' + prefix + ' ' + pool.name, /invalid list argument/],
+      ['zfs get all ' + pool.name + '/other', /outside/],
+      ['zfs get -o name all', /must name datasets/],
+      ['zfs get -o name ' + pool.name + '/other', /invalid property list/],
+      ['zfs get mountpoint=/x ' + prefix, /invalid property list/],
+      ['zfs hold other-tag ' + prefix + '/x@s1', /tag other-tag is not allowed/],
+      ['zfs release other-tag ' + prefix + '/x@s1', /tag other-tag is not allowed/],
+      ['zfs release -r ' + tag + ' ' + prefix + '/x@s1', /tag -r is not allowed/],
+      ['zfs hold ' + tag + ' ' + pool.name + '/other@s1', /outside/],
+      ['zfs hold ' + tag + ' ' + prefix + '/x', /not a snapshot/],
+      ['zfs holds -r ' + pool.name + '/src@s1', /outside/],
+      ['zfs ' + 'list '.repeat(13200) + prefix, /longer than 65536/],
+    ];
+    for (const [command, message] of refused) {
+      const r = await guard(command);
+      expect({ command, code: r.code, stdout: r.stdout }).toEqual({ command, code: 1, stdout: '' });
+      expect(r.stderr, command).toMatch(new RegExp(`^bdr-guard: refused: .*${message.source}`));
+    }
+    // Without a tag argument the key may not hold or release at all.
+    const untagged = await guard(`zfs hold x ${prefix}/x@s1`, { args: [prefix] });
+    expect(untagged.stderr).toMatch(/this key has no hold tag/);
+    expect((await guard('zfs list ' + prefix, { args: ['-rf'] })).stderr).toMatch(/without a valid dataset prefix/);
+    expect((await guard('zfs list ' + prefix, { args: [prefix, '-x'] })).stderr).toMatch(/invalid hold tag/);
+    // Nothing of the above reached zfs.
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'all', '-o', 'name', prefix])).toBe(`${prefix}\n`);
+  });
+
+  it('runs under dash what a vector needs, exactly as asked', async () => {
+    expect(await guard(`zfs list -H -o name ${prefix}`)).toMatchObject({ code: 0, stdout: `${prefix}\n` });
+    // Repeated spaces do not make empty words.
+    expect(await guard(`zfs  get   -H -o value  canmount ${prefix} `)).toMatchObject({ code: 0, stdout: 'off\n' });
+
+    const received = await guard(`zfs receive -u ${prefix}/rep`, { stdinFrom: `${pool.name}/src@s1` });
+    expect(received).toMatchObject({ code: 0, stderr: '' });
+    const incremental = await run(
+      ['sh', '-c', 'zfs send -p -i @s1 "$1" | SSH_ORIGINAL_COMMAND="$2" dash "$3" "$4" "$5"', 'sh', `${pool.name}/src@s2`, `zfs recv -u ${prefix}/rep`, join(dir, 'zfs-guard-set'), prefix, tag],
+      { timeoutMs: 120_000 },
+    );
+    expect(incremental).toMatchObject({ code: 0, stderr: '' });
+    // The stream said canmount=on, sharesmb=on, setuid=on …; the guard's local values win.
+    const props = await runOk(['zfs', 'get', '-H', '-o', 'property,value,source', Object.keys(REPLICA_PROPERTIES).join(','), `${prefix}/rep`]);
+    expect(props).toBe(Object.entries(REPLICA_PROPERTIES).map(([k, v]) => `${k}\t${v}\tlocal\n`).join(''));
+
+    expect(await guard(`zfs hold ${tag} ${prefix}/rep@s1 ${prefix}/rep@s2`)).toMatchObject({ code: 0 });
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('1');
+    expect(await guard(`zfs release ${tag} ${prefix}/rep@s1 ${prefix}/rep@s2`)).toMatchObject({ code: 0 });
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('0');
+  });
+
+  it('adds the protective receive options itself where ZFS has them (OpenZFS variant)', async () => {
+    // zfs-fuse has no receive -o: its refusal shows the guard passed -o although the client did not.
+    const r = await guard(`zfs receive -u ${prefix}/opts`, { variant: 'options', stdinFrom: `${pool.name}/src@s1` });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/invalid option 'o'/);
+    expect((await run(['zfs', 'list', `${prefix}/opts`])).code).not.toBe(0);
+    const script = guardScript({ receiveProperties: true });
+    expect(script).toContain(
+      'exec "$ZFS" "$@" -o canmount=noauto -o mountpoint=none -o sharenfs=off -o sharesmb=off -o readonly=on -o setuid=off -o exec=off -o devices=off "$target"',
+    );
+  });
+});

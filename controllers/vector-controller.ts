@@ -33,7 +33,7 @@ import { objectKey, type Informer } from './runtime/informer.ts';
 import { resourceOf, type KubeClient } from './runtime/kube.ts';
 import { writeStatus } from './runtime/status.ts';
 import type { TaskRunner } from './task-runner.ts';
-import { identityDir, identityFor, machinePaths, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
+import { ensureContainer, identityDir, identityFor, machinePaths, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 import { PairingLedger } from './vector-pairing.ts';
 
@@ -338,7 +338,12 @@ export class VectorReconciler implements Reconciler {
     const primaryConn = await this.connection(primary);
     let keys = initialKeys;
 
-    await this.step(storage, 'installing the guard', () => installGuard(storageConn, { path: paths.guard }));
+    const storageZfs = (await this.deps.connections.get(storage)).zfs;
+    await this.step(storage, 'installing the guard', async () =>
+      installGuard(storageConn, { path: paths.guard, receiveProperties: (await storageZfs.capabilities()).receiveProperties }),
+    );
+    // The key receives below its dataset, never into it: the operator makes it (never mounted), and keeps it.
+    await this.step(storage, `creating ${replica}`, () => ensureContainer(storageZfs, replica));
     // Without a rotation under way, an incoming key's line (left by one that stopped half way) goes in the same
     // edit; with one, the incoming key stays: the primary may already be using it.
     const current = keys.current;

@@ -5,8 +5,10 @@
  */
 import type { Machine } from '../api/types.ts';
 import { DEFAULT_AUTHORIZED_KEYS, renderEntry } from '../nodes/authorized-keys.ts';
-import { DEFAULT_GUARD_PATH, vectorKeyEntry } from '../nodes/guard.ts';
+import { DEFAULT_GUARD_PATH, vectorHoldTag, vectorKeyEntry } from '../nodes/guard.ts';
 import { vectorIdentityContent } from '../nodes/identity.ts';
+import { ZfsError } from '../zfs/errors.ts';
+import type { ZfsMachine } from '../zfs/machine.ts';
 
 export const DEFAULT_VECTOR_KEYS_DIR = '/var/lib/bdr/vectors';
 
@@ -40,10 +42,19 @@ export function identityDir(primary: Machine, vectorKey: string): string {
   return `${machinePaths(primary).vectorKeys.replace(/\/+$/, '')}/${vectorKey}`;
 }
 
-/** The line a vector's key has in its storage machine's authorized_keys. */
+/**
+ * The line a vector's key has in its storage machine's authorized_keys. The incoming key of a rotation has
+ * its own tag but the vector's one hold tag, so holds placed with the old key are released with the new.
+ */
 export function vectorEntry(storage: Machine, vectorKey: string, publicKey: string, replica: string, next = false) {
   const owners = ownerTags(vectorKey);
-  return vectorKeyEntry({ publicKey, owner: next ? owners.next : owners.current, prefix: replica, guardPath: machinePaths(storage).guard });
+  return vectorKeyEntry({
+    publicKey,
+    owner: next ? owners.next : owners.current,
+    prefix: replica,
+    guardPath: machinePaths(storage).guard,
+    holdTag: vectorHoldTag(owners.current),
+  });
 }
 
 export function vectorLine(storage: Machine, vectorKey: string, publicKey: string, replica: string): string {
@@ -59,4 +70,27 @@ export function identityFor(primary: Machine, storage: Machine, vectorKey: strin
     throw new StorageAddressError(`Machine ${storage.metadata.name} has no SSH host and pinned host key for the primary to reach it`);
   }
   return vectorIdentityContent({ dir: identityDir(primary, vectorKey), privateKey, host: conn.host, port: conn.port ?? 22, hostKey: conn.hostKey });
+}
+
+/**
+ * Makes `dataset` and its missing ancestors below the pool, each with canmount=off (never mounted, so no
+ * receive below it can mount anything either). One listing when it exists already.
+ */
+export async function ensureContainer(zfs: ZfsMachine, dataset: string): Promise<boolean> {
+  const parts = dataset.split('/');
+  const missing: string[] = [];
+  for (let i = parts.length; i > 1; i--) {
+    const name = parts.slice(0, i).join('/');
+    const exists = await zfs.run(['zfs', 'list', '-H', '-o', 'name', name]).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof ZfsError && err.kind === 'notFound') return false;
+        throw err;
+      },
+    );
+    if (exists) break;
+    missing.unshift(name);
+  }
+  for (const name of missing) await zfs.createDataset(name, { properties: { canmount: 'off' } });
+  return missing.length > 0;
 }

@@ -138,8 +138,9 @@ export class VectorSweepReconciler implements Reconciler {
         paths.authorizedKeys,
       );
       if (pairedHere.length > 0) {
+        const receiveProperties = (await handle.zfs.capabilities()).receiveProperties;
         const guard = await readRemoteFile(conn, paths.guard);
-        if (guard.content !== guardScript() || guard.mode !== '755') await installGuard(conn, { path: paths.guard });
+        if (guard.content !== guardScript({ receiveProperties }) || guard.mode !== '755') await installGuard(conn, { path: paths.guard, receiveProperties });
       }
     }
 

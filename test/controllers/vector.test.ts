@@ -146,8 +146,6 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
       appliedOf: (v) => reconciler.appliedOf(v),
       isBusy: (k) => reconciler.isBusy(k),
     });
-    // The replicas' parent, as the StorageTarget controller creates it.
-    await runOk(['zfs', 'create', '-p', '-o', 'canmount=off', `${replicaPool.name}/replicas/default`]);
   }, 300_000);
 
   afterAll(async () => {
@@ -179,7 +177,7 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
 
     const lines = await vectorLines(b, 'default/v1');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^restrict,command="${guardOf(b)} ${replica()}" ssh-ed25519 \\S+ bdr:vector=default/v1$`));
+    expect(lines[0]).toMatch(new RegExp(`^restrict,command="${guardOf(b)} ${replica()} bdr:vector:default:v1" ssh-ed25519 \\S+ bdr:vector=default/v1$`));
     expect(await vectorLines(c, 'default/v1')).toEqual([]);
 
     // The Secret: in bdr-system, labelled with the vector; the fingerprint, never the key, in status and events.
@@ -194,7 +192,11 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     expect(await eventsOf('v1', 'KeyAuthorized')).toHaveLength(1);
 
     // The real OpenSSH client with the files on the primary, the host key pinned, into the guard.
-    await runOk(['zfs', 'create', '-o', 'canmount=off', replica()]);
+    // The vector's dataset, made by the operator (the key may only receive below it), and every missing
+    // level above it, none ever mounted.
+    for (const d of [`${replicaPool.name}/replicas`, `${replicaPool.name}/replicas/default`, replica()]) {
+      expect((await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'canmount', d])).trim()).toBe('off\tlocal');
+    }
     const listed = await ssh(b, idFile(), knownHostsFile(), `zfs list -H -o name ${replica()}`);
     expect(listed.stderr).toBe('');
     expect(listed.stdout).toBe(`${replica()}\n`);
@@ -338,7 +340,6 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     const dir = join(c.sshd.dir, 'vectors', 'default', 'v3');
     expect(await readFile(join(dir, 'known_hosts'), 'utf8')).toBe(`[127.0.0.1]:${b.sshd.port} ${b.sshd.hostKey}\n`);
     expect(v.status?.pairing?.keyFingerprint).toBe(await fingerprintOf(join(dir, 'id')));
-    await runOk(['zfs', 'create', '-p', '-o', 'canmount=off', mirror]);
     expect((await ssh(b, join(dir, 'id'), join(dir, 'known_hosts'), `zfs list -H -o name ${mirror}`)).stdout).toBe(`${mirror}\n`);
   }, 120_000);
 

@@ -5,7 +5,7 @@ import { parseAllDocuments } from 'yaml';
 import { startOperator, type Operator } from '../../controllers/operator.ts';
 import { silentLogger } from '../../metrics/log.ts';
 import { REPO_ROOT, runBdr } from '../helpers/run-bdr.ts';
-import { TestBed, type TestMachine } from '../testbed/index.ts';
+import { TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
 
 interface Rule {
@@ -51,13 +51,14 @@ describe('manifests/', () => {
   let tc: TestCluster;
   let operator: Operator;
   let machine: TestMachine;
+  let pool: TestPool;
   const docs: Array<Record<string, unknown>> = [];
 
   beforeAll(async () => {
     const out = await execa('kubectl', ['kustomize', 'manifests/'], { cwd: REPO_ROOT });
     for (const d of parseAllDocuments(out.stdout)) docs.push(d.toJS() as Record<string, unknown>);
 
-    machine = await bed.machine('rbac');
+    [machine, pool] = await Promise.all([bed.machine('rbac'), bed.pool()]);
     tc = await startTestCluster();
     tc.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bdr-system' } });
     // The operator's key lives in bdr-system, as the Role allows.
@@ -113,7 +114,7 @@ describe('manifests/', () => {
       apiVersion: 'bdr.dev/v1alpha1',
       kind: 'Vector',
       metadata: { name: 'v', namespace: 'default' },
-      spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: 'tank/replicas/v' }, keyRotation: { interval: '2s' } },
+      spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/replicas/v` }, keyRotation: { interval: '2s' } },
     });
     // Lists a Machine that does not exist: the StorageTarget controller reports it in status, runs nothing.
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'StorageTarget', metadata: { name: 'st' }, spec: { machines: [{ name: 'absent' }], parentDataset: 'tank/replicas' } });

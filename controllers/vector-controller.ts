@@ -15,7 +15,7 @@
  */
 import { storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../api/types.ts';
-import { authorizeKey, editAuthorizedKeys, removeEntries, upsertEntry } from '../nodes/authorized-keys.ts';
+import { authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
 import { installGuard } from '../nodes/guard.ts';
 import { removeVectorIdentity } from '../nodes/identity.ts';
@@ -409,10 +409,11 @@ export class VectorReconciler implements Reconciler {
         try {
           const conn = (await this.deps.connections.get(old)).connection;
           const path = machinePaths(old).authorizedKeys;
-          await editAuthorizedKeys(conn, (c) => removeEntries(removeEntries(c, owners.current), owners.next), path);
+          await revokeKey(conn, owners.current, path);
+          await revokeKey(conn, owners.next, path);
         } catch (err) {
           // The sweep removes it once the machine answers again; the new pairing does not wait for that.
-          await events.record(vector, 'Warning', 'MachineUnreachable', `could not revoke the key on ${previousMachine} yet: ${(err as Error).message}`);
+          await events.record(vector, 'Warning', classify(previousMachine, 'revoking the key', err).reason, `could not revoke the key on ${previousMachine} yet: ${(err as Error).message}`);
         }
       }
     }
@@ -464,9 +465,12 @@ export class VectorReconciler implements Reconciler {
     try {
       if (storage) {
         const conn = await this.connection(storage);
-        await this.step(storage, 'revoking the key', () =>
-          editAuthorizedKeys(conn, (c) => removeEntries(removeEntries(c, owners.current), owners.next), machinePaths(storage).authorizedKeys),
-        );
+        // revokeKey also fails when a line bdr does not own still authorizes the key: the finalizer then
+        // stays and the Vector names the line to remove by hand.
+        await this.step(storage, 'revoking the key', async () => {
+          await revokeKey(conn, owners.current, machinePaths(storage).authorizedKeys);
+          await revokeKey(conn, owners.next, machinePaths(storage).authorizedKeys);
+        });
       }
       if (primary) {
         const conn = await this.connection(primary);

@@ -94,6 +94,7 @@ export class VectorSweepReconciler implements Reconciler {
     if ((machine.spec.role ?? 'Source') === 'Storage' || pairedHere.length > 0) {
       const paths = machinePaths(machine);
       const want = new Map<string, string>();
+      const conflicts: string[] = [];
       for (const [vk, a] of pairedHere) {
         const keys: VectorKeys | undefined = allKeys.get(vk);
         if (!keys) {
@@ -111,6 +112,7 @@ export class VectorSweepReconciler implements Reconciler {
           // May run again on a concurrent change: what it reports is what the last run did.
           result.removedEntries = [];
           result.restoredEntries = [];
+          conflicts.length = 0;
           let out = content;
           for (const { owner, line } of listEntries(content)) {
             const tag = vectorOfOwner(owner);
@@ -129,14 +131,23 @@ export class VectorSweepReconciler implements Reconciler {
               const keys = allKeys.get(vk);
               const a = applied.get(vk);
               if (!keys || !a) continue;
-              out = upsertEntry(out, vectorEntry(machine, vk, keys.current.publicKey, a.dataset));
-              result.restoredEntries.push(ownerTags(vk).current);
+              try {
+                out = upsertEntry(out, vectorEntry(machine, vk, keys.current.publicKey, a.dataset));
+                result.restoredEntries.push(ownerTags(vk).current);
+              } catch (err) {
+                // A foreign line holding the same key: reported, and the other vectors' drift still fixed.
+                conflicts.push(`${vk}: ${(err as Error).message}`);
+              }
             }
           }
           return out;
         },
         paths.authorizedKeys,
       );
+      for (const c of conflicts) {
+        const v = byKey.get(c.slice(0, c.indexOf(':')));
+        if (v) await this.deps.events.record(v, 'Warning', 'AuthorizationFailed', c.slice(c.indexOf(':') + 2));
+      }
       if (pairedHere.length > 0) {
         const receiveProperties = (await handle.zfs.capabilities()).receiveProperties;
         const guard = await readRemoteFile(conn, paths.guard);

@@ -203,6 +203,12 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     const outside = await ssh(b, idFile(), knownHostsFile(), `zfs list -H -o name ${replicaPool.name}`);
     expect(outside.code).not.toBe(0);
     expect(outside.stderr).toMatch(/bdr-guard: refused/);
+    // The same entry, seen by a thief of the key: no shell, no destroy, no forced receive.
+    for (const command of ['', 'sh -c id', `zfs destroy -r ${replica()}`, `zfs receive -u -F ${replica()}/x`]) {
+      const r = await ssh(b, idFile(), knownHostsFile(), command);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/bdr-guard: refused/);
+    }
     firstKeyCopy = join(a.sshd.dir, 'v1-first-key');
     await copyFile(idFile(), firstKeyCopy);
   }, 180_000);

@@ -1,4 +1,5 @@
-import { utils } from 'ssh2';
+// ssh2 is CommonJS and Node's ESM loader does not see `utils` as a named export; take it from the default.
+import ssh2 from 'ssh2';
 import { fingerprint, parseHostKey } from './host-key.ts';
 
 /**
@@ -16,7 +17,7 @@ export interface GeneratedKey {
 }
 
 export function generateEd25519Key(): GeneratedKey {
-  const pair = utils.generateKeyPairSync('ed25519');
+  const pair = ssh2.utils.generateKeyPairSync('ed25519');
   const publicKey = pair.public.trim().split(/\s+/).slice(0, 2).join(' ');
   const privateKey = pair.private.endsWith('\n') ? pair.private : `${pair.private}\n`;
   return { privateKey, publicKey, fingerprint: publicKeyFingerprint(publicKey) };
@@ -24,7 +25,7 @@ export function generateEd25519Key(): GeneratedKey {
 
 /** The public half of an OpenSSH private key, "ssh-ed25519 AAAA…"; throws without echoing the key. */
 export function publicKeyOf(privateKey: string): string {
-  const parsed = utils.parseKey(privateKey);
+  const parsed = ssh2.utils.parseKey(privateKey);
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key || key instanceof Error) throw new Error('not a readable OpenSSH private key');
   return `${key.type} ${key.getPublicSSH().toString('base64')}`;

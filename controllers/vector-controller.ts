@@ -187,16 +187,16 @@ export class VectorReconciler implements Reconciler {
       const failure = err instanceof MachineStepError ? err : err instanceof StorageAddressError ? new MachineStepError('AuthorizationFailed', err.message) : undefined;
       if (!failure) throw err;
       await this.deps.events.record(vector, 'Warning', failure.reason, failure.message);
-      const conditions = setCondition(
-        status.conditions,
-        { type: 'KeyAuthorized', status: 'False', reason: failure.reason, message: failure.message },
-        generation,
-        new Date(this.deps.clock.now()),
-      );
+      const at = new Date(this.deps.clock.now());
+      // The pairing stands (sticky in this process); status.pairing follows once the key is authorized there.
+      let conditions = setCondition(status.conditions, { type: 'Paired', status: 'True', reason: 'Paired', message: `replica ${replica} on ${storage.metadata.name}` }, generation, at);
+      conditions = setCondition(conditions, { type: 'KeyAuthorized', status: 'False', reason: failure.reason, message: failure.message }, generation, at);
       const outcome: Outcome =
         failure.reason === 'HostKeyMismatch'
           ? { state: 'stalled', reason: failure.reason, message: `${failure.message}; pin the machine's current key in its spec.connection.hostKey` }
-          : { state: 'failed', reason: failure.reason, message: failure.message };
+          : err instanceof StorageAddressError
+            ? { state: 'stalled', reason: failure.reason, message: failure.message }
+            : { state: 'failed', reason: failure.reason, message: failure.message };
       await this.finish(vector, outcome, { conditions });
       if (outcome.state === 'stalled') return;
       throw failure;

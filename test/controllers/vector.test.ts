@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,19 +82,17 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
       return undefined;
     }, what, 60_000, 200);
   const condition = (v: Vector | undefined, type: string) => v?.status?.conditions?.find((x) => x.type === type);
-  const ssh = (m: TestMachine, identity: string, knownHosts: string, command: string) =>
-    run([
-      'ssh',
-      '-i', identity,
-      '-o', `UserKnownHostsFile=${knownHosts}`,
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'IdentitiesOnly=yes',
-      '-o', 'BatchMode=yes',
-      '-o', 'ConnectTimeout=10',
-      '-p', String(m.sshd.port),
-      `root@${m.sshd.host}`,
-      command,
-    ]);
+  const sshOptions = (m: TestMachine, identity: string, knownHosts: string) => [
+    '-i', identity,
+    '-o', `UserKnownHostsFile=${knownHosts}`,
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', 'IdentitiesOnly=yes',
+    '-o', 'BatchMode=yes',
+    '-o', 'ConnectTimeout=10',
+    '-p', String(m.sshd.port),
+    `root@${m.sshd.host}`,
+  ];
+  const ssh = (m: TestMachine, identity: string, knownHosts: string, command: string) => run(['ssh', ...sshOptions(m, identity, knownHosts), command]);
   const eventsOf = async (name: string, reason: string) =>
     (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === name && e.reason === reason);
   const fingerprintOf = async (privateKeyPath: string) => (await runOk(['ssh-keygen', '-l', '-f', privateKeyPath])).split(' ')[1];
@@ -224,10 +223,26 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     expect((await readFile(b.sshd.logPath, 'utf8')).length).toBe(logBefore);
   });
 
-  it('rotates the key after keyRotation.interval: the old key is refused, the new one works', async () => {
+  it('rotates the key after keyRotation.interval: a receive begun with the old key finishes, then the old key is refused and the new one works', async () => {
     const before = vectors.get('default/v1');
+    const oldFingerprint = before?.status?.pairing?.keyFingerprint ?? '';
+    // A receive through the guard, logged in with the old key and waiting for its stream across the rotation.
+    await runOk(['zfs', 'create', `${sourcePool.name}/data`]);
+    await runOk(['zfs', 'snapshot', `${sourcePool.name}/data@s1`]);
+    const accepted = async () => (await readFile(b.sshd.logPath, 'utf8')).split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(oldFingerprint)).length;
+    const loginsBefore = await accepted();
+    const receive = spawn('ssh', [...sshOptions(b, firstKeyCopy, knownHostsFile()), `zfs receive -u ${replica()}/during-rotation`], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let receiveErr = '';
+    receive.stderr.on('data', (d: Buffer) => (receiveErr += d.toString()));
+    const receiveDone = new Promise<number | null>((resolve) => receive.once('exit', resolve));
+    await eventually(async () => ((await accepted()) > loginsBefore ? true : undefined), 'the old key to log in');
+
     clock.advance(HOUR);
     const v = await reconcileUntil('v1', (x) => x.status?.pairing?.keyFingerprint !== before?.status?.pairing?.keyFingerprint, 'the key to rotate');
+    const send = spawn('zfs', ['send', `${sourcePool.name}/data@s1`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    send.stdout.pipe(receive.stdin);
+    expect(await receiveDone, receiveErr).toBe(0);
+    expect((await runOk(['zfs', 'list', '-H', '-o', 'name', `${replica()}/during-rotation@s1`])).trim()).toBe(`${replica()}/during-rotation@s1`);
     expect(v.status?.pairing?.authorizedAt).not.toBe(before?.status?.pairing?.authorizedAt);
     expect(v.status?.pairing?.keyFingerprint).toBe(await fingerprintOf(idFile()));
     expect(await eventsOf('v1', 'KeyRotated')).toHaveLength(1);

@@ -314,8 +314,9 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     await writeFile(ghostKnown, `[127.0.0.1]:${c.sshd.port} ${c.sshd.hostKey}\n`);
     expect((await ssh(c, ghost.privateKeyPath, ghostKnown, 'zfs list')).code).toBe(255);
     expect((await ssh(c, idFile(), knownHostsFile(), `zfs list -H -o name ${replica()}`)).stdout).toBe(`${replica()}\n`);
-    // A second sweep finds nothing to do.
+    // A second sweep finds nothing to do; the next comes after the Machine's probe interval (default 5m).
     expect(await sweep.sweep(machines.get('c') as Machine)).toEqual({ removedEntries: [], restoredEntries: [], removedDirs: [], restoredDirs: [] });
+    expect(await sweep.reconcile('c', ctx('c'))).toEqual({ requeueAfterMs: 5 * 60_000 });
   }, 120_000);
 
   it('refuses bad input with a clear condition and authorizes nothing', async () => {

@@ -46,9 +46,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
   const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
-  const targets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
   const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
-  const informers = [machines, datasets, policies, targets, vectors];
+  const storageTargets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
+  const informers = [machines, datasets, policies, vectors, storageTargets];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -64,7 +64,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   });
 
   registerDatasetMetrics(registry, () => datasets.list());
-  registerStorageTargetMetrics(registry, () => targets.list());
+  registerStorageTargetMetrics(registry, () => storageTargets.list());
   const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
@@ -95,11 +95,11 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
     policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
-    const targetReconciler = new StorageTargetReconciler({ client, targets, machines, vectors, connections, inventories, tasks, events, clock });
-    const targetController = new Controller({ name: 'storagetarget', informer: targets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
-    targetController.watch(machines, (m) => targets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
+    const targetReconciler = new StorageTargetReconciler({ client, targets: storageTargets, machines, vectors, connections, inventories, tasks, events, clock });
+    const targetController = new Controller({ name: 'storagetarget', informer: storageTargets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
+    targetController.watch(machines, (m) => storageTargets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
     // A vector that moved between targets must update both counts; the event carries only its new state.
-    targetController.watch(vectors, () => targets.list().map(objectKey));
+    targetController.watch(vectors, () => storageTargets.list().map(objectKey));
     controllers = [machineController, datasetController, policyController, targetController];
     for (const c of controllers) c.start();
   };

@@ -50,9 +50,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
   const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
-  const targets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
   const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
-  const informers = [machines, datasets, policies, targets, vectors];
+  const storageTargets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
+  const informers = [machines, datasets, policies, vectors, storageTargets];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -70,7 +70,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   registerDatasetMetrics(registry, () => datasets.list());
   registerVectorMetrics(registry, () => vectors.list(), () => clock.now());
   const vectorKeys = new VectorKeyStore(client, namespace, clock);
-  registerStorageTargetMetrics(registry, () => targets.list());
+  registerStorageTargetMetrics(registry, () => storageTargets.list());
   const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
@@ -101,19 +101,19 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
     policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
-    const targetReconciler = new StorageTargetReconciler({ client, targets, machines, vectors, connections, inventories, tasks, events, clock });
-    const targetController = new Controller({ name: 'storagetarget', informer: targets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
-    targetController.watch(machines, (m) => targets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
+    const targetReconciler = new StorageTargetReconciler({ client, targets: storageTargets, machines, vectors, connections, inventories, tasks, events, clock });
+    const targetController = new Controller({ name: 'storagetarget', informer: storageTargets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
+    targetController.watch(machines, (m) => storageTargets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
     // A vector that moved between targets must update both counts; the event carries only its new state.
-    targetController.watch(vectors, () => targets.list().map(objectKey));
-    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, keys: vectorKeys, events, clock, tasks });
+    targetController.watch(vectors, () => storageTargets.list().map(objectKey));
+    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks });
     const vectorController: Controller<Vector> = new Controller({ name: 'vector', informer: vectors, reconciler: vectorReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     const vectorsOf = (match: (v: Vector) => boolean) => vectors.list().filter(match).map(objectKey);
     const onTarget = (v: Vector, machine: string) =>
       v.spec.target.machineRef?.name === machine ||
-      (targets.get(v.spec.target.storageTargetRef?.name ?? '')?.spec.machines.some((m) => m.name === machine) ?? false);
+      (storageTargets.get(v.spec.target.storageTargetRef?.name ?? '')?.spec.machines.some((m) => m.name === machine) ?? false);
     // A vector waiting for a machine, a target or its source is retried when that changes.
-    vectorController.watch(targets, (st) => vectorsOf((v) => v.spec.target.storageTargetRef?.name === st.metadata.name));
+    vectorController.watch(storageTargets, (st) => vectorsOf((v) => v.spec.target.storageTargetRef?.name === st.metadata.name));
     vectorController.watch(machines, (m) => vectorsOf((v) => onTarget(v, m.metadata.name) || vectorReconciler.primaryOf(v)?.name === m.metadata.name));
     vectorController.watch(datasets, (d) => vectorsOf((v) => v.metadata.namespace === d.metadata.namespace && v.spec.source.datasetRef?.name === d.metadata.name));
     vectorController.watch(vectors, (src) => vectorsOf((v) => v.metadata.namespace === src.metadata.namespace && v.spec.source.vectorRef?.name === src.metadata.name));

@@ -13,7 +13,7 @@
 import { storageTargetKind } from '../api/kinds/index.ts';
 import type { Machine, StorageTarget, StorageTargetStatus, Vector } from '../api/types.ts';
 import { roundRobinAfter, type PairingDecision, type PairingMachine, type PairingTarget } from '../planning/pairing.ts';
-import { ZfsError } from '../zfs/errors.ts';
+import { ZfsError, type ZfsErrorKind } from '../zfs/errors.ts';
 import { poolOf } from './dataset-snapshots.ts';
 import type { InventoryCache } from './inventory-cache.ts';
 import type { MachineConnections } from './machine-connections.ts';
@@ -31,6 +31,7 @@ const RETRY_MS = 30_000;
 const DEFAULT_WARNING_PERCENT = 80;
 const DEFAULT_CRITICAL_PERCENT = 90;
 const DEFAULT_WEIGHT = 100;
+const TRANSPORT_KINDS = new Set<ZfsErrorKind>(['hostKeyMismatch', 'authenticationFailed', 'connectFailed', 'connectionLost', 'timeout']);
 /** Creating a parent dataset is small, one-off work: it yields to any Dataset's snapshot or prune. */
 const CREATE_PRIORITY = 0;
 
@@ -150,7 +151,7 @@ export class StorageTargetReconciler implements Reconciler {
     const problems: string[] = [];
     const aboveWarning: string[] = [];
     const failures: { machine: string; error: Error }[] = [];
-    let usable = 0;
+    const candidates: Machine[] = [];
     for (const entry of target.spec.machines) {
       const machine = machines.get(entry.name);
       const pool = poolFigures(machine, parent);
@@ -163,23 +164,20 @@ export class StorageTargetReconciler implements Reconciler {
         aboveWarning.push(`${entry.name} at ${pool.size > 0 ? percent(pool.used, pool.size) : 'a pool of size 0'} allocated (warningPercent ${warning}%)`);
       }
       const why = unusable(machine, entry.name, parent);
-      if (why !== undefined || !machine) {
-        problems.push(why ?? `${entry.name}: no such Machine`);
-        continue;
-      }
-      if (target.spec.suspend) {
-        usable++;
-        continue;
-      }
-      try {
-        await this.ensureParent(target, machine, ctx);
-        usable++;
-      } catch (err) {
-        if (ctx.signal.aborted) throw err;
-        failures.push({ machine: entry.name, error: err as Error });
-        problems.push(`${entry.name}: cannot create ${parent}: ${(err as Error).message}`);
-      }
+      if (why !== undefined || !machine) problems.push(why ?? `${entry.name}: no such Machine`);
+      else candidates.push(machine);
     }
+    // In parallel: one unreachable machine must not hold up the others by its connect timeout.
+    const results = target.spec.suspend ? [] : await Promise.allSettled(candidates.map((m) => this.ensureParent(target, m, ctx)));
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      const name = (candidates[i] as Machine).metadata.name;
+      const error = r.reason instanceof Error ? r.reason : new Error(String(r.reason));
+      failures.push({ machine: name, error });
+      problems.push(`${name}: cannot create ${parent}: ${error.message}`);
+    });
+    const usable = candidates.length - failures.length;
 
     const now = new Date(clock.now());
     const previousCapacity = findCondition(target.status?.conditions, 'CapacityOK');
@@ -199,7 +197,7 @@ export class StorageTargetReconciler implements Reconciler {
     const detail = problems.length > 0 ? `; ${problems.join('; ')}` : '';
     let outcome: Outcome;
     if (failures.length > 0) {
-      const transport = failures.some((f) => f.error instanceof ZfsError && ['connectFailed', 'connectionLost', 'timeout', 'hostKeyMismatch', 'authenticationFailed'].includes(f.error.kind));
+      const transport = failures.some((f) => f.error instanceof ZfsError && TRANSPORT_KINDS.has(f.error.kind));
       outcome = { state: 'failed', reason: transport ? 'MachineUnreachable' : 'ParentDatasetFailed', message: `${usable} of ${listed} machine(s) usable${detail}` };
     } else if (usable === 0) {
       outcome = { state: 'failed', reason: 'NoStorageAvailable', message: `no listed machine can hold replicas${detail}` };

@@ -119,6 +119,8 @@ function compareProducts(a1: number, a2: number, a3: number, b1: number, b2: num
   const a = a1 * a2 * a3;
   const b = b1 * b2 * b3;
   if (Number.isSafeInteger(a) && Number.isSafeInteger(b)) return a - b;
+  // Each rounded product is within 2 ulps (relative 2^-52) of the exact one: a gap wider than that decides.
+  if (Math.abs(a - b) > (Math.abs(a) + Math.abs(b)) * 2 ** -50) return a - b;
   const big = (x: number): bigint => BigInt(Math.trunc(x));
   const ab = big(a1) * big(a2) * big(a3);
   const bb = big(b1) * big(b2) * big(b3);

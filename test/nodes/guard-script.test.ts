@@ -1,7 +1,8 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guardScript, REPLICA_PROPERTIES } from '../../nodes/guard.ts';
+import { renderEntry } from '../../nodes/authorized-keys.ts';
+import { guardScript, REPLICA_PROPERTIES, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
 import { run, runOk, TestBed, type TestPool } from '../testbed/index.ts';
 
 /**
@@ -152,5 +153,37 @@ describe('guard script', () => {
     expect(script).toContain(
       'exec "$ZFS" "$@" -o canmount=noauto -o mountpoint=none -o sharenfs=off -o sharesmb=off -o readonly=on -o setuid=off -o exec=off -o devices=off "$target"',
     );
+  });
+});
+
+describe('vector key entry', () => {
+  const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+  const base = { publicKey, owner: 'bdr:vector=prod/db-offsite', prefix: 'tank/replicas/prod/db-offsite' };
+
+  it('passes prefix and the vector\'s own hold tag to the guard, and from= when the primary is known', () => {
+    expect(vectorHoldTag('bdr:vector=prod/db-offsite')).toBe('bdr:vector:prod:db-offsite');
+    expect(renderEntry(vectorKeyEntry(base))).toBe(
+      `restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/prod/db-offsite bdr:vector:prod:db-offsite" ${publicKey} bdr:vector=prod/db-offsite`,
+    );
+    expect(renderEntry(vectorKeyEntry({ ...base, holdTag: 'keep_1', from: ['10.0.0.5', '192.168.0.0/16', '!10.0.0.9', 'fd00::/8'] }))).toBe(
+      `restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/prod/db-offsite keep_1",from="10.0.0.5,192.168.0.0/16,!10.0.0.9,fd00::/8" ${publicKey} bdr:vector=prod/db-offsite`,
+    );
+  });
+
+  it.each([
+    [{ from: ['10.0.0.1,0.0.0.0/0'] }, /invalid from pattern/],
+    [{ from: ['10.0.0.1"'] }, /invalid from pattern/],
+    [{ from: ['*" ,permitopen="*:*'] }, /invalid from pattern/],
+    [{ from: [''] }, /invalid from pattern/],
+    [{ from: ['10.0.0.0/33'] }, /prefix length too long/],
+    [{ from: ['!10.0.0.1'] }, /at least one positive pattern/],
+    [{ holdTag: '-r' }, /invalid hold tag/],
+    [{ holdTag: 'a b' }, /invalid hold tag/],
+    [{ prefix: 'tank/../etc' }, /invalid ZFS dataset name/],
+    [{ prefix: 'tank/x y' }, /invalid ZFS dataset name/],
+    [{ guardPath: '/usr/bin/guard;id' }, /unsafe guard path/],
+    [{ owner: 'bdr:vector=ns/x evil' }, /owner tag/],
+  ])('refuses %j', (override, message) => {
+    expect(() => vectorKeyEntry({ ...base, ...override })).toThrow(message);
   });
 });

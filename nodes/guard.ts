@@ -50,6 +50,12 @@ export const REPLICA_PROPERTIES: Readonly<Record<string, string>> = Object.freez
   devices: 'off',
 });
 
+/**
+ * Forced only as receive options (OpenZFS): `volmode=none` is inherited by volumes inside a replication
+ * stream, so they get no device nodes for the kernel and udev to probe. zfs-fuse has no such property.
+ */
+export const RECEIVE_ONLY_PROPERTIES: Readonly<Record<string, string>> = Object.freeze({ volmode: 'none' });
+
 /** Values that count as safe besides REPLICA_PROPERTIES' own (an operator-made container is canmount=off). */
 export const REPLICA_ALSO_SAFE: Readonly<Record<string, readonly string[]>> = Object.freeze({ canmount: ['off'] });
 const ALSO_SAFE = REPLICA_ALSO_SAFE;
@@ -71,7 +77,7 @@ export interface GuardScriptOptions {
 export function guardScript(options: GuardScriptOptions | string = {}): string {
   const { zfsPath = 'zfs', receiveProperties = false } = typeof options === 'string' ? { zfsPath: options } : options;
   if (!/^[A-Za-z0-9_./-]+$/.test(zfsPath)) throw new RangeError(`unsafe zfs path ${JSON.stringify(zfsPath)}`);
-  const settings = Object.entries(REPLICA_PROPERTIES).map(([k, v]) => `${k}=${v}`);
+  const settings = Object.entries({ ...REPLICA_PROPERTIES, ...RECEIVE_ONLY_PROPERTIES }).map(([k, v]) => `${k}=${v}`);
   const names = Object.keys(REPLICA_PROPERTIES);
   return `#!/bin/sh
 # bdr zfs-guard: forced command for vector keys. Installed by bdr; local edits are overwritten.

@@ -83,6 +83,11 @@ export function guardScript(options: GuardScriptOptions | string = {}): string {
 # bdr zfs-guard: forced command for vector keys. Installed by bdr; local edits are overwritten.
 # authorized_keys: restrict,command="<this file> <dataset prefix> <hold tag>"
 set -f
+# sshd passes the client's LANG/LC_* (Debian's AcceptEnv): byte-wise patterns and ZFS's English messages,
+# which bdr classifies, must not depend on them. PATH is the guard's own, not the login environment's.
+LC_ALL=C
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL PATH
 ZFS='${zfsPath}'
 # "options": this ZFS forces properties at receive time (-o); "set": they are set right after the receive.
 OVERRIDE='${receiveProperties ? 'options' : 'set'}'

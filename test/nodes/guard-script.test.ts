@@ -123,6 +123,16 @@ describe('guard script', () => {
 
   it('runs under dash what a vector needs, exactly as asked', async () => {
     expect(await guard(`zfs list -H -o name ${prefix}`)).toMatchObject({ code: 0, stdout: `${prefix}\n` });
+    // The login environment's PATH and the client's locale do not matter: the guard sets its own.
+    const env = await run(
+      ['sh', '-c', 'PATH=/nonexistent LANG=de_DE.UTF-8 LC_ALL=de_DE.UTF-8 SSH_ORIGINAL_COMMAND="$1" /usr/bin/dash "$2" "$3" "$4" </dev/null', 'sh', `zfs list -H -o name ${prefix}`, join(dir, 'zfs-guard-set'), prefix, tag],
+    );
+    expect(env).toMatchObject({ code: 0, stdout: `${prefix}\n` });
+    const accented = await run(
+      ['sh', '-c', 'LANG=de_DE.UTF-8 LC_ALL=de_DE.UTF-8 SSH_ORIGINAL_COMMAND="$1" /usr/bin/dash "$2" "$3" "$4" </dev/null', 'sh', `zfs list ${prefix}/\u00e9`, join(dir, 'zfs-guard-set'), prefix, tag],
+    );
+    expect(accented).toMatchObject({ code: 1, stdout: '' });
+    expect(accented.stderr).toMatch(/characters outside/);
     // Repeated spaces do not make empty words.
     expect(await guard(`zfs  get   -H -o value  canmount ${prefix} `)).toMatchObject({ code: 0, stdout: 'off\n' });
 

@@ -72,7 +72,8 @@ async function names(root: string): Promise<string[]> {
   return r.split('\n').filter(Boolean);
 }
 
-describe('forced-command guard with a vector key', () => {
+// One zfs-fuse daemon serves every test worker on this machine: under load a command can wait a long time.
+describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
   it('receives full and incremental streams into the allowed prefix', async () => {
     await relay(source, { snapshot: `${sourcePool.name}/data@s1` }, vector, `${prefix}/data`, { noMount: true });
     await relay(source, { snapshot: `${sourcePool.name}/data@s2`, from: '@s1' }, vector, `${prefix}/data`, { noMount: true });

@@ -1,5 +1,6 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderEntry } from '../../nodes/authorized-keys.ts';
 import { guardScript, REPLICA_PROPERTIES, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
@@ -151,6 +152,37 @@ describe('guard script', () => {
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('1');
     expect(await guard(`zfs release ${tag} ${prefix}/rep@s1 ${prefix}/rep@s2`)).toMatchObject({ code: 0 });
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('0');
+  });
+
+  it('lets nothing through that names a dataset outside the prefix, uses -F, -o, -x or another tag (property)', async () => {
+    const words = [
+      '-u', '-F', '-s', '-v', '-A', '-o', '-x', '-d', '-e', '-H', '-p', '-r', '-t', '-uF', 'all', 'name', 'mountpoint=/root/.ssh', '1',
+      prefix, `${prefix}/rep`, `${prefix}/rep@s1`, `${prefix}/new`, `${prefix}x`, `${prefix}/../other`, `${pool.name}/other`, pool.name,
+      `${pool.name}/src@s1`, tag, 'other-tag',
+    ];
+    const subs = ['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds', 'destroy', 'set', 'rollback', 'send'];
+    const underPrefix = (w: string): boolean => (w === prefix || w.startsWith(`${prefix}/`) || w.startsWith(`${prefix}@`)) && !w.includes('..');
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...subs), fc.array(fc.constantFrom(...words), { maxLength: 5 }), async (sub, args) => {
+        const r = await guard(['zfs', sub, ...args].join(' '));
+        if (/^bdr-guard: refused: /.test(r.stderr)) {
+          expect(r.code).toBe(1);
+          return;
+        }
+        // It reached zfs: then it was one of the allowed shapes.
+        expect(['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds']).toContain(sub);
+        for (const w of args) {
+          if (w.includes('/') || w === pool.name) expect(underPrefix(w), `${sub} ${args.join(' ')}`).toBe(true);
+          expect(['-F', '-x', '-e', '-uF', '-d'].includes(w) && (sub === 'receive' || sub === 'recv'), `${sub} ${args.join(' ')}`).toBe(false);
+          if (w === 'other-tag') expect(['hold', 'release']).not.toContain(sub);
+        }
+        if (sub === 'receive' || sub === 'recv') expect(args).not.toContain('-o');
+      }),
+      { numRuns: 200 },
+    );
+    // Whatever got through, nothing outside the prefix changed and the replica kept its snapshots.
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'all', '-o', 'name', `${pool.name}/other`])).toBe(`${pool.name}/other\n`);
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'snapshot', '-o', 'name', `${prefix}/rep`])).toBe(`${prefix}/rep@s1\n${prefix}/rep@s2\n`);
   });
 
   it('adds the protective receive options itself where ZFS has them (OpenZFS variant)', async () => {

@@ -47,7 +47,7 @@ export function assertFromPatterns(patterns: readonly string[]): readonly string
 }
 
 function assertOption(option: string, seen: Set<string>): void {
-  const m = /^([A-Za-z-]+)(?:="([^"]*)")?$/.exec(option);
+  const m = /^([A-Za-z0-9-]+)(?:="([^"]*)")?$/.exec(option);
   const name = m?.[1] ?? '';
   const value = m?.[2];
   const ok =
@@ -70,7 +70,7 @@ export function parseEntry(line: string): AuthorizedKeyEntry | undefined {
   const optionText = parts.slice(0, -3).join(' ');
   if (!OWNER_TAG.test(owner)) return undefined;
   // Options are separated by commas outside quotes; bdr's never contain a comma inside quotes except from=.
-  const options = optionText === '' ? [] : (optionText.match(/[A-Za-z-]+(?:="[^"]*")?(?=,|$)/g) ?? []);
+  const options = optionText === '' ? [] : (optionText.match(/[A-Za-z0-9-]+(?:="[^"]*")?(?=,|$)/g) ?? []);
   if (options.join(',') !== optionText) return undefined;
   const entry: AuthorizedKeyEntry = { publicKey: `${type} ${b64}`, owner, ...(options.length > 0 ? { options } : {}) };
   try {

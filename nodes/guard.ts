@@ -50,6 +50,12 @@ export const REPLICA_PROPERTIES: Readonly<Record<string, string>> = Object.freez
   devices: 'off',
 });
 
+/**
+ * Forced only as receive options (OpenZFS): `volmode=none` is inherited by volumes inside a replication
+ * stream, so they get no device nodes for the kernel and udev to probe. zfs-fuse has no such property.
+ */
+export const RECEIVE_ONLY_PROPERTIES: Readonly<Record<string, string>> = Object.freeze({ volmode: 'none' });
+
 /** Values that count as safe besides REPLICA_PROPERTIES' own (an operator-made container is canmount=off). */
 export const REPLICA_ALSO_SAFE: Readonly<Record<string, readonly string[]>> = Object.freeze({ canmount: ['off'] });
 const ALSO_SAFE = REPLICA_ALSO_SAFE;
@@ -71,12 +77,17 @@ export interface GuardScriptOptions {
 export function guardScript(options: GuardScriptOptions | string = {}): string {
   const { zfsPath = 'zfs', receiveProperties = false } = typeof options === 'string' ? { zfsPath: options } : options;
   if (!/^[A-Za-z0-9_./-]+$/.test(zfsPath)) throw new RangeError(`unsafe zfs path ${JSON.stringify(zfsPath)}`);
-  const settings = Object.entries(REPLICA_PROPERTIES).map(([k, v]) => `${k}=${v}`);
+  const settings = Object.entries({ ...REPLICA_PROPERTIES, ...RECEIVE_ONLY_PROPERTIES }).map(([k, v]) => `${k}=${v}`);
   const names = Object.keys(REPLICA_PROPERTIES);
   return `#!/bin/sh
 # bdr zfs-guard: forced command for vector keys. Installed by bdr; local edits are overwritten.
 # authorized_keys: restrict,command="<this file> <dataset prefix> <hold tag>"
 set -f
+# sshd passes the client's LANG/LC_* (Debian's AcceptEnv): byte-wise patterns and ZFS's English messages,
+# which bdr classifies, must not depend on them. PATH is the guard's own, not the login environment's.
+LC_ALL=C
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL PATH
 ZFS='${zfsPath}'
 # "options": this ZFS forces properties at receive time (-o); "set": they are set right after the receive.
 OVERRIDE='${receiveProperties ? 'options' : 'set'}'

@@ -39,6 +39,7 @@ export {
   vectorKeyLine,
   vectorHoldTag,
   REPLICA_PROPERTIES,
+  RECEIVE_ONLY_PROPERTIES,
   DEFAULT_GUARD_PATH,
   type GuardScriptOptions,
 } from './guard.ts';

@@ -1,7 +1,9 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { guardScript, REPLICA_PROPERTIES } from '../../nodes/guard.ts';
+import { renderEntry } from '../../nodes/authorized-keys.ts';
+import { guardScript, REPLICA_PROPERTIES, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
 import { run, runOk, TestBed, type TestPool } from '../testbed/index.ts';
 
 /**
@@ -122,6 +124,16 @@ describe('guard script', () => {
 
   it('runs under dash what a vector needs, exactly as asked', async () => {
     expect(await guard(`zfs list -H -o name ${prefix}`)).toMatchObject({ code: 0, stdout: `${prefix}\n` });
+    // The login environment's PATH and the client's locale do not matter: the guard sets its own.
+    const env = await run(
+      ['sh', '-c', 'PATH=/nonexistent LANG=de_DE.UTF-8 LC_ALL=de_DE.UTF-8 SSH_ORIGINAL_COMMAND="$1" /usr/bin/dash "$2" "$3" "$4" </dev/null', 'sh', `zfs list -H -o name ${prefix}`, join(dir, 'zfs-guard-set'), prefix, tag],
+    );
+    expect(env).toMatchObject({ code: 0, stdout: `${prefix}\n` });
+    const accented = await run(
+      ['sh', '-c', 'LANG=de_DE.UTF-8 LC_ALL=de_DE.UTF-8 SSH_ORIGINAL_COMMAND="$1" /usr/bin/dash "$2" "$3" "$4" </dev/null', 'sh', `zfs list ${prefix}/\u00e9`, join(dir, 'zfs-guard-set'), prefix, tag],
+    );
+    expect(accented).toMatchObject({ code: 1, stdout: '' });
+    expect(accented.stderr).toMatch(/characters outside/);
     // Repeated spaces do not make empty words.
     expect(await guard(`zfs  get   -H -o value  canmount ${prefix} `)).toMatchObject({ code: 0, stdout: 'off\n' });
 
@@ -142,6 +154,37 @@ describe('guard script', () => {
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('0');
   });
 
+  it('lets nothing through that names a dataset outside the prefix, uses -F, -o, -x or another tag (property)', async () => {
+    const words = [
+      '-u', '-F', '-s', '-v', '-A', '-o', '-x', '-d', '-e', '-H', '-p', '-r', '-t', '-uF', 'all', 'name', 'mountpoint=/root/.ssh', '1',
+      prefix, `${prefix}/rep`, `${prefix}/rep@s1`, `${prefix}/new`, `${prefix}x`, `${prefix}/../other`, `${pool.name}/other`, pool.name,
+      `${pool.name}/src@s1`, tag, 'other-tag',
+    ];
+    const subs = ['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds', 'destroy', 'set', 'rollback', 'send'];
+    const underPrefix = (w: string): boolean => (w === prefix || w.startsWith(`${prefix}/`) || w.startsWith(`${prefix}@`)) && !w.includes('..');
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...subs), fc.array(fc.constantFrom(...words), { maxLength: 5 }), async (sub, args) => {
+        const r = await guard(['zfs', sub, ...args].join(' '));
+        if (/^bdr-guard: refused: /.test(r.stderr)) {
+          expect(r.code).toBe(1);
+          return;
+        }
+        // It reached zfs: then it was one of the allowed shapes.
+        expect(['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds']).toContain(sub);
+        for (const w of args) {
+          if (w.includes('/') || w === pool.name) expect(underPrefix(w), `${sub} ${args.join(' ')}`).toBe(true);
+          expect(['-F', '-x', '-e', '-uF', '-d'].includes(w) && (sub === 'receive' || sub === 'recv'), `${sub} ${args.join(' ')}`).toBe(false);
+          if (w === 'other-tag') expect(['hold', 'release']).not.toContain(sub);
+        }
+        if (sub === 'receive' || sub === 'recv') expect(args).not.toContain('-o');
+      }),
+      { numRuns: 200 },
+    );
+    // Whatever got through, nothing outside the prefix changed and the replica kept its snapshots.
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'all', '-o', 'name', `${pool.name}/other`])).toBe(`${pool.name}/other\n`);
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'snapshot', '-o', 'name', `${prefix}/rep`])).toBe(`${prefix}/rep@s1\n${prefix}/rep@s2\n`);
+  });
+
   it('adds the protective receive options itself where ZFS has them (OpenZFS variant)', async () => {
     // zfs-fuse has no receive -o: its refusal shows the guard passed -o although the client did not.
     const r = await guard(`zfs receive -u ${prefix}/opts`, { variant: 'options', stdinFrom: `${pool.name}/src@s1` });
@@ -150,7 +193,39 @@ describe('guard script', () => {
     expect((await run(['zfs', 'list', `${prefix}/opts`])).code).not.toBe(0);
     const script = guardScript({ receiveProperties: true });
     expect(script).toContain(
-      'exec "$ZFS" "$@" -o canmount=noauto -o mountpoint=none -o sharenfs=off -o sharesmb=off -o readonly=on -o setuid=off -o exec=off -o devices=off "$target"',
+      'exec "$ZFS" "$@" -o canmount=noauto -o mountpoint=none -o sharenfs=off -o sharesmb=off -o readonly=on -o setuid=off -o exec=off -o devices=off -o volmode=none "$target"',
     );
+  });
+});
+
+describe('vector key entry', () => {
+  const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+  const base = { publicKey, owner: 'bdr:vector=prod/db-offsite', prefix: 'tank/replicas/prod/db-offsite' };
+
+  it('passes prefix and the vector\'s own hold tag to the guard, and from= when the primary is known', () => {
+    expect(vectorHoldTag('bdr:vector=prod/db-offsite')).toBe('bdr:vector:prod:db-offsite');
+    expect(renderEntry(vectorKeyEntry(base))).toBe(
+      `restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/prod/db-offsite bdr:vector:prod:db-offsite" ${publicKey} bdr:vector=prod/db-offsite`,
+    );
+    expect(renderEntry(vectorKeyEntry({ ...base, holdTag: 'keep_1', from: ['10.0.0.5', '192.168.0.0/16', '!10.0.0.9', 'fd00::/8'] }))).toBe(
+      `restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/prod/db-offsite keep_1",from="10.0.0.5,192.168.0.0/16,!10.0.0.9,fd00::/8" ${publicKey} bdr:vector=prod/db-offsite`,
+    );
+  });
+
+  it.each([
+    [{ from: ['10.0.0.1,0.0.0.0/0'] }, /invalid from pattern/],
+    [{ from: ['10.0.0.1"'] }, /invalid from pattern/],
+    [{ from: ['*" ,permitopen="*:*'] }, /invalid from pattern/],
+    [{ from: [''] }, /invalid from pattern/],
+    [{ from: ['10.0.0.0/33'] }, /prefix length too long/],
+    [{ from: ['!10.0.0.1'] }, /at least one positive pattern/],
+    [{ holdTag: '-r' }, /invalid hold tag/],
+    [{ holdTag: 'a b' }, /invalid hold tag/],
+    [{ prefix: 'tank/../etc' }, /invalid ZFS dataset name/],
+    [{ prefix: 'tank/x y' }, /invalid ZFS dataset name/],
+    [{ guardPath: '/usr/bin/guard;id' }, /unsafe guard path/],
+    [{ owner: 'bdr:vector=ns/x evil' }, /owner tag/],
+  ])('refuses %j', (override, message) => {
+    expect(() => vectorKeyEntry({ ...base, ...override })).toThrow(message);
   });
 });

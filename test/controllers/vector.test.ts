@@ -296,14 +296,18 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     );
     await runOk(['mkdir', '-p', join(keyDir(), 'default', 'ghost')]);
     await writeFile(join(keyDir(), 'default', 'ghost', 'id'), 'stale\n');
-    // An edited known_hosts of a live vector.
+    // An edited known_hosts of a live vector, and an edited guard.
     await writeFile(knownHostsFile(), 'tampered\n');
+    const guardBefore = await readFile(guardOf(c), 'utf8');
+    await writeFile(guardOf(c), '#!/bin/sh\nexec sh -c "$SSH_ORIGINAL_COMMAND"\n');
 
     const onC = await sweep.sweep(machines.get('c') as Machine);
     expect(onC.removedEntries).toEqual(['bdr:vector=default/ghost']);
     expect(onC.restoredEntries).toEqual(['bdr:vector=default/v1']);
     const after = await readFile(c.sshd.authorizedKeysPath, 'utf8');
     expect(after).toBe(`${withoutV1}${foreignLine}\n${v1Line}\n`);
+    expect(await readFile(guardOf(c), 'utf8')).toBe(guardBefore);
+    expect((await stat(guardOf(c))).mode & 0o777).toBe(0o755);
     const onA = await sweep.sweep(machines.get('a') as Machine);
     expect(onA.removedDirs).toEqual(['default/ghost']);
     expect(onA.restoredDirs).toEqual(['default/v1']);

@@ -74,7 +74,8 @@ type Resolution = { ok: true; value: Resolved } | { ok: false; outcome: Outcome;
 export interface AppliedVector {
   machine: string;
   dataset: string;
-  primary: string;
+  /** Unknown while the source cannot be resolved (its Dataset deleted, say): the storage side still stands. */
+  primary?: string;
 }
 
 /** The failure of one step on one machine, classified for conditions. */
@@ -121,8 +122,8 @@ export class VectorReconciler implements Reconciler {
     if (known) return known;
     const p = vector.status?.pairing;
     if (!p?.machine || !p.dataset || !isTrue(vector.status?.conditions, 'KeyAuthorized')) return undefined;
-    const primary = this.primaryOf(vector);
-    return primary?.name !== undefined ? { machine: p.machine, dataset: p.dataset, primary: primary.name } : undefined;
+    const primary = this.primaryOf(vector)?.name;
+    return { machine: p.machine, dataset: p.dataset, ...(primary !== undefined ? { primary } : {}) };
   }
 
   async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult | void> {

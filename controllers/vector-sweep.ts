@@ -163,6 +163,8 @@ export class VectorSweepReconciler implements Reconciler {
       seen.add(vk);
       if (leftAlone(vk)) continue;
       const a = applied.get(vk);
+      // A live vector whose source cannot be resolved right now: where its primary is, is unknown; leave it.
+      if (a && a.primary === undefined) continue;
       if (!byKey.has(vk) || !a || a.primary !== name) {
         await removeVectorIdentity(conn, dir.dir);
         result.removedDirs.push(vk);

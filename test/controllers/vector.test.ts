@@ -391,6 +391,12 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     expect((await client.core.listNamespacedSecret({ namespace: 'bdr-system', labelSelector: 'bdr.dev/vector-name=v1' })).items).toEqual([]);
     expect((await run(['zfs', 'list', replica()])).code).toBe(0);
     expect((await eventsOf('v1', 'KeyRevoked')).length).toBe(1);
+    // v3 mirrored v1's replica: its source is gone, but its authorization and its files on c are not the
+    // sweep's to remove (only vectors that are gone or paired elsewhere lose theirs).
+    await sweep.sweep(machines.get('b') as Machine);
+    await sweep.sweep(machines.get('c') as Machine);
+    expect(await vectorLines(b, 'default/v3')).toHaveLength(1);
+    expect((await run(['test', '-f', join(c.sshd.dir, 'vectors', 'default', 'v3', 'id')])).code).toBe(0);
   }, 120_000);
 
   it('with deletionPolicy Delete destroys the replica recursively; an unreachable machine keeps the finalizer and says why', async () => {

@@ -18,8 +18,7 @@ import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../a
 import { authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
 import { installGuard } from '../nodes/guard.ts';
-import { removeVectorIdentity } from '../nodes/identity.ts';
-import { writeRemoteFileAtomic } from '../nodes/remote-file.ts';
+import { installVectorIdentity, removeVectorIdentity } from '../nodes/identity.ts';
 import { parseDuration } from '../planning/duration.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import { MachineSecretError } from './machine-errors.ts';
@@ -33,7 +32,7 @@ import { objectKey, type Informer } from './runtime/informer.ts';
 import { resourceOf, type KubeClient } from './runtime/kube.ts';
 import { writeStatus } from './runtime/status.ts';
 import type { TaskRunner } from './task-runner.ts';
-import { ensureContainer, identityDir, identityFor, machinePaths, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
+import { ensureContainer, identityDir, identityInput, machinePaths, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 import { PairingLedger } from './vector-pairing.ts';
 
@@ -360,11 +359,8 @@ export class VectorReconciler implements Reconciler {
       ),
     );
     const install = (privateKey: string) => {
-      const files = identityFor(primary, storage, key, privateKey);
-      return this.step(primary, 'installing the key', async () => {
-        await writeRemoteFileAtomic(primaryConn, files.files.identityFile, files.identity, { mode: '600', createParentMode: '700' });
-        await writeRemoteFileAtomic(primaryConn, files.files.knownHostsFile, files.knownHosts, { mode: '600' });
-      });
+      const input = identityInput(primary, storage, key, privateKey);
+      return this.step(primary, 'installing the key', () => installVectorIdentity(primaryConn, input));
     };
 
     let rotatedFrom: string | undefined;

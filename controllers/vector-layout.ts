@@ -6,7 +6,7 @@
 import type { Machine } from '../api/types.ts';
 import { DEFAULT_AUTHORIZED_KEYS, renderEntry } from '../nodes/authorized-keys.ts';
 import { DEFAULT_GUARD_PATH, vectorHoldTag, vectorKeyEntry } from '../nodes/guard.ts';
-import { vectorIdentityContent } from '../nodes/identity.ts';
+import type { VectorIdentityInput } from '../nodes/identity.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import type { ZfsMachine } from '../zfs/machine.ts';
 
@@ -63,13 +63,13 @@ export function vectorLine(storage: Machine, vectorKey: string, publicKey: strin
 
 export class StorageAddressError extends Error {}
 
-/** The private key and known_hosts the primary needs to reach `storage` as this vector. */
-export function identityFor(primary: Machine, storage: Machine, vectorKey: string, privateKey: string) {
+/** What the primary needs to reach `storage` as this vector: its directory, key, and the pinned host. */
+export function identityInput(primary: Machine, storage: Machine, vectorKey: string, privateKey: string): VectorIdentityInput {
   const conn = storage.spec.connection;
   if (conn.type !== 'ssh' || !conn.host || !conn.hostKey) {
     throw new StorageAddressError(`Machine ${storage.metadata.name} has no SSH host and pinned host key for the primary to reach it`);
   }
-  return vectorIdentityContent({ dir: identityDir(primary, vectorKey), privateKey, host: conn.host, port: conn.port ?? 22, hostKey: conn.hostKey });
+  return { dir: identityDir(primary, vectorKey), privateKey, host: conn.host, port: conn.port ?? 22, hostKey: conn.hostKey };
 }
 
 /**

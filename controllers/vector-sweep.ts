@@ -11,15 +11,15 @@
 import type { Machine, Vector } from '../api/types.ts';
 import { editAuthorizedKeys, listEntries, removeEntries, renderEntry, upsertEntry } from '../nodes/authorized-keys.ts';
 import { guardScript, installGuard } from '../nodes/guard.ts';
-import { listVectorIdentities, removeVectorIdentity } from '../nodes/identity.ts';
-import { readRemoteFile, writeRemoteFileAtomic } from '../nodes/remote-file.ts';
+import { installVectorIdentity, listVectorIdentities, removeVectorIdentity, vectorIdentityContent } from '../nodes/identity.ts';
+import { readRemoteFile } from '../nodes/remote-file.ts';
 import { parseDuration } from '../planning/duration.ts';
 import type { MachineConnections } from './machine-connections.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import { objectKey, type Informer } from './runtime/informer.ts';
 import type { AppliedVector } from './vector-controller.ts';
-import { identityFor, machinePaths, ownerTags, vectorEntry, vectorOfOwner } from './vector-layout.ts';
+import { identityInput, machinePaths, ownerTags, vectorEntry, vectorOfOwner } from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 
 const DEFAULT_INTERVAL_MS = 5 * 60_000;
@@ -198,17 +198,11 @@ export class VectorSweepReconciler implements Reconciler {
   ): Promise<boolean> {
     const storage = this.deps.machines.get(a.machine);
     if (!keys || !storage) return false;
-    const want = identityFor(primary, storage, vk, keys.current.privateKey);
-    const conn = (await this.deps.connections.get(primary)).connection;
-    let changed = false;
-    const check = async (path: string, file: string, content: string) => {
-      const have = files.get(file);
-      if (have?.content === content && have.mode === '600') return;
-      await writeRemoteFileAtomic(conn, path, content, { mode: '600', createParentMode: '700' });
-      changed = true;
-    };
-    await check(want.files.identityFile, 'id', want.identity);
-    await check(want.files.knownHostsFile, 'known_hosts', want.knownHosts);
-    return changed;
+    const input = identityInput(primary, storage, vk, keys.current.privateKey);
+    const want = vectorIdentityContent(input);
+    const same = (file: string, content: string) => files.get(file)?.content === content && files.get(file)?.mode === '600';
+    if (same('id', want.identity) && same('known_hosts', want.knownHosts)) return false;
+    await installVectorIdentity((await this.deps.connections.get(primary)).connection, input);
+    return true;
   }
 }

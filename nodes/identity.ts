@@ -46,6 +46,9 @@ export function vectorIdentityContent(input: VectorIdentityInput): { files: Vect
 
 export async function installVectorIdentity(connection: NodeConnection, input: VectorIdentityInput): Promise<VectorIdentityFiles> {
   const { files, identity, knownHosts } = vectorIdentityContent(input);
+  // Every directory it creates is 0700 (the namespace level too, which names the vectors), not only the last.
+  const r = await connection.exec(['sh', '-c', 'umask 077 && mkdir -p -- "$1"', 'sh', input.dir]);
+  if (r.code !== 0) throw new Error(`${connection.description}: cannot create ${input.dir}: ${r.stderr.trim()}`);
   await writeRemoteFileAtomic(connection, files.identityFile, identity, { mode: '600', createParentMode: '700' });
   await writeRemoteFileAtomic(connection, files.knownHostsFile, knownHosts, { mode: '600' });
   return files;

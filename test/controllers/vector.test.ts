@@ -171,6 +171,8 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     // The files on the primary: 0600 in a 0700 directory; the fingerprint in status is the key's own.
     expect((await stat(idFile())).mode & 0o777).toBe(0o600);
     expect((await stat(join(keyDir(), 'default', 'v1'))).mode & 0o777).toBe(0o700);
+    expect((await stat(join(keyDir(), 'default'))).mode & 0o777).toBe(0o700);
+    expect((await stat(keyDir())).mode & 0o777).toBe(0o700);
     expect(v.status?.pairing?.keyFingerprint).toBe(await fingerprintOf(idFile()));
     expect(await readFile(knownHostsFile(), 'utf8')).toBe(`[127.0.0.1]:${b.sshd.port} ${b.sshd.hostKey}\n`);
 

@@ -127,6 +127,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       appliedOf: (v) => vectorReconciler.appliedOf(v),
       isBusy: (k) => vectorReconciler.isBusy(k),
       enqueueVector: (k) => vectorController.enqueue(k),
+      clock,
       ...(options.probeIntervalMs !== undefined ? { intervalMs: options.probeIntervalMs } : {}),
     });
     const sweepController = new Controller({ name: 'vectorsweep', informer: machines, reconciler: sweep, workers: 2, metrics: runtimeMetrics, clock, log });

@@ -15,6 +15,7 @@ import { installVectorIdentity, listVectorIdentities, removeVectorIdentity, vect
 import { readRemoteFile } from '../nodes/remote-file.ts';
 import { parseDuration } from '../planning/duration.ts';
 import type { MachineConnections } from './machine-connections.ts';
+import { systemClock, type Clock } from './runtime/clock.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import { objectKey, type Informer } from './runtime/informer.ts';
@@ -38,6 +39,7 @@ export interface VectorSweepDeps {
   enqueueVector?(vectorKey: string): void;
   /** Overrides every Machine's probeInterval (tests). */
   intervalMs?: number;
+  clock?: Clock;
 }
 
 export interface SweepResult {
@@ -48,7 +50,12 @@ export interface SweepResult {
 }
 
 export class VectorSweepReconciler implements Reconciler {
-  constructor(private readonly deps: VectorSweepDeps) {}
+  private readonly last = new Map<string, { at: number; generation: number | undefined }>();
+  private readonly clock: Clock;
+
+  constructor(private readonly deps: VectorSweepDeps) {
+    this.clock = deps.clock ?? systemClock;
+  }
 
   private intervalOf(machine: Machine): number {
     if (this.deps.intervalMs !== undefined) return this.deps.intervalMs;
@@ -58,15 +65,26 @@ export class VectorSweepReconciler implements Reconciler {
 
   async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult | void> {
     const machine = this.deps.machines.get(key);
-    if (!machine || machine.spec.suspend) return;
+    if (!machine) {
+      this.last.delete(key);
+      return;
+    }
+    if (machine.spec.suspend) return;
+    const interval = this.intervalOf(machine);
+    const now = this.clock.now();
+    // Every probe rewrites the Machine's pool figures, which wakes this controller too: between its own
+    // rounds it sweeps again only when the Machine's spec changed.
+    const last = this.last.get(key);
+    if (last && last.generation === machine.metadata.generation && now - last.at < interval) return { requeueAfterMs: last.at + interval - now };
     try {
       await this.sweep(machine);
     } catch (err) {
       if (ctx.signal.aborted) throw err;
       ctx.log.warn('vector drift check failed; retrying', { machine: key, error: err as Error });
-      return { requeueAfterMs: Math.min(RETRY_MS, this.intervalOf(machine)) };
+      return { requeueAfterMs: Math.min(RETRY_MS, interval) };
     }
-    return { requeueAfterMs: this.intervalOf(machine) };
+    this.last.set(key, { at: now, generation: machine.metadata.generation });
+    return { requeueAfterMs: interval };
   }
 
   /** One drift check of one machine; returns what it changed. */

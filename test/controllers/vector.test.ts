@@ -142,6 +142,7 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
       connections,
       keys,
       events,
+      clock,
       appliedOf: (v) => reconciler.appliedOf(v),
       isBusy: (k) => reconciler.isBusy(k),
     });
@@ -323,6 +324,11 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     // A second sweep finds nothing to do; the next comes after the Machine's probe interval (default 5m).
     expect(await sweep.sweep(machines.get('c') as Machine)).toEqual({ removedEntries: [], restoredEntries: [], removedDirs: [], restoredDirs: [] });
     expect(await sweep.reconcile('c', ctx('c'))).toEqual({ requeueAfterMs: 5 * 60_000 });
+    // Woken again (a probe rewrote the Machine's status) a minute later: no sweep, the round stays on time.
+    clock.advance(60_000);
+    const logBefore = (await readFile(c.sshd.logPath, 'utf8')).length;
+    expect(await sweep.reconcile('c', ctx('c'))).toEqual({ requeueAfterMs: 4 * 60_000 });
+    expect((await readFile(c.sshd.logPath, 'utf8')).length).toBe(logBefore);
   }, 120_000);
 
   it('refuses bad input with a clear condition and authorizes nothing', async () => {

@@ -44,3 +44,23 @@ export {
   type TaskSelection,
   type TaskSelectionInput,
 } from './tasks.ts';
+export {
+  ALLOWED_PROPERTIES,
+  NAMESPACE_NAME_LABEL,
+  REFUSED_PROPERTIES,
+  datasetPropertiesVerdict,
+  datasetPropertyProblems,
+  describeAllowedNamespaces,
+  machineSuspendedVerdict,
+  mountpointProblem,
+  namespaceAllowed,
+  pathProblem,
+  propertyProblem,
+  selectorMatches,
+  storageTargetMachineProblem,
+  vectorTargetMachineProblem,
+  type AllowedNamespaces,
+  type LabelSelector,
+  type MachineRules,
+  type Verdict,
+} from './tenancy.ts';

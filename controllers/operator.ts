@@ -4,8 +4,8 @@
  */
 import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { datasetKind, machineKind, retentionPolicyKind } from '../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy } from '../api/types.ts';
+import { datasetKind, machineKind, retentionPolicyKind, vectorKind } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, Vector } from '../api/types.ts';
 import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
@@ -16,13 +16,13 @@ import { DatasetReconciler } from './dataset-controller.ts';
 import { InventoryCache } from './inventory-cache.ts';
 import { MachineReconciler } from './machine-controller.ts';
 import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
-import { TaskRunner } from './task-runner.ts';
+import { machineSlots, TaskRunner } from './task-runner.ts';
 import type { Operator, OperatorOptions } from './operator-options.ts';
 import { systemClock } from './runtime/clock.ts';
 import { Controller } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { Informer, objectKey } from './runtime/informer.ts';
-import { KubeClient, resourceOf } from './runtime/kube.ts';
+import { KubeClient, NAMESPACES, resourceOf, type KubeObject } from './runtime/kube.ts';
 import { DEFAULT_LEASE, LeaderElector } from './runtime/leader.ts';
 
 export type { Operator, OperatorOptions } from './operator-options.ts';
@@ -44,7 +44,11 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
   const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
-  const informers = [machines, datasets, policies];
+  const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
+  // Only labels are read, for Machines whose allowedNamespaces selects namespaces by label.
+  const namespaces = new Informer<KubeObject>(options.kubeConfig, client, NAMESPACES, log, clock);
+  const namespaceLabels = (ns: string) => namespaces.get(ns)?.metadata.labels ?? {};
+  const informers = [machines, datasets, policies, vectors, namespaces];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -60,9 +64,11 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   });
 
   registerDatasetMetrics(registry, () => datasets.list());
-  const tasks = new TaskRunner(clock);
+  const tasks = options.tasks ?? new TaskRunner(clock);
+  // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
+  machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));
   const inventories = new InventoryCache(2_000, clock);
-  const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
+  const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, vectors, clock });
 
   // Controllers live for one term of leadership; a new term starts from a fresh queue and a full resync.
   let controllers: Array<{ start(): void; stop(deadlineMs?: number): Promise<void>; isIdle(): boolean }> = [];
@@ -78,10 +84,12 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       tasks,
       events,
       clock,
+      namespaceLabels,
       enqueue: (key) => datasetController.enqueue(key),
     });
     const datasetController: Controller<Dataset> = new Controller({ name: 'dataset', informer: datasets, reconciler: datasetReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     datasetController.watch(machines, (m) => datasets.list().filter((d) => d.spec.machineRef.name === m.metadata.name).map(objectKey));
+    datasetController.watch(namespaces, (n) => datasets.list().filter((d) => d.metadata.namespace === n.metadata.name).map(objectKey));
     datasetController.watch(policies, (p) =>
       datasets
         .list()
@@ -89,7 +97,10 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
         .map(objectKey),
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
-    policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
+    // Every policy of the namespace: the one an object left must drop it from usedBy too.
+    const policiesIn = (ns: string | undefined) => policies.list().filter((p) => p.metadata.namespace === (ns ?? 'default')).map(objectKey);
+    policyController.watch(datasets, (d) => policiesIn(d.metadata.namespace));
+    policyController.watch(vectors, (v) => policiesIn(v.metadata.namespace));
     controllers = [machineController, datasetController, policyController];
     for (const c of controllers) c.start();
   };

@@ -55,7 +55,7 @@ describe('namespaceAllowed', () => {
     fc.assert(
       fc.property(fc.uniqueArray(ns), fc.option(fc.constantFrom('gold', 'silver')), ns, fc.option(fc.constantFrom('gold', 'silver')), (names, want, namespace, has) => {
         const rule: AllowedNamespaces = { names, ...(want !== null ? { selector: { matchLabels: { tier: want } } } : {}) };
-        const labels = has !== null ? { tier: has } : {};
+        const labels: Record<string, string> = has !== null ? { tier: has } : {};
         const expected = names.includes(namespace) || (want !== null && has === want);
         expect(namespaceAllowed(machine({ allowedNamespaces: rule }), namespace, labels).ok).toBe(expected);
       }),

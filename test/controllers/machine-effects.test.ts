@@ -1,0 +1,125 @@
+/**
+ * Machine spec fields that act on the Datasets of the machine: `slots` bounds the ZFS work at once, and changes
+ * with the Machine; `suspend` stops every Dataset on it and resuming starts them again. The operator runs with
+ * an injected TaskRunner so that the test can watch the slots and what runs; the work itself is real (zfs-fuse).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { datasetKind } from '../../api/kinds/index.ts';
+import type { Dataset } from '../../api/types.ts';
+import { startOperator, type Operator } from '../../controllers/operator.ts';
+import { KubeClient, resourceOf } from '../../controllers/runtime/kube.ts';
+import { TaskRunner } from '../../controllers/task-runner.ts';
+import { silentLogger } from '../../metrics/log.ts';
+import { kubectlOk, requireKubectl } from '../cluster/helpers.ts';
+import { runOk, TestBed, type TestPool } from '../testbed/index.ts';
+import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
+
+const DATASETS = resourceOf(datasetKind);
+
+describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
+  const bed = new TestBed();
+  let busyPool: TestPool;
+  let pausedPool: TestPool;
+  let tc: TestCluster;
+  let client: KubeClient;
+  let operator: Operator;
+  const tasks = new TaskRunner();
+
+  const machine = (name: string, pool: string, extra: object = {}) => ({
+    apiVersion: 'bdr.dev/v1alpha1',
+    kind: 'Machine',
+    metadata: { name },
+    spec: { connection: { type: 'local' }, pools: [pool], allowedNamespaces: { names: ['default'] }, ...extra },
+  });
+  const dataset = (name: string, machineName: string, zfsName: string) => ({
+    apiVersion: 'bdr.dev/v1alpha1',
+    kind: 'Dataset',
+    metadata: { name, namespace: 'default' },
+    spec: { machineRef: { name: machineName }, name: zfsName, schedule: { interval: '1s' }, retentionPolicyRef: { name: 'one' }, managementPolicy: 'Create' },
+  });
+  const get = (name: string) => client.get<Dataset>(DATASETS, name, 'default');
+  const newest = async (name: string) => (await get(name))?.status?.restorePoints?.newest?.name;
+  const prunes = async (name: string) =>
+    (await client.core.listNamespacedEvent({ namespace: 'default' })).items
+      .filter((e) => e.involvedObject.name === name && e.reason === 'SnapshotsPruned')
+      .reduce((n, e) => n + (e.count ?? 1), 0);
+  const snapshotsOn = async (name: string) =>
+    (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-r', name])).trim().split('\n').filter(Boolean).sort();
+  /** Waits until `name` has taken `n` more restore points (its newest changed n times): time passing, observed. */
+  const restorePointsPass = async (name: string, n: number) => {
+    let last = await newest(name);
+    for (let i = 0; i < n; i++) {
+      const seen = last;
+      last = await eventually(async () => {
+        const now = await newest(name);
+        return now !== undefined && now !== seen ? now : undefined;
+      }, `a new restore point of ${name}`, 60_000);
+    }
+  };
+  const running = (m: string) => tasks.snapshot().running.filter((t) => t.machine === m);
+  const queued = (m: string) => tasks.snapshot().queued.filter((t) => t.machine === m);
+
+  beforeAll(async () => {
+    requireKubectl();
+    [busyPool, pausedPool] = await Promise.all([bed.pool(), bed.pool()]);
+    tc = await startTestCluster();
+    client = new KubeClient(tc.kubeConfig);
+    tc.apply(machine('busy', busyPool.name, { slots: { zfs: 1 } }));
+    tc.apply(machine('paused', pausedPool.name));
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'one', namespace: 'default' }, spec: { keepLast: 1 } });
+    tc.apply(dataset('a1', 'busy', `${busyPool.name}/a1`));
+    tc.apply(dataset('a2', 'busy', `${busyPool.name}/a2`));
+    tc.apply(dataset('p1', 'paused', `${pausedPool.name}/p1`));
+    operator = await startOperator({ kubeConfig: tc.kubeConfig, leaderElection: false, metrics: false, probeIntervalMs: 1_000, log: silentLogger, tasks });
+    await operator.ready;
+  }, 120_000);
+
+  afterAll(async () => {
+    await operator?.stop();
+    await tc?.stop();
+    await bed.cleanup();
+  });
+
+  it('runs one ZFS task at a time on a machine with slots {zfs: 1}, with two Datasets due together', async () => {
+    await eventually(() => (tasks.slotsOf('busy').zfs === 1 ? true : undefined), 'the Machine slots in the task runner');
+    expect(tasks.slotsOf('busy')).toEqual({ zfs: 1, transfer: 1 });
+    // Both datasets are created, snapshotted each second in one command, and pruned each in its own task.
+    await eventually(async () => ((await prunes('a1')) >= 3 && (await prunes('a2')) >= 3 ? true : undefined), 'both Datasets pruning', 90_000);
+    expect(tasks.peakRunning('busy', 'zfs')).toBe(1);
+  }, 120_000);
+
+  it('holds waiting work while the single slot is taken, and starts it at once when the Machine raises slots', async () => {
+    let release = () => {};
+    const blocker = tasks.submit({ machine: 'busy', kind: 'zfs', action: 'other', priority: 1000, run: () => new Promise<void>((r) => (release = r)) });
+    try {
+      await eventually(() => (running('busy').length === 1 && queued('busy').length >= 1 ? true : undefined), 'a snapshot or prune waiting behind the held slot', 60_000);
+      expect(running('busy')).toHaveLength(1);
+      await kubectlOk(tc.cluster, ['patch', 'machine', 'busy', '--type', 'merge', '-p', '{"spec":{"slots":{"zfs":2}}}']);
+      await eventually(() => (running('busy').length === 2 ? true : undefined), 'a second ZFS task beside the held one', 60_000);
+      expect(tasks.slotsOf('busy').zfs).toBe(2);
+    } finally {
+      release();
+      await blocker;
+    }
+  }, 120_000);
+
+  it('stops snapshots of every Dataset on a suspended Machine within one reconcile, and resumes them', async () => {
+    await eventually(async () => ((await newest('p1')) ? true : undefined), 'a first restore point of p1', 60_000);
+    await kubectlOk(tc.cluster, ['patch', 'machine', 'paused', '--type', 'merge', '-p', '{"spec":{"suspend":true}}']);
+    const suspended = await eventually(async () => {
+      const c = (await get('p1'))?.status?.conditions?.find((x) => x.type === 'Suspended');
+      return c?.status === 'True' ? c : undefined;
+    }, 'p1 to report Suspended');
+    expect(suspended.reason).toBe('MachineSuspended');
+    // A round that started before the change may still finish: let the other machine take one point first.
+    await restorePointsPass('a1', 1);
+    const frozen = await snapshotsOn(`${pausedPool.name}/p1`);
+    await restorePointsPass('a1', 3);
+    expect(await snapshotsOn(`${pausedPool.name}/p1`)).toEqual(frozen);
+    expect((await get('p1'))?.status?.nextSnapshotTime).toBeUndefined();
+
+    await kubectlOk(tc.cluster, ['patch', 'machine', 'paused', '--type', 'merge', '-p', '{"spec":{"suspend":false}}']);
+    await eventually(async () => ((await snapshotsOn(`${pausedPool.name}/p1`)).some((s) => !frozen.includes(s)) ? true : undefined), 'a new restore point of p1', 60_000);
+    await eventually(async () => ((await get('p1'))?.status?.conditions?.some((c) => c.type === 'Suspended') ? undefined : true), 'the Suspended condition to go');
+  }, 180_000);
+});

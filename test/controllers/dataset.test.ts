@@ -212,6 +212,29 @@ describe('Dataset controller with an injected clock on zfs-fuse', () => {
     expect(counts.at(-1)).toBe(10);
   }, 300_000);
 
+  it('takes and prunes nothing for a suspended Dataset, and says so in condition Suspended', async () => {
+    await applyPolicy('paused', { keepLast: 1 });
+    const dataset = `${pool.name}/paused`;
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name: 'paused', namespace: 'default' },
+      spec: { machineRef: { name: 'local' }, name: dataset, schedule: { interval: '1h' }, retentionPolicyRef: { name: 'paused' }, managementPolicy: 'Create', suspend: true },
+    });
+    await eventually(() => (datasets.get('default/paused')?.spec.suspend ? true : undefined), 'the suspended Dataset in the cache');
+    for (let i = 0; i < 3; i++) {
+      clock.advance(HOUR);
+      await reconciler.reconcile('default/paused', ctx('default/paused'));
+    }
+    expect(await ownedHours(zfs, dataset)).toEqual([]);
+    const ds = await eventually(async () => {
+      const obj = await client.get<Dataset>(resourceOf(datasetKind), 'paused', 'default');
+      return obj?.status?.conditions?.some((c) => c.type === 'Suspended') ? obj : undefined;
+    }, 'condition Suspended');
+    expect(ds.status?.conditions?.find((c) => c.type === 'Suspended')?.reason).toBe('DatasetSuspended');
+    expect(ds.status?.nextSnapshotTime).toBeUndefined();
+  });
+
   it('stalls a Dataset whose pool the Machine does not manage, and runs nothing for it', async () => {
     await applyPolicy('unmanaged', { keepLast: 1 });
     await applyDataset('elsewhere', 'otherpool/data', 'unmanaged', '1h');

@@ -31,11 +31,11 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     metadata: { name },
     spec: { connection: { type: 'local' }, pools: [pool], allowedNamespaces: { names: ['default'] }, ...extra },
   });
-  const dataset = (name: string, machineName: string, zfsName: string) => ({
+  const dataset = (name: string, machineName: string, zfsName: string, priority = 100) => ({
     apiVersion: 'bdr.dev/v1alpha1',
     kind: 'Dataset',
     metadata: { name, namespace: 'default' },
-    spec: { machineRef: { name: machineName }, name: zfsName, schedule: { interval: '1s' }, retentionPolicyRef: { name: 'one' }, managementPolicy: 'Create' },
+    spec: { machineRef: { name: machineName }, name: zfsName, schedule: { interval: '1s' }, retentionPolicyRef: { name: 'one' }, managementPolicy: 'Create', priority },
   });
   const get = (name: string) => client.get<Dataset>(DATASETS, name, 'default');
   const newest = async (name: string) => (await get(name))?.status?.restorePoints?.newest?.name;
@@ -67,7 +67,7 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     tc.apply(machine('busy', busyPool.name, { slots: { zfs: 1 } }));
     tc.apply(machine('paused', pausedPool.name));
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'one', namespace: 'default' }, spec: { keepLast: 1 } });
-    tc.apply(dataset('a1', 'busy', `${busyPool.name}/a1`));
+    tc.apply(dataset('a1', 'busy', `${busyPool.name}/a1`, 300));
     tc.apply(dataset('a2', 'busy', `${busyPool.name}/a2`));
     tc.apply(dataset('p1', 'paused', `${pausedPool.name}/p1`));
     operator = await startOperator({ kubeConfig: tc.kubeConfig, leaderElection: false, metrics: false, probeIntervalMs: 1_000, log: silentLogger, tasks });
@@ -92,8 +92,14 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     let release = () => {};
     const blocker = tasks.submit({ machine: 'busy', kind: 'zfs', action: 'other', priority: 1000, run: () => new Promise<void>((r) => (release = r)) });
     try {
-      await eventually(() => (running('busy').length === 1 && queued('busy').length >= 1 ? true : undefined), 'a snapshot or prune waiting behind the held slot', 60_000);
+      // Work of a1 (priority 300) waits behind the held slot, at a1's priority: the Dataset field reaches the queue.
+      await eventually(
+        () => (running('busy').length === 1 && queued('busy').some((t) => t.priority === 300) ? true : undefined),
+        'work of a1 waiting behind the held slot',
+        60_000,
+      );
       expect(running('busy')).toHaveLength(1);
+      expect(queued('busy').every((t) => t.priority === 100 || t.priority === 300)).toBe(true);
       await kubectlOk(tc.cluster, ['patch', 'machine', 'busy', '--type', 'merge', '-p', '{"spec":{"slots":{"zfs":2}}}']);
       await eventually(() => (running('busy').length === 2 ? true : undefined), 'a second ZFS task beside the held one', 60_000);
       expect(tasks.slotsOf('busy').zfs).toBe(2);

@@ -3,7 +3,15 @@
  * with the Machine; `suspend` stops every Dataset on it and resuming starts them again. The operator runs with
  * an injected TaskRunner so that the test can watch the slots and what runs; the work itself is real (zfs-fuse).
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { machineKind } from '../../api/kinds/index.ts';
+import type { Machine } from '../../api/types.ts';
+import { MachineConnections } from '../../controllers/machine-connections.ts';
+import { MachineReconciler } from '../../controllers/machine-controller.ts';
+import { systemClock } from '../../controllers/runtime/clock.ts';
+import { EventRecorder } from '../../controllers/runtime/events.ts';
+import { Informer } from '../../controllers/runtime/informer.ts';
 import { datasetKind } from '../../api/kinds/index.ts';
 import type { Dataset } from '../../api/types.ts';
 import { startOperator, type Operator } from '../../controllers/operator.ts';
@@ -64,7 +72,7 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     [busyPool, pausedPool] = await Promise.all([bed.pool(), bed.pool()]);
     tc = await startTestCluster();
     client = new KubeClient(tc.kubeConfig);
-    tc.apply(machine('busy', busyPool.name, { slots: { zfs: 1 } }));
+    tc.apply(machine('busy', busyPool.name, { slots: { zfs: 1, transfer: 3 } }));
     tc.apply(machine('paused', pausedPool.name));
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'one', namespace: 'default' }, spec: { keepLast: 1 } });
     tc.apply(dataset('a1', 'busy', `${busyPool.name}/a1`, 300));
@@ -82,7 +90,7 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
 
   it('runs one ZFS task at a time on a machine with slots {zfs: 1}, with two Datasets due together', async () => {
     await eventually(() => (tasks.slotsOf('busy').zfs === 1 ? true : undefined), 'the Machine slots in the task runner');
-    expect(tasks.slotsOf('busy')).toEqual({ zfs: 1, transfer: 1 });
+    expect(tasks.slotsOf('busy')).toEqual({ zfs: 1, transfer: 3 });
     // Both datasets are created, snapshotted each second in one command, and pruned each in its own task.
     await eventually(async () => ((await prunes('a1')) >= 3 && (await prunes('a2')) >= 3 ? true : undefined), 'both Datasets pruning', 90_000);
     expect(tasks.peakRunning('busy', 'zfs')).toBe(1);
@@ -128,4 +136,46 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     await eventually(async () => ((await snapshotsOn(`${pausedPool.name}/p1`)).some((s) => !frozen.includes(s)) ? true : undefined), 'a new restore point of p1', 60_000);
     await eventually(async () => ((await get('p1'))?.status?.conditions?.some((c) => c.type === 'Suspended') ? undefined : true), 'the Suspended condition to go');
   }, 180_000);
+
+  it('probes a Machine again after its own spec.probeInterval', async () => {
+    tc.apply(machine('interval', busyPool.name, { probeInterval: '7m' }));
+    const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
+    await machines.start();
+    const connections = new MachineConnections(client);
+    try {
+      await eventually(() => machines.get('interval'), 'the Machine in the cache');
+      // No probeIntervalMs override here, unlike the operator of the other tests.
+      const reconciler = new MachineReconciler({ client, machines, connections, events: new EventRecorder(client, 'bdr', 'default', silentLogger), clock: systemClock });
+      const result = await reconciler.reconcile('interval', { key: 'interval', log: silentLogger, signal: new AbortController().signal });
+      expect(result).toEqual({ requeueAfterMs: 7 * 60_000 });
+    } finally {
+      await machines.stop();
+      await connections.closeAll();
+    }
+  });
+
+  it('gives up connecting after spec.connection.connectTimeout', async () => {
+    // Accepts TCP and never says a word: only the timeout ends the attempt (the default would take 10 s per try).
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const ssh = await bed.machine('silent');
+    try {
+      tc.apply(ssh.secret);
+      tc.apply({
+        apiVersion: 'bdr.dev/v1alpha1',
+        kind: 'Machine',
+        metadata: { name: 'silent' },
+        spec: { connection: { ...ssh.machine.spec.connection, port: (silent.address() as AddressInfo).port, connectTimeout: '1s' } },
+      });
+      const reachable = await eventually(async () => {
+        const m = await client.get<Machine>(resourceOf(machineKind), 'silent');
+        return m?.status?.conditions?.find((c) => c.type === 'Reachable' && c.status === 'False');
+      }, 'the silent Machine to be reported unreachable', 15_000);
+      expect(reachable.reason).toBe('ConnectFailed');
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
+  }, 60_000);
 });

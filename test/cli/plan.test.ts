@@ -69,7 +69,7 @@ describe('bdr plan', () => {
 
     repo = await mkdtemp(join(tmpdir(), 'bdr-plan-'));
     const docs = [
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name] } },
+      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
       policy,
       dataset('vms', vms, 'local', '1h'),
       dataset('db', db, 'local', '1d'),

@@ -120,6 +120,17 @@ describe('Machine tenancy rules with kubectl, the operator and zfs-fuse', () => 
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'compression', name])).trim()).toBe('gzip\tlocal');
   });
 
+  it('adopts only: a Dataset with managementPolicy Adopt whose ZFS dataset is missing is reported, not created', async () => {
+    const name = `${pool.name}/typo`;
+    await apply([{ ...dataset('team-a', 'typo', name), spec: { ...dataset('team-a', 'typo', name).spec, managementPolicy: 'Adopt' } }]);
+    const ready = await eventually(async () => {
+      const c = await condition('team-a', 'typo', 'Ready');
+      return c?.reason === 'DatasetNotFound' ? c : undefined;
+    }, 'DatasetNotFound');
+    expect(ready.status).toBe('False');
+    expect(await exists(name)).toBe(false);
+  });
+
   it('allows a namespace by its labels, and refuses it once the label is gone', async () => {
     const name = `${pool.name}/labelled`;
     await apply([dataset('team-c', 'labelled', name)]);

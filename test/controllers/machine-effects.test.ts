@@ -102,7 +102,10 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     try {
       // Work of a1 (priority 300) waits behind the held slot, at a1's priority: the Dataset field reaches the queue.
       await eventually(
-        () => (running('busy').length === 1 && queued('busy').some((t) => t.priority === 300) ? true : undefined),
+        () => {
+          const now = running('busy');
+          return now.length === 1 && now[0]?.id.includes('/other/') && queued('busy').some((t) => t.priority === 300) ? true : undefined;
+        },
         'work of a1 waiting behind the held slot',
         60_000,
       );

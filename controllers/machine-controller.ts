@@ -11,7 +11,7 @@ import { parseDuration } from '../planning/duration.ts';
 import type { ZfsCapabilities } from '../zfs/capabilities.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import { MachineConnections, MachineSecretError } from './machine-connections.ts';
-import { setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
+import { removeCondition, setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import type { Informer } from './runtime/informer.ts';
@@ -78,12 +78,17 @@ export class MachineReconciler implements Reconciler {
       this.probesSinceWrite.delete(key);
       return;
     }
-    if (machine.spec.suspend) return;
+    if (machine.spec.suspend) {
+      // Not probed: the last probe's conditions stay as they were, with Suspended beside them.
+      const conditions = setCondition(machine.status?.conditions, { type: 'Suspended', status: 'True', reason: 'MachineSuspended', message: 'spec.suspend: not probed, and nothing runs for its Datasets and Vectors' }, machine.metadata.generation ?? 0, new Date(clock.now()));
+      await writeStatus(client, MACHINE, machine, { ...(machine.status ?? {}), conditions });
+      return;
+    }
     const interval = this.intervalOf(machine);
     const generation = machine.metadata.generation ?? 0;
     const ssh = machine.spec.connection.type === 'ssh';
     const status: MachineStatus = { ...(machine.status ?? {}) };
-    let conditions = status.conditions ?? [];
+    let conditions = removeCondition(status.conditions, 'Suspended');
     const now = new Date(clock.now());
     const set = (c: ConditionInput) => {
       conditions = setCondition(conditions, c, generation, now);

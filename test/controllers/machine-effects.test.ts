@@ -128,6 +128,11 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
       return c?.status === 'True' ? c : undefined;
     }, 'p1 to report Suspended');
     expect(suspended.reason).toBe('MachineSuspended');
+    const pausedMachine = await eventually(async () => {
+      const m = await client.get<Machine>(resourceOf(machineKind), 'paused');
+      return m?.status?.conditions?.some((c) => c.type === 'Suspended' && c.status === 'True') ? m : undefined;
+    }, 'the Machine to report Suspended');
+    expect(pausedMachine.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True'); // its last probe stands
     // A round that started before the change may still finish: let the other machine take one point first.
     await restorePointsPass('a1', 1);
     const frozen = await snapshotsOn(`${pausedPool.name}/p1`);
@@ -138,6 +143,10 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     await kubectlOk(tc.cluster, ['patch', 'machine', 'paused', '--type', 'merge', '-p', '{"spec":{"suspend":false}}']);
     await eventually(async () => ((await snapshotsOn(`${pausedPool.name}/p1`)).some((s) => !frozen.includes(s)) ? true : undefined), 'a new restore point of p1', 60_000);
     await eventually(async () => ((await get('p1'))?.status?.conditions?.some((c) => c.type === 'Suspended') ? undefined : true), 'the Suspended condition to go');
+    await eventually(
+      async () => ((await client.get<Machine>(resourceOf(machineKind), 'paused'))?.status?.conditions?.some((c) => c.type === 'Suspended') ? undefined : true),
+      'the Machine Suspended condition to go',
+    );
   }, 180_000);
 
   it('probes a Machine again after its own spec.probeInterval', async () => {

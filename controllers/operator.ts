@@ -18,13 +18,13 @@ import { InventoryCache } from './inventory-cache.ts';
 import { MachineReconciler } from './machine-controller.ts';
 import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
 import { StorageTargetReconciler } from './storage-target-controller.ts';
-import { TaskRunner } from './task-runner.ts';
+import { machineSlots, TaskRunner } from './task-runner.ts';
 import type { Operator, OperatorOptions } from './operator-options.ts';
 import { systemClock } from './runtime/clock.ts';
 import { Controller } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { Informer, objectKey } from './runtime/informer.ts';
-import { KubeClient, resourceOf } from './runtime/kube.ts';
+import { KubeClient, NAMESPACES, resourceOf, type KubeObject } from './runtime/kube.ts';
 import { DEFAULT_LEASE, LeaderElector } from './runtime/leader.ts';
 
 export type { Operator, OperatorOptions } from './operator-options.ts';
@@ -48,7 +48,10 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
   const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
   const storageTargets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
-  const informers = [machines, datasets, policies, vectors, storageTargets];
+  // Only labels are read, for Machines whose allowedNamespaces selects namespaces by label.
+  const namespaces = new Informer<KubeObject>(options.kubeConfig, client, NAMESPACES, log, clock);
+  const namespaceLabels = (ns: string) => namespaces.get(ns)?.metadata.labels ?? {};
+  const informers = [machines, datasets, policies, vectors, storageTargets, namespaces];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
@@ -65,9 +68,11 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
 
   registerDatasetMetrics(registry, () => datasets.list());
   registerStorageTargetMetrics(registry, () => storageTargets.list());
-  const tasks = new TaskRunner(clock);
+  const tasks = options.tasks ?? new TaskRunner(clock);
+  // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
+  machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));
   const inventories = new InventoryCache(2_000, clock);
-  const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
+  const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, vectors, clock });
 
   // Controllers live for one term of leadership; a new term starts from a fresh queue and a full resync.
   let controllers: Array<{ start(): void; stop(deadlineMs?: number): Promise<void>; isIdle(): boolean }> = [];
@@ -83,10 +88,12 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       tasks,
       events,
       clock,
+      namespaceLabels,
       enqueue: (key) => datasetController.enqueue(key),
     });
     const datasetController: Controller<Dataset> = new Controller({ name: 'dataset', informer: datasets, reconciler: datasetReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     datasetController.watch(machines, (m) => datasets.list().filter((d) => d.spec.machineRef.name === m.metadata.name).map(objectKey));
+    datasetController.watch(namespaces, (n) => datasets.list().filter((d) => d.metadata.namespace === n.metadata.name).map(objectKey));
     datasetController.watch(policies, (p) =>
       datasets
         .list()
@@ -94,7 +101,10 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
         .map(objectKey),
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
-    policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
+    // Every policy of the namespace: the one an object left must drop it from usedBy too.
+    const policiesIn = (ns: string | undefined) => policies.list().filter((p) => p.metadata.namespace === (ns ?? 'default')).map(objectKey);
+    policyController.watch(datasets, (d) => policiesIn(d.metadata.namespace));
+    policyController.watch(vectors, (v) => policiesIn(v.metadata.namespace));
     const targetReconciler = new StorageTargetReconciler({ client, targets: storageTargets, machines, vectors, connections, inventories, tasks, events, clock });
     const targetController = new Controller({ name: 'storagetarget', informer: storageTargets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
     targetController.watch(machines, (m) => storageTargets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));

@@ -3,9 +3,14 @@ import { parseHostKey } from './host-key.ts';
 import { readRemoteFile, RemoteFileError, writeRemoteFileAtomic } from './remote-file.ts';
 
 /**
- * bdr's entries in an authorized_keys file. Each entry bdr writes ends with an owner tag comment,
- * "bdr:<kind>=<namespace>/<name>" (e.g. "bdr:vector=prod/db-offsite"); bdr only ever changes lines that
- * carry a tag, and keeps every other line byte for byte.
+ * bdr's entries in an authorized_keys file. A line is bdr's only when it is exactly what `renderEntry`
+ * writes: "[<options> ]<type> <base64> <owner tag>", single spaces, the whole comment field equal to an
+ * owner tag "bdr:<kind>=<namespace>/<name>" (e.g. "bdr:vector=prod/db-offsite"), and only the restrictive
+ * options bdr itself uses (restrict, command="…", from="…", no-*). Anything else is foreign and kept byte
+ * for byte: a line whose comment merely ends with a tag ("… evil bdr:vector=ns/x"), carries other options
+ * (permitopen, environment, port-forwarding…), extra spaces, a CR, or a key bdr could not have written.
+ * So no foreign line can be crafted that bdr would rewrite or remove, except one that bdr could have
+ * written itself, in bdr's own tag namespace.
  */
 
 export const DEFAULT_AUTHORIZED_KEYS = '/root/.ssh/authorized_keys';
@@ -19,17 +24,72 @@ export function assertOwnerTag(owner: string): string {
   return owner;
 }
 
-/** Owner tag of a line, when the line is one of bdr's. */
+/** Options bdr may write: restrictions only; nothing that grants (permitopen, environment, tunnel, pty…). */
+const FLAG_OPTIONS = new Set(['restrict', 'no-pty', 'no-port-forwarding', 'no-agent-forwarding', 'no-X11-forwarding', 'no-user-rc']);
+
+// sshd `from=` patterns: a host or address pattern with * and ? wildcards, or an address/CIDR, optionally
+// negated with "!". Commas and quotes would change the option itself, so they never get this far.
+const FROM_PATTERN = /^!?(?:[A-Za-z0-9*?](?:[A-Za-z0-9*?.-]*[A-Za-z0-9*?])?|[0-9.]+\/\d{1,2}|[0-9A-Fa-f:.]+(?:\/\d{1,3})?)$/;
+
+/** Validates sshd `from=` patterns; at least one must be positive (only negations would match nobody). */
+export function assertFromPatterns(patterns: readonly string[]): readonly string[] {
+  for (const p of patterns) {
+    if (p.length > 255 || !FROM_PATTERN.test(p)) {
+      throw new RangeError(`invalid from pattern ${JSON.stringify(p)}: expected an address, a CIDR block or a host pattern, optionally with "!"`);
+    }
+    const cidr = /\/(\d+)$/.exec(p);
+    if (cidr && Number(cidr[1]) > (p.includes(':') ? 128 : 32)) throw new RangeError(`invalid from pattern ${JSON.stringify(p)}: prefix length too long`);
+  }
+  if (patterns.length > 0 && patterns.every((p) => p.startsWith('!'))) {
+    throw new RangeError('from patterns must include at least one positive pattern; only negations match no address');
+  }
+  return patterns;
+}
+
+function assertOption(option: string, seen: Set<string>): void {
+  const m = /^([A-Za-z0-9-]+)(?:="([^"]*)")?$/.exec(option);
+  const name = m?.[1] ?? '';
+  const value = m?.[2];
+  const ok =
+    m !== null &&
+    !seen.has(name) &&
+    (value === undefined
+      ? FLAG_OPTIONS.has(name)
+      : // Printable ASCII without quote or backslash: nothing sshd would unescape or end early.
+        (name === 'command' && /^[\x20-\x7e]+$/.test(value) && !/["\\]/.test(value)) ||
+        (name === 'from' && value.split(',').every((p) => FROM_PATTERN.test(p))));
+  if (!ok) throw new RangeError(`invalid authorized_keys option ${JSON.stringify(option)}: bdr writes only restrict, no-*, command="…" and from="…", each once`);
+  seen.add(name);
+}
+
+/** The entry a line holds, when the line is exactly one bdr could have written. */
+export function parseEntry(line: string): AuthorizedKeyEntry | undefined {
+  const parts = line.split(' ');
+  if (parts.length < 3) return undefined;
+  const [type = '', b64 = '', owner = ''] = parts.slice(-3);
+  const optionText = parts.slice(0, -3).join(' ');
+  if (!OWNER_TAG.test(owner)) return undefined;
+  // Options are separated by commas outside quotes; bdr's never contain a comma inside quotes except from=.
+  const options = optionText === '' ? [] : (optionText.match(/[A-Za-z0-9-]+(?:="[^"]*")?(?=,|$)/g) ?? []);
+  if (options.join(',') !== optionText) return undefined;
+  const entry: AuthorizedKeyEntry = { publicKey: `${type} ${b64}`, owner, ...(options.length > 0 ? { options } : {}) };
+  try {
+    return renderEntry(entry) === line ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Owner tag of a line, when the line is one of bdr's (see parseEntry). */
 export function ownerOf(line: string): string | undefined {
-  const last = line.trimEnd().split(/\s+/).at(-1) ?? '';
-  return OWNER_TAG.test(last) ? last : undefined;
+  return parseEntry(line)?.owner;
 }
 
 export interface AuthorizedKeyEntry {
   /** "ssh-ed25519 AAAA…" (a trailing comment is dropped: the owner tag is the comment). */
   publicKey: string;
   owner: string;
-  /** authorized_keys options, e.g. ['restrict', 'command="…"']; validated for quoting only. */
+  /** Restrictive authorized_keys options only: restrict, no-*, command="…", from="…" (each once). */
   options?: readonly string[];
 }
 
@@ -39,12 +99,44 @@ export function renderEntry(entry: AuthorizedKeyEntry): string {
   const key = parseHostKey(entry.publicKey);
   if (typeof key === 'string') throw new RangeError(`invalid public key: ${key}`);
   const [type, b64] = entry.publicKey.trim().split(/\s+/);
-  for (const option of entry.options ?? []) {
-    // An option is a word, or word="…" without embedded quotes, newlines or a comma outside the quotes.
-    if (!/^[a-z-]+(="[^"\n\\]*")?$/.test(option)) throw new RangeError(`invalid authorized_keys option ${JSON.stringify(option)}`);
-  }
+  const seen = new Set<string>();
+  for (const option of entry.options ?? []) assertOption(option, seen);
   const options = entry.options && entry.options.length > 0 ? `${entry.options.join(',')} ` : '';
   return `${options}${type} ${b64} ${entry.owner}`;
+}
+
+/**
+ * A line bdr does not own authorizes the same key as one of bdr's entries. bdr never edits foreign lines,
+ * and sshd would honour that line's options (possibly looser ones), so the key is not authorized (or not
+ * revoked) until someone removes it by hand.
+ */
+export class AuthorizedKeysConflictError extends Error {
+  constructor(
+    readonly owner: string,
+    /** 1-based line numbers of the foreign lines. */
+    readonly lines: readonly number[],
+    action: 'authorize' | 'revoke',
+  ) {
+    super(
+      action === 'authorize'
+        ? `cannot authorize ${owner}: line ${lines.join(', ')} of authorized_keys, not bdr's, holds the same key; remove it by hand`
+        : `revoked ${owner}, but line ${lines.join(', ')} of authorized_keys, not bdr's, still authorizes its key; remove it by hand`,
+    );
+    this.name = 'AuthorizedKeysConflictError';
+  }
+}
+
+/** 1-based numbers of foreign lines that mention the key blob `b64` as a word. */
+function foreignLinesWithKey(lines: readonly string[], b64: string): number[] {
+  const found: number[] = [];
+  lines.forEach((line, i) => {
+    if (ownerOf(line) === undefined && line.split(/[\s,"]+/).includes(b64)) found.push(i + 1);
+  });
+  return found;
+}
+
+function keyBlob(publicKey: string): string {
+  return publicKey.trim().split(/\s+/)[1] ?? '';
 }
 
 function splitLines(content: string): string[] {
@@ -64,9 +156,12 @@ function joinLines(lines: readonly string[]): string {
  */
 export function upsertEntry(content: string, entry: AuthorizedKeyEntry): string {
   const line = renderEntry(entry);
+  const lines = splitLines(content);
+  const conflicts = foreignLinesWithKey(lines, keyBlob(entry.publicKey));
+  if (conflicts.length > 0) throw new AuthorizedKeysConflictError(entry.owner, conflicts, 'authorize');
   const out: string[] = [];
   let placed = false;
-  for (const existing of splitLines(content)) {
+  for (const existing of lines) {
     if (ownerOf(existing) !== entry.owner) {
       out.push(existing);
     } else if (!placed) {
@@ -147,7 +242,25 @@ export function authorizeKey(connection: NodeConnection, entry: AuthorizedKeyEnt
   return editAuthorizedKeys(connection, (c) => upsertEntry(c, entry), path);
 }
 
-export function revokeKey(connection: NodeConnection, owner: string, path?: string): Promise<boolean> {
+/**
+ * Removes the owner's entries. Throws AuthorizedKeysConflictError (after removing them) when a foreign
+ * line still authorizes one of the removed keys: the revocation is then not effective.
+ */
+export async function revokeKey(connection: NodeConnection, owner: string, path?: string): Promise<boolean> {
   assertOwnerTag(owner);
-  return editAuthorizedKeys(connection, (c) => removeEntries(c, owner), path);
+  let leftover: number[] = [];
+  const changed = await editAuthorizedKeys(
+    connection,
+    (content) => {
+      const lines = splitLines(content);
+      const removedKeys = lines.filter((l) => ownerOf(l) === owner).map((l) => keyBlob(parseEntry(l)?.publicKey ?? ''));
+      const edited = removeEntries(content, owner);
+      const kept = splitLines(edited);
+      leftover = [...new Set(removedKeys.flatMap((k) => foreignLinesWithKey(kept, k)))].sort((a, b) => a - b);
+      return edited;
+    },
+    path,
+  );
+  if (leftover.length > 0) throw new AuthorizedKeysConflictError(owner, leftover, 'revoke');
+  return changed;
 }

@@ -26,9 +26,22 @@ export {
   renderEntry,
   ownerOf,
   assertOwnerTag,
+  assertFromPatterns,
+  parseEntry,
+  AuthorizedKeysConflictError,
   DEFAULT_AUTHORIZED_KEYS,
   type AuthorizedKeyEntry,
 } from './authorized-keys.ts';
-export { installGuard, guardScript, vectorKeyEntry, vectorKeyLine, DEFAULT_GUARD_PATH } from './guard.ts';
+export {
+  installGuard,
+  guardScript,
+  vectorKeyEntry,
+  vectorKeyLine,
+  vectorHoldTag,
+  REPLICA_PROPERTIES,
+  RECEIVE_ONLY_PROPERTIES,
+  DEFAULT_GUARD_PATH,
+  type GuardScriptOptions,
+} from './guard.ts';
 export { installVectorIdentity, type VectorIdentityFiles } from './identity.ts';
 export { readRemoteFile, writeRemoteFileAtomic, RemoteFileError, type RemoteFile, type WriteOptions } from './remote-file.ts';

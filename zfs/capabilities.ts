@@ -21,6 +21,8 @@ export interface ZfsCapabilities {
   sendEmbedded: boolean;
   receiveResumable: boolean;
   receiveNoMount: boolean;
+  /** `receive -o property=value` and `-x property` (OpenZFS): properties forced at receive time. */
+  receiveProperties: boolean;
   /** `zfs snapshot a@x b@y` in one atomic command. */
   multiSnapshot: boolean;
   /** `zfs destroy ds@a,b,c` in one command. */
@@ -90,6 +92,7 @@ export function capabilitiesFromUsage(input: {
     sendEmbedded: send.has('e'),
     receiveResumable: receive.has('s'),
     receiveNoMount: receive.has('u') || input.receiveNoMountAccepted,
+    receiveProperties: receive.has('o') && receive.has('x'),
     multiSnapshot: snapshotLines.some((l) => /@\S*\s+\.\.\.\s*$/.test(l)),
     batchDestroy: destroyLines.some((l) => /@\S*(%|\[,\.\.\.\])/.test(l)),
     listHolds: openzfs && usageLines(zfsUsage, 'holds').length > 0,

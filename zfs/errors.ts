@@ -6,7 +6,7 @@ import { NodeError, type NodeErrorKind } from '../nodes/errors.ts';
  * - notFound: the dataset, snapshot, pool or hold tag does not exist (re-list, then re-plan).
  * - busy: held, mounted, or in use by a send/receive (destroy later; never force it).
  * - exists: the dataset, snapshot or hold tag already exists (usually harmless on retry).
- * - noSpace: the pool is full (trigger capacity retention, alert).
+ * - noSpace: the pool or a quota is full (trigger capacity retention, alert); a receive's is DestinationFull.
  * - permissionDenied: ZFS delegation, sshd or the bdr guard refused (configuration error).
  * - unsupported: this ZFS lacks the option or command (degrade; see capabilities).
  * - conflict: the target diverged from the incremental source (needs a rollback decision or a full send).
@@ -50,15 +50,38 @@ export class ZfsError extends Error {
   }
 }
 
+/**
+ * A receive stopped because its destination is full: the quota the operator set on the vector's dataset,
+ * or the storage pool itself. Not retriable as is: it needs space (retention, a larger quota, re-pairing).
+ */
+export class DestinationFull extends ZfsError {
+  constructor(
+    /** The dataset received into. */
+    readonly dataset: string,
+    message: string,
+    details: ZfsError['details'] = {},
+  ) {
+    super('noSpace', message, { ...details, retriable: false });
+    this.name = 'DestinationFull';
+  }
+}
+
+/** A receive side's error, as DestinationFull when it ran out of space or quota. */
+export function receiveError(error: ZfsError, dataset: string): ZfsError {
+  if (error instanceof DestinationFull || error.kind !== 'noSpace') return error;
+  return new DestinationFull(dataset, `${dataset} is full (quota or pool): ${error.message}`, { ...error.details, cause: error });
+}
+
 const PATTERNS: readonly [RegExp, ZfsErrorKind][] = [
-  [/bdr-guard: /, 'permissionDenied'],
+  [/bdr-guard: refused/, 'permissionDenied'],
   // OpenSSH on the primary (direct path) speaking for the connection to the secondary.
   [/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i, 'hostKeyMismatch'],
   [/Permission denied \(publickey/i, 'authenticationFailed'],
   [/ssh: connect to host|Could not resolve hostname|Connection closed by remote host/i, 'connectFailed'],
   [/invalid option|unrecognized command|unsupported|not supported|operation not applicable|unknown option/i, 'unsupported'],
   [/permission denied|insufficient privileges|operation not permitted/i, 'permissionDenied'],
-  [/out of space|no space left|quota exceeded/i, 'noSpace'],
+  // OpenZFS maps EDQUOT to "quota exceeded" / strerror's "Disk quota exceeded"; ENOSPC to "out of space".
+  [/out of space|no space left|quota exceeded|EDQUOT|ENOSPC/i, 'noSpace'],
   [
     /has been modified[\s\S]*since most recent snapshot|does not match incremental source|most recent snapshot[\s\S]*does not\s+match|destination[\s\S]*exists[\s\S]*must specify -F|incremental source[\s\S]*is not earlier|destination already exists|destination has snapshots/i,
     'conflict',

@@ -8,7 +8,15 @@ export type {
   TransferResult,
   ZfsPrograms,
 } from './machine.ts';
-export { relay, directTransfer, directTransferArgv, type RelayOptions, type DirectRoute } from './transfer.ts';
+export {
+  relay,
+  directTransfer,
+  directTransferArgv,
+  assertSshOptions,
+  SSH_OPTION_ALLOWLIST,
+  type RelayOptions,
+  type DirectRoute,
+} from './transfer.ts';
 export { probeCapabilities, capabilitiesFromUsage, type ZfsCapabilities } from './capabilities.ts';
 export {
   BDR_USER_PROPERTIES,
@@ -22,5 +30,6 @@ export {
   type PoolEntry,
   type UserProperty,
 } from './inventory.ts';
-export { ZfsError, classifyStderr, asZfsError, type ZfsErrorKind } from './errors.ts';
+export { ZfsError, DestinationFull, receiveError, classifyStderr, asZfsError, type ZfsErrorKind } from './errors.ts';
 export { assertHoldTag, assertUserProperty, assertUserPropertyValue, datasetOf } from './validate.ts';
+export { enforceReplicaProperties, ensureReplicaQuota, replicaSpace, type ReplicaPropertyFix, type ReplicaSpace } from './replica.ts';

@@ -1,7 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { commandLine } from '../nodes/quote.ts';
-import { asZfsError, ZfsError, zfsCommandError } from './errors.ts';
+import { asZfsError, receiveError, ZfsError, zfsCommandError } from './errors.ts';
 import type { ReceiveOptions, SendOptions, TransferResult, ZfsMachine } from './machine.ts';
 
 export interface RelayOptions {
@@ -84,8 +84,9 @@ export async function relay(
     if (!pipeSettled) counter.destroy();
   }
   const sendError = outcomeError(sendOutcome, sendArgv, source.connection.description);
-  const receiveError = outcomeError(receiveOutcome, receiveArgv, target.connection.description);
-  const error = failedFirst === 'send' ? (sendError ?? receiveError) : (receiveError ?? sendError);
+  const receiveFailed = outcomeError(receiveOutcome, receiveArgv, target.connection.description);
+  const receiveSideError = receiveFailed && receiveError(receiveFailed, receiveInto.split('@')[0] ?? receiveInto);
+  const error = failedFirst === 'send' ? (sendError ?? receiveSideError) : (receiveSideError ?? sendError);
   if (error) throw error;
   // Both commands succeeded: zfs receive checksums the stream, so a late pipe error changes nothing.
   return { bytes, ms: Date.now() - started };
@@ -110,8 +111,59 @@ export interface DirectRoute {
   identityFile: string;
   /** known_hosts file on the primary holding the secondary's pinned host key. */
   knownHostsFile: string;
-  /** Extra `ssh -o` options, e.g. ['Ciphers=aes128-gcm@openssh.com']. */
+  /**
+   * Extra `ssh -o` options, e.g. ['Ciphers=aes128-gcm@openssh.com']: only those in SSH_OPTION_ALLOWLIST
+   * (tuning, never anything that runs a command, adds a hop or changes authentication; see assertSshOptions).
+   */
   sshOptions?: readonly string[];
+}
+
+const algorithms = /^[+^-]?[a-z0-9@.-]+(,[a-z0-9@.-]+)*$/;
+const integer = (min: number, max: number) => (v: string): boolean => /^\d{1,6}$/.test(v) && Number(v) >= min && Number(v) <= max;
+const oneOf = (...values: string[]) => (v: string): boolean => values.includes(v.toLowerCase());
+const QOS = ['af11', 'af12', 'af13', 'af21', 'af22', 'af23', 'af31', 'af32', 'af33', 'af41', 'af42', 'af43',
+  'cs0', 'cs1', 'cs2', 'cs3', 'cs4', 'cs5', 'cs6', 'cs7', 'ef', 'le', 'lowdelay', 'throughput', 'reliability', 'none'];
+
+/**
+ * The `ssh -o` options a DirectRoute may add, with what each value may be. Everything else is refused:
+ * ProxyCommand, LocalCommand, PermitLocalCommand, KnownHostsCommand, Match, Include (run commands or read
+ * other config), ProxyJump (another hop), and anything touching authentication or host key checking,
+ * which bdr sets itself.
+ */
+export const SSH_OPTION_ALLOWLIST: Readonly<Record<string, (value: string) => boolean>> = Object.freeze({
+  Compression: oneOf('yes', 'no'),
+  Ciphers: (v) => algorithms.test(v),
+  MACs: (v) => algorithms.test(v),
+  KexAlgorithms: (v) => algorithms.test(v),
+  ServerAliveInterval: integer(0, 3600),
+  ServerAliveCountMax: integer(1, 100),
+  ConnectTimeout: integer(1, 3600),
+  ConnectionAttempts: integer(1, 10),
+  TCPKeepAlive: oneOf('yes', 'no'),
+  IPQoS: (v) => { const parts = v.split(','); return parts.length <= 2 && parts.every((p) => QOS.includes(p.toLowerCase())); },
+  AddressFamily: oneOf('any', 'inet', 'inet6'),
+  BindAddress: (v) => /^(\d{1,3}(\.\d{1,3}){3}|[0-9A-Fa-f:]+)$/.test(v),
+  RekeyLimit: (v) => /^(\d{1,10}[KMG]?|default)$/.test(v),
+  LogLevel: oneOf('quiet', 'fatal', 'error', 'info', 'verbose'),
+});
+
+/**
+ * Validates DirectRoute.sshOptions ("Name=value", name case-insensitive as in ssh_config) and returns them
+ * with canonical names. Throws a RangeError naming the first option that is not allowed or not valid.
+ */
+export function assertSshOptions(options: readonly string[]): string[] {
+  const names = new Map(Object.keys(SSH_OPTION_ALLOWLIST).map((n) => [n.toLowerCase(), n]));
+  return options.map((option) => {
+    const eq = option.indexOf('=');
+    const rawName = eq > 0 ? option.slice(0, eq) : option;
+    const value = eq > 0 ? option.slice(eq + 1) : '';
+    const name = names.get(rawName.toLowerCase());
+    if (name === undefined) {
+      throw new RangeError(`ssh option ${JSON.stringify(rawName)} is not allowed on a direct route; allowed: ${[...names.values()].join(', ')}`);
+    }
+    if (eq <= 0 || !SSH_OPTION_ALLOWLIST[name]?.(value)) throw new RangeError(`ssh option ${name}: invalid value ${JSON.stringify(value)}`);
+    return `${name}=${value}`;
+  });
 }
 
 /**
@@ -133,16 +185,16 @@ export async function directTransferArgv(
   if (!/^[A-Za-z0-9.:-]+$/.test(route.host) || !/^[a-z_][a-z0-9_-]*$/.test(route.user) || !Number.isInteger(route.port)) {
     throw new ZfsError('invalidName', 'invalid ssh route', { retriable: false });
   }
-  for (const o of route.sshOptions ?? []) {
-    if (!/^[A-Za-z]+=[A-Za-z0-9@.,:_+-]+$/.test(o)) throw new ZfsError('invalidName', `invalid ssh option ${JSON.stringify(o)}`, { retriable: false });
-  }
+  const sshOptions = assertSshOptions(route.sshOptions ?? []);
   const sendArgv = await source.sendArgv(send);
   const receiveArgv = await receiveCapabilities.receiveArgv(receiveInto, receive);
   const ssh = [
     'ssh', '-i', route.identityFile, '-p', String(route.port),
+    // ssh keeps the first value it gets for an option: the route's tuning comes before bdr's default
+    // keepalive, and none of the allowlisted options can override the security settings that follow.
+    ...sshOptions.flatMap((o) => ['-o', o]),
     '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=yes',
     '-o', `UserKnownHostsFile=${route.knownHostsFile}`, '-o', 'ServerAliveInterval=15',
-    ...(route.sshOptions ?? []).flatMap((o) => ['-o', o]),
     `${route.user}@${route.host}`,
     // The remote side runs this through its shell (or the guard): quoted once more, as one argument.
     commandLine(receiveArgv),
@@ -174,7 +226,8 @@ export async function directTransfer(
     throw asZfsError(error, argv);
   }
   if (result.code !== 0 || /bdr: zfs send failed/.test(result.stderr)) {
-    throw zfsCommandError(['zfs', 'send|receive', ...argv.slice(2)], result, source.connection.description);
+    // zfs send never reports a full disk of its own, so "out of space" here is the receiving side's.
+    throw receiveError(zfsCommandError(['zfs', 'send|receive', ...argv.slice(2)], result, source.connection.description), receiveInto.split('@')[0] ?? receiveInto);
   }
   return { ms: Date.now() - started };
 }

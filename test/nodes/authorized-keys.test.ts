@@ -3,12 +3,15 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   authorizeKey,
+  AuthorizedKeysConflictError,
   listEntries,
   ownerOf,
+  parseEntry,
   removeEntries,
   renderEntry,
   revokeKey,
   upsertEntry,
+  type AuthorizedKeyEntry,
 } from '../../nodes/authorized-keys.ts';
 import { LocalConnection } from '../../nodes/local.ts';
 import { generateKeyPair, TestBed, type KeyPair, type TestMachine } from '../testbed/index.ts';
@@ -76,6 +79,89 @@ describe('authorized_keys editing (pure)', () => {
   });
 });
 
+/** Lines crafted to be mistaken for bdr's (all with key B and the tag of vector ns/a). */
+function lookalikes(keyB: string): string[] {
+  const tag = 'bdr:vector=ns/a';
+  return [
+    `${keyB} evil ${tag}`,
+    `${keyB} ${tag} trailing`,
+    `${keyB} ${tag} `,
+    ` ${keyB} ${tag}`,
+    `${keyB}  ${tag}`,
+    `${keyB} ${tag}\r`,
+    `${keyB}\t${tag}`,
+    `# ${keyB} ${tag}`,
+    `#restrict ${keyB} ${tag}`,
+    `permitopen="*:*",restrict ${keyB} ${tag}`,
+    `restrict,permitopen="*:*" ${keyB} ${tag}`,
+    `environment="LD_PRELOAD=/tmp/x.so" ${keyB} ${tag}`,
+    `restrict,pty ${keyB} ${tag}`,
+    `restrict,port-forwarding ${keyB} ${tag}`,
+    `restrict,restrict ${keyB} ${tag}`,
+    `command="a\\"b" ${keyB} ${tag}`,
+    `command="/bin/sh",command="/bin/false" ${keyB} ${tag}`,
+    `from="10.0.0.1" restrict ${keyB} ${tag}`,
+    `RESTRICT ${keyB} ${tag}`,
+    `tunnel="0",restrict ${keyB} ${tag}`,
+    `sk-ssh-ed25519@openssh.com ${keyB.split(' ')[1]} ${tag}`,
+    `ssh-rsa ${keyB.split(' ')[1]} ${tag}`,
+    `${keyB} ${tag}:x`,
+    `${keyB} bdr:vector=ns/a/b`,
+    `${keyB} bdr:vector=NS/a`,
+  ];
+}
+
+describe('recognising bdr\'s own lines exactly', () => {
+  it('never takes a lookalike line for bdr\'s, and never rewrites or removes it', () => {
+    const foreign = lookalikes(keyB.publicKeyNoComment);
+    for (const line of foreign) expect(ownerOf(line), line).toBeUndefined();
+    const content = `${foreign.join('\n')}\n`;
+    expect(listEntries(content)).toEqual([]);
+    // Authorizing vector ns/a appends bdr's own line; revoking removes exactly that line.
+    const entry = { publicKey: keyA.publicKeyNoComment, owner: 'bdr:vector=ns/a', options: ['restrict', 'command="/bin/false"'] };
+    const added = upsertEntry(content, entry);
+    expect(added).toBe(`${content}${renderEntry(entry)}\n`);
+    expect(listEntries(added)).toEqual([{ owner: 'bdr:vector=ns/a', line: renderEntry(entry) }]);
+    expect(removeEntries(added, 'bdr:vector=ns/a')).toBe(content);
+    expect(removeEntries(content, 'bdr:vector=ns/a')).toBe(content);
+  });
+
+  it('recognises every line it renders, and the entry round-trips (property)', () => {
+    const option = fc.constantFrom('restrict', 'no-pty', 'no-port-forwarding', 'no-agent-forwarding', 'no-X11-forwarding', 'no-user-rc');
+    const command = fc.stringMatching(/^[A-Za-z0-9 _.:/@=+,-]{1,40}$/).map((c) => `command="${c}"`);
+    const from = fc.array(fc.constantFrom('10.0.0.1', '10.*', '192.168.0.0/16', '!10.0.0.9', 'host.example', 'fe80::1'), { minLength: 1, maxLength: 3 })
+      .filter((ps) => ps.some((p) => !p.startsWith('!')))
+      .map((ps) => `from="${ps.join(',')}"`);
+    const owner = fc.tuple(fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?$/), fc.stringMatching(/^[a-z0-9]([a-z0-9.-]{0,8}[a-z0-9])?$/))
+      .map(([ns, name]) => `bdr:vector=${ns}/${name}`);
+    fc.assert(
+      fc.property(fc.uniqueArray(option), fc.option(command), fc.option(from), owner, (flags, cmd, frm, o) => {
+        const options = [...flags, ...(cmd ? [cmd] : []), ...(frm ? [frm] : [])];
+        const entry: AuthorizedKeyEntry = { publicKey: keyA.publicKeyNoComment, owner: o, ...(options.length > 0 ? { options } : {}) };
+        const line = renderEntry(entry);
+        expect(parseEntry(line)).toEqual(entry);
+        expect(ownerOf(`${line} `)).toBeUndefined();
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses to authorize a key that a foreign line already authorizes, naming the line', () => {
+    const content = `# admin\nno-pty ${keyA.publicKeyNoComment} admin@laptop\n`;
+    const error = (() => {
+      try {
+        upsertEntry(content, { publicKey: keyA.publicKeyNoComment, owner: 'bdr:vector=ns/a' });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(AuthorizedKeysConflictError);
+    expect(error).toMatchObject({ owner: 'bdr:vector=ns/a', lines: [2] });
+    expect(String(error)).toMatch(/line 2 of authorized_keys, not bdr's, holds the same key/);
+  });
+});
+
 describe('authorized_keys on a machine', () => {
   it('rewrites atomically with the same mode, keeps foreign lines and is idempotent', async () => {
     const connection = machine.connect();
@@ -103,6 +189,24 @@ describe('authorized_keys on a machine', () => {
     expect(await revokeKey(connection, 'bdr:vector=ns/a', path)).toBe(false);
     // The operator key (a foreign line) still works.
     expect((await machine.connect().exec(['echo', 'ok'])).stdout).toBe('ok\n');
+  });
+
+  it('keeps crafted lookalike lines byte for byte on the machine, and reports a revocation a foreign line defeats', async () => {
+    const path = `${machine.sshd.dir}/lookalike_keys`;
+    const foreign = `${lookalikes(keyB.publicKeyNoComment).join('\n')}\n`;
+    await writeFile(path, foreign, { mode: 0o600 });
+    const entry = { publicKey: keyA.publicKeyNoComment, owner: 'bdr:vector=ns/a', options: ['restrict'] };
+    expect(await authorizeKey(machine.connect(), entry, path)).toBe(true);
+    expect(await revokeKey(machine.connect(), 'bdr:vector=ns/a', path)).toBe(true);
+    expect(await readFile(path)).toEqual(Buffer.from(foreign));
+    expect(await revokeKey(machine.connect(), 'bdr:vector=ns/b', path)).toBe(false);
+    expect(await readFile(path)).toEqual(Buffer.from(foreign));
+
+    // Someone copied bdr's key into a line of their own: bdr removes its entry but says the key still works.
+    await authorizeKey(machine.connect(), entry, path);
+    await writeFile(path, `${await readFile(path, 'utf8')}no-pty ${keyA.publicKeyNoComment} copied-by-hand\n`);
+    await expect(revokeKey(machine.connect(), 'bdr:vector=ns/a', path)).rejects.toThrow(/line 26 of authorized_keys, not bdr's, still authorizes its key/);
+    expect(await readFile(path, 'utf8')).toBe(`${foreign}no-pty ${keyA.publicKeyNoComment} copied-by-hand\n`);
   });
 
   it('creates a missing file (and its directory) with private permissions, locally too', async () => {

@@ -1,0 +1,231 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderEntry } from '../../nodes/authorized-keys.ts';
+import { guardScript, REPLICA_PROPERTIES, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
+import { run, runOk, TestBed, type TestPool } from '../testbed/index.ts';
+
+/**
+ * The guard script on its own: shellcheck finds nothing in either variant, and run by dash (the strictest
+ * common /bin/sh) against a real zfs-fuse pool it executes what a vector needs and refuses the rest
+ * before any zfs command runs.
+ */
+const bed = new TestBed();
+let pool: TestPool;
+let prefix: string;
+let dir: string;
+const tag = 'bdr:vector:ns:vec';
+
+beforeAll(async () => {
+  pool = await bed.pool();
+  dir = join(pool.dir, 'guard');
+  await mkdir(dir, { recursive: true });
+  for (const [name, receiveProperties] of [['set', false], ['options', true]] as const) {
+    await writeFile(join(dir, `zfs-guard-${name}`), guardScript({ receiveProperties }));
+    await chmod(join(dir, `zfs-guard-${name}`), 0o755);
+  }
+  prefix = `${pool.name}/vec`;
+  await runOk(['zfs', 'create', '-o', 'canmount=off', prefix]);
+  await runOk(['zfs', 'create', `${pool.name}/other`]);
+  await runOk(['zfs', 'create', `${pool.name}/src`]);
+  await runOk(['zfs', 'snapshot', `${pool.name}/src@s1`]);
+  // The stream's properties are what a compromised primary chooses.
+  for (const p of ['canmount=on', 'sharesmb=on', 'setuid=on', 'exec=on', 'devices=on', 'readonly=off']) await runOk(['zfs', 'set', p, `${pool.name}/src`]);
+  await runOk(['zfs', 'snapshot', `${pool.name}/src@s2`]);
+}, 120_000);
+afterAll(() => bed.cleanup());
+
+/** The guard run by dash as sshd would run it, with `command` as the client's request. */
+function guard(command: string, options: { variant?: 'set' | 'options'; stdinFrom?: string; args?: string[] } = {}) {
+  const script = join(dir, `zfs-guard-${options.variant ?? 'set'}`);
+  const args = options.args ?? [prefix, tag];
+  const body = options.stdinFrom
+    ? 'zfs send -p "$1" | SSH_ORIGINAL_COMMAND="$2" dash "$3" "$4" "$5"'
+    : 'SSH_ORIGINAL_COMMAND="$2" dash "$3" "$4" "$5" </dev/null';
+  return run(['sh', '-c', body, 'sh', options.stdinFrom ?? '', command, script, ...args], { timeoutMs: 120_000 });
+}
+
+describe('guard script', () => {
+  it('passes shellcheck (Debian package) in both variants', async () => {
+    for (const receiveProperties of [false, true]) {
+      const file = join(dir, `check-${String(receiveProperties)}.sh`);
+      await writeFile(file, guardScript({ receiveProperties }));
+      const r = await run(['shellcheck', '--shell=sh', '--severity=style', file]);
+      expect({ stdout: r.stdout, code: r.code }).toEqual({ stdout: '', code: 0 });
+    }
+  });
+
+  it('refuses, under dash, every request outside what a vector needs, before running zfs', async () => {
+    const refused: [string, RegExp][] = [
+      ['', /no command given/],
+      ['sh', /only zfs receive/],
+      ['sh -c id', /only zfs commands/],
+      ['zfs', /only zfs receive/],
+      ['zpool list', /only zfs commands/],
+      ['zfs destroy -r ' + prefix, /zfs destroy is not allowed/],
+      ['zfs rollback -r ' + prefix + '/x@s1', /zfs rollback is not allowed/],
+      ['zfs set mountpoint=/root/.ssh ' + prefix + '/x', /zfs set is not allowed/],
+      ['zfs inherit -S mountpoint ' + prefix + '/x', /zfs inherit is not allowed/],
+      ['zfs mount ' + prefix + '/x', /zfs mount is not allowed/],
+      ['zfs receive -u -F ' + prefix + '/x', /zfs receive -F is not allowed/],
+      ['zfs recv -F -u ' + prefix + '/x', /zfs recv -F is not allowed/],
+      ['zfs receive -uF ' + prefix + '/x', /option -uF is not allowed/],
+      ['zfs receive ' + prefix + '/x', /must use -u/],
+      ['zfs receive -u -o mountpoint=/root/.ssh ' + prefix + '/x', /option -o is not allowed/],
+      ['zfs receive -u -x readonly ' + prefix + '/x', /option -x is not allowed/],
+      ['zfs receive -u -d ' + prefix, /option -d is not allowed/],
+      ['zfs receive -u -e ' + prefix, /option -e is not allowed/],
+      ['zfs receive -u -- ' + prefix + '/x', /option -- is not allowed/],
+      ['zfs receive -u ' + prefix, /itself is not allowed/],
+      ['zfs receive -u ' + prefix + '@s1', /itself is not allowed/],
+      ['zfs receive -u ' + pool.name + '/other/x', /outside/],
+      ['zfs receive -u ' + prefix + 'x/y', /outside/],
+      ['zfs receive -u ' + prefix + '/../other/x', /outside/],
+      ['zfs receive -u ' + prefix + '/-F', /outside/],
+      ['zfs receive -u ' + prefix + '/a ' + prefix + '/b', /exactly one target/],
+      ['zfs receive -A ' + prefix + '/x@s1', /-A takes only a dataset/],
+      ['zfs receive -u ' + prefix + '/x;id', /characters outside/],
+      ['zfs receive -u ' + prefix + '/$(id)', /characters outside/],
+      ["zfs receive -u '" + prefix + "/x'", /characters outside/],
+      ['zfs receive -u ' + prefix + '/x\tid', /characters outside/],
+      ['zfs list -H -o name', /must name datasets/],
+      ['zfs list -H -o name ' + pool.name, /outside/],
+      ['zfs list -r ' + prefix + ' ' + pool.name + '/other', /outside/],
+      ['zfs list -o name,mountpoint -r -d', /lacks its argument/],
+      ['zfs list -d x ' + prefix, /invalid depth/],
+      ['zfs list -Hr ' + prefix, /option -Hr is not allowed/],
+      ['zfs list -o ' + prefix + ' ' + pool.name, /invalid list argument/],
+      ['zfs get all ' + pool.name + '/other', /outside/],
+      ['zfs get -o name all', /must name datasets/],
+      ['zfs get -o name ' + pool.name + '/other', /invalid property list/],
+      ['zfs get mountpoint=/x ' + prefix, /invalid property list/],
+      ['zfs hold other-tag ' + prefix + '/x@s1', /tag other-tag is not allowed/],
+      ['zfs release other-tag ' + prefix + '/x@s1', /tag other-tag is not allowed/],
+      ['zfs release -r ' + tag + ' ' + prefix + '/x@s1', /tag -r is not allowed/],
+      ['zfs hold ' + tag + ' ' + pool.name + '/other@s1', /outside/],
+      ['zfs hold ' + tag + ' ' + prefix + '/x', /not a snapshot/],
+      ['zfs holds -r ' + pool.name + '/src@s1', /outside/],
+      ['zfs ' + 'list '.repeat(13200) + prefix, /longer than 65536/],
+    ];
+    for (const [command, message] of refused) {
+      const r = await guard(command);
+      expect({ command, code: r.code, stdout: r.stdout }).toEqual({ command, code: 1, stdout: '' });
+      expect(r.stderr, command).toMatch(new RegExp(`^bdr-guard: refused: .*${message.source}`));
+    }
+    // Without a tag argument the key may not hold or release at all.
+    const untagged = await guard(`zfs hold x ${prefix}/x@s1`, { args: [prefix] });
+    expect(untagged.stderr).toMatch(/this key has no hold tag/);
+    expect((await guard('zfs list ' + prefix, { args: ['-rf'] })).stderr).toMatch(/without a valid dataset prefix/);
+    expect((await guard('zfs list ' + prefix, { args: [prefix, '-x'] })).stderr).toMatch(/invalid hold tag/);
+    // Nothing of the above reached zfs.
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'all', '-o', 'name', prefix])).toBe(`${prefix}\n`);
+  });
+
+  it('runs under dash what a vector needs, exactly as asked', async () => {
+    expect(await guard(`zfs list -H -o name ${prefix}`)).toMatchObject({ code: 0, stdout: `${prefix}\n` });
+    // The login environment's PATH and the client's locale do not matter: the guard sets its own.
+    const env = await run(
+      ['sh', '-c', 'PATH=/nonexistent LANG=de_DE.UTF-8 LC_ALL=de_DE.UTF-8 SSH_ORIGINAL_COMMAND="$1" /usr/bin/dash "$2" "$3" "$4" </dev/null', 'sh', `zfs list -H -o name ${prefix}`, join(dir, 'zfs-guard-set'), prefix, tag],
+    );
+    expect(env).toMatchObject({ code: 0, stdout: `${prefix}\n` });
+    const accented = await run(
+      ['sh', '-c', 'LANG=de_DE.UTF-8 LC_ALL=de_DE.UTF-8 SSH_ORIGINAL_COMMAND="$1" /usr/bin/dash "$2" "$3" "$4" </dev/null', 'sh', `zfs list ${prefix}/\u00e9`, join(dir, 'zfs-guard-set'), prefix, tag],
+    );
+    expect(accented).toMatchObject({ code: 1, stdout: '' });
+    expect(accented.stderr).toMatch(/characters outside/);
+    // Repeated spaces do not make empty words.
+    expect(await guard(`zfs  get   -H -o value  canmount ${prefix} `)).toMatchObject({ code: 0, stdout: 'off\n' });
+
+    const received = await guard(`zfs receive -u ${prefix}/rep`, { stdinFrom: `${pool.name}/src@s1` });
+    expect(received).toMatchObject({ code: 0, stderr: '' });
+    const incremental = await run(
+      ['sh', '-c', 'zfs send -p -i @s1 "$1" | SSH_ORIGINAL_COMMAND="$2" dash "$3" "$4" "$5"', 'sh', `${pool.name}/src@s2`, `zfs recv -u ${prefix}/rep`, join(dir, 'zfs-guard-set'), prefix, tag],
+      { timeoutMs: 120_000 },
+    );
+    expect(incremental).toMatchObject({ code: 0, stderr: '' });
+    // The stream said canmount=on, sharesmb=on, setuid=on …; the guard's local values win.
+    const props = await runOk(['zfs', 'get', '-H', '-o', 'property,value,source', Object.keys(REPLICA_PROPERTIES).join(','), `${prefix}/rep`]);
+    expect(props).toBe(Object.entries(REPLICA_PROPERTIES).map(([k, v]) => `${k}\t${v}\tlocal\n`).join(''));
+
+    expect(await guard(`zfs hold ${tag} ${prefix}/rep@s1 ${prefix}/rep@s2`)).toMatchObject({ code: 0 });
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('1');
+    expect(await guard(`zfs release ${tag} ${prefix}/rep@s1 ${prefix}/rep@s2`)).toMatchObject({ code: 0 });
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('0');
+  });
+
+  it('lets nothing through that names a dataset outside the prefix, uses -F, -o, -x or another tag (property)', async () => {
+    const words = [
+      '-u', '-F', '-s', '-v', '-A', '-o', '-x', '-d', '-e', '-H', '-p', '-r', '-t', '-uF', 'all', 'name', 'mountpoint=/root/.ssh', '1',
+      prefix, `${prefix}/rep`, `${prefix}/rep@s1`, `${prefix}/new`, `${prefix}x`, `${prefix}/../other`, `${pool.name}/other`, pool.name,
+      `${pool.name}/src@s1`, tag, 'other-tag',
+    ];
+    const subs = ['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds', 'destroy', 'set', 'rollback', 'send'];
+    const underPrefix = (w: string): boolean => (w === prefix || w.startsWith(`${prefix}/`) || w.startsWith(`${prefix}@`)) && !w.includes('..');
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...subs), fc.array(fc.constantFrom(...words), { maxLength: 5 }), async (sub, args) => {
+        const r = await guard(['zfs', sub, ...args].join(' '));
+        if (/^bdr-guard: refused: /.test(r.stderr)) {
+          expect(r.code).toBe(1);
+          return;
+        }
+        // It reached zfs: then it was one of the allowed shapes.
+        expect(['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds']).toContain(sub);
+        for (const w of args) {
+          if (w.includes('/') || w === pool.name) expect(underPrefix(w), `${sub} ${args.join(' ')}`).toBe(true);
+          expect(['-F', '-x', '-e', '-uF', '-d'].includes(w) && (sub === 'receive' || sub === 'recv'), `${sub} ${args.join(' ')}`).toBe(false);
+          if (w === 'other-tag') expect(['hold', 'release']).not.toContain(sub);
+        }
+        if (sub === 'receive' || sub === 'recv') expect(args).not.toContain('-o');
+      }),
+      { numRuns: 200 },
+    );
+    // Whatever got through, nothing outside the prefix changed and the replica kept its snapshots.
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'all', '-o', 'name', `${pool.name}/other`])).toBe(`${pool.name}/other\n`);
+    expect(await runOk(['zfs', 'list', '-H', '-r', '-t', 'snapshot', '-o', 'name', `${prefix}/rep`])).toBe(`${prefix}/rep@s1\n${prefix}/rep@s2\n`);
+  });
+
+  it('adds the protective receive options itself where ZFS has them (OpenZFS variant)', async () => {
+    // zfs-fuse has no receive -o: its refusal shows the guard passed -o although the client did not.
+    const r = await guard(`zfs receive -u ${prefix}/opts`, { variant: 'options', stdinFrom: `${pool.name}/src@s1` });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/invalid option 'o'/);
+    expect((await run(['zfs', 'list', `${prefix}/opts`])).code).not.toBe(0);
+    const script = guardScript({ receiveProperties: true });
+    expect(script).toContain(
+      'exec "$ZFS" "$@" -o canmount=noauto -o mountpoint=none -o sharenfs=off -o sharesmb=off -o readonly=on -o setuid=off -o exec=off -o devices=off -o volmode=none "$target"',
+    );
+  });
+});
+
+describe('vector key entry', () => {
+  const publicKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+  const base = { publicKey, owner: 'bdr:vector=prod/db-offsite', prefix: 'tank/replicas/prod/db-offsite' };
+
+  it('passes prefix and the vector\'s own hold tag to the guard, and from= when the primary is known', () => {
+    expect(vectorHoldTag('bdr:vector=prod/db-offsite')).toBe('bdr:vector:prod:db-offsite');
+    expect(renderEntry(vectorKeyEntry(base))).toBe(
+      `restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/prod/db-offsite bdr:vector:prod:db-offsite" ${publicKey} bdr:vector=prod/db-offsite`,
+    );
+    expect(renderEntry(vectorKeyEntry({ ...base, holdTag: 'keep_1', from: ['10.0.0.5', '192.168.0.0/16', '!10.0.0.9', 'fd00::/8'] }))).toBe(
+      `restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/prod/db-offsite keep_1",from="10.0.0.5,192.168.0.0/16,!10.0.0.9,fd00::/8" ${publicKey} bdr:vector=prod/db-offsite`,
+    );
+  });
+
+  it.each([
+    [{ from: ['10.0.0.1,0.0.0.0/0'] }, /invalid from pattern/],
+    [{ from: ['10.0.0.1"'] }, /invalid from pattern/],
+    [{ from: ['*" ,permitopen="*:*'] }, /invalid from pattern/],
+    [{ from: [''] }, /invalid from pattern/],
+    [{ from: ['10.0.0.0/33'] }, /prefix length too long/],
+    [{ from: ['!10.0.0.1'] }, /at least one positive pattern/],
+    [{ holdTag: '-r' }, /invalid hold tag/],
+    [{ holdTag: 'a b' }, /invalid hold tag/],
+    [{ prefix: 'tank/../etc' }, /invalid ZFS dataset name/],
+    [{ prefix: 'tank/x y' }, /invalid ZFS dataset name/],
+    [{ guardPath: '/usr/bin/guard;id' }, /unsafe guard path/],
+    [{ owner: 'bdr:vector=ns/x evil' }, /owner tag/],
+  ])('refuses %j', (override, message) => {
+    expect(() => vectorKeyEntry({ ...base, ...override })).toThrow(message);
+  });
+});

@@ -6,6 +6,7 @@
  */
 import { datasetKind } from '../api/kinds/index.ts';
 import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/types.ts';
+import { datasetLabels, type DatasetCounters } from '../metrics/dataset-metrics.ts';
 import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
@@ -45,6 +46,7 @@ export interface DatasetControllerDeps {
   enqueue?: (key: string) => void;
   /** Full snapshot names that vectors need as incremental bases, per machine. */
   protectedSnapshots?: (machine: string) => ReadonlySet<string>;
+  metrics?: DatasetCounters;
 }
 
 export class DatasetReconciler implements Reconciler {
@@ -221,9 +223,11 @@ export class DatasetReconciler implements Reconciler {
         const obj = this.deps.datasets.get(d.key);
         if (!obj) continue;
         if (result.created.includes(d.snapshot)) {
+          this.deps.metrics?.snapshotsCreated.inc(datasetLabels(obj));
           await this.deps.events.record(obj, 'Normal', 'SnapshotCreated', `took ${short(d.snapshot)}${result.atomic && due.length > 1 ? ` with ${due.length - 1} other dataset(s) in one command` : ''}`);
         }
         const failure = result.failed.find((f) => f.name === d.snapshot);
+        if (failure) this.deps.metrics?.snapshotFailures.inc(datasetLabels(obj));
         if (failure) await this.deps.events.record(obj, 'Warning', 'SnapshotFailed', failure.error.message);
         // The others snapshotted in this round update their status and prune in their own reconcile.
         if (d.key !== requester) this.deps.enqueue?.(d.key);

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { datasetKind, machineKind, retentionPolicyKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy } from '../api/types.ts';
+import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
@@ -39,6 +40,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const client = new KubeClient(options.kubeConfig);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  registerBuildInfo(registry);
   const runtimeMetrics = new RuntimeMetrics(registry, () => clock.now());
 
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
@@ -59,7 +61,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}),
   });
 
-  registerDatasetMetrics(registry, () => datasets.list());
+  const datasetMetrics = registerDatasetMetrics(registry, () => datasets.list(), () => clock.now());
   const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
@@ -79,6 +81,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       events,
       clock,
       enqueue: (key) => datasetController.enqueue(key),
+      metrics: datasetMetrics,
     });
     const datasetController: Controller<Dataset> = new Controller({ name: 'dataset', informer: datasets, reconciler: datasetReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     datasetController.watch(machines, (m) => datasets.list().filter((d) => d.spec.machineRef.name === m.metadata.name).map(objectKey));

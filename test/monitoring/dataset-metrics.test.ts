@@ -1,0 +1,48 @@
+/** The dataset gauges that alerts compute with: the schedule interval, and suspension. */
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import type { Dataset } from '../../api/types.ts';
+import { registerDatasetMetrics, scheduleIntervalSeconds } from '../../metrics/dataset-metrics.ts';
+
+const dataset = (name: string, schedule: Dataset['spec']['schedule'], extra: Partial<Dataset['spec']> = {}): Dataset =>
+  ({
+    apiVersion: 'bdr.dev/v1alpha1',
+    kind: 'Dataset',
+    metadata: { name, namespace: 'prod' },
+    spec: { machineRef: { name: 'nas01' }, name: `tank/${name}`, schedule, retentionPolicyRef: { name: 'p' }, ...extra },
+  }) as Dataset;
+
+const NOW = Date.parse('2026-03-10T12:34:56Z');
+
+describe('bdr_dataset_schedule_interval_seconds', () => {
+  it('is the interval of an interval schedule', () => {
+    expect(scheduleIntervalSeconds(dataset('a', { interval: '15m' }), NOW)).toBe(900);
+    expect(scheduleIntervalSeconds(dataset('a', { interval: '1d' }), NOW)).toBe(86_400);
+  });
+
+  it('is the gap between the next two instants of a cron schedule', () => {
+    expect(scheduleIntervalSeconds(dataset('a', { cron: '*/10 * * * *' }), NOW)).toBe(600);
+    expect(scheduleIntervalSeconds(dataset('a', { cron: '0 2 * * *', timeZone: 'Europe/Berlin' }), NOW)).toBe(86_400);
+    // Tuesday 12:34: the next weekday runs are Wednesday 02:00 and Thursday 02:00.
+    expect(scheduleIntervalSeconds(dataset('a', { cron: '0 2 * * 1-5' }), NOW)).toBe(86_400);
+    // Friday 12:34: Monday 02:00, then Tuesday 02:00.
+    expect(scheduleIntervalSeconds(dataset('a', { cron: '0 2 * * 1-5' }), Date.parse('2026-03-13T12:34:56Z'))).toBe(86_400);
+    expect(scheduleIntervalSeconds(dataset('a', { cron: '0 2 * * 1,4' }), NOW)).toBe(4 * 86_400);
+  });
+
+  it('is absent for a schedule that does not parse', () => {
+    expect(scheduleIntervalSeconds(dataset('a', { interval: 'soon' }), NOW)).toBeUndefined();
+  });
+
+  it('is exported per dataset beside bdr_dataset_suspended', async () => {
+    const registry = new Registry();
+    registerDatasetMetrics(registry, () => [dataset('web', { interval: '1h' }), dataset('db', { interval: '5m' }, { suspend: true })], () => NOW);
+    const text = await registry.metrics();
+    expect(text).toContain('bdr_dataset_schedule_interval_seconds{namespace="prod",dataset="web",machine="nas01"} 3600');
+    expect(text).toContain('bdr_dataset_schedule_interval_seconds{namespace="prod",dataset="db",machine="nas01"} 300');
+    expect(text).toContain('bdr_dataset_suspended{namespace="prod",dataset="web",machine="nas01"} 0');
+    expect(text).toContain('bdr_dataset_suspended{namespace="prod",dataset="db",machine="nas01"} 1');
+    // No status yet: no restore-point series rather than a misleading zero.
+    expect(text).not.toMatch(/^bdr_dataset_newest_snapshot_timestamp_seconds\{/m);
+  });
+});

@@ -50,7 +50,8 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
-  const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => machineReconciler.probeSamples());
+  // Only the leader reports objects: a standby's samples would be stale, and every alert would fire once per replica.
+  const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => (leading ? machineReconciler.probeSamples() : []));
   const machineReconciler: MachineReconciler = new MachineReconciler({
     client,
     machines,
@@ -61,7 +62,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}),
   });
 
-  const datasetMetrics = registerDatasetMetrics(registry, () => datasets.list(), () => clock.now());
+  const datasetMetrics = registerDatasetMetrics(registry, () => (leading ? datasets.list() : []), () => clock.now());
   const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
@@ -145,6 +146,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     if (elector) elector.start();
     else {
       leading = true;
+      runtimeMetrics.leader.set({ name: LEASE_NAME }, 1);
       startControllers();
     }
   })();

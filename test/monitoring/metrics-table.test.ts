@@ -13,7 +13,7 @@ import { silentLogger } from '../../metrics/log.ts';
 import { MachineMetrics } from '../../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../../metrics/runtime-metrics.ts';
 import { REPO_ROOT } from '../helpers/run-bdr.ts';
-import { startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
+import { eventually, startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
 import { DEFAULT_METRIC, metricTable, type MetricRow } from './metrics-table.ts';
 
 const byName = (rows: MetricRow[]) => [...rows].sort((a, b) => a.name.localeCompare(b.name));
@@ -45,14 +45,40 @@ describe('metrics/README.md', () => {
   describe('against a started operator', () => {
     let tc: TestCluster;
     let operator: Operator;
+    let standby: Operator;
+    const election = { leaseDurationMs: 2_000, renewDeadlineMs: 1_500, retryPeriodMs: 200 };
     beforeAll(async () => {
       tc = await startTestCluster();
-      operator = await startOperator({ kubeConfig: tc.kubeConfig, leaderElection: { leaseDurationMs: 2_000, renewDeadlineMs: 1_500, retryPeriodMs: 200 }, metrics: { port: 0 }, log: silentLogger });
+      tc.apply({
+        apiVersion: 'bdr.dev/v1alpha1',
+        kind: 'Dataset',
+        metadata: { name: 'web', namespace: 'default' },
+        spec: { machineRef: { name: 'nowhere' }, name: 'tank/web', schedule: { interval: '1h' }, retentionPolicyRef: { name: 'none' } },
+      });
+      operator = await startOperator({ kubeConfig: tc.kubeConfig, namespace: 'default', identity: 'first', leaderElection: election, metrics: { port: 0 }, log: silentLogger });
       await operator.ready;
+      await eventually(() => (operator.isLeader() ? true : undefined), 'the first operator to lead');
+      standby = await startOperator({ kubeConfig: tc.kubeConfig, namespace: 'default', identity: 'second', leaderElection: election, metrics: { port: 0 }, log: silentLogger });
+      await standby.ready;
     }, 60_000);
     afterAll(async () => {
+      await standby?.stop();
       await operator?.stop();
       await tc?.stop();
+    });
+
+    it('reports objects from the leader only, so that no alert fires once per replica', async () => {
+      const scrape = async (o: Operator) => (await fetch(`${o.metricsUrl}/metrics`)).text();
+      const leaderText = await eventually(async () => {
+        const t = await scrape(operator);
+        return t.includes('bdr_dataset_schedule_interval_seconds{namespace="default",dataset="web",machine="nowhere"} 3600') ? t : undefined;
+      }, 'the leader to report the dataset');
+      expect(leaderText).toMatch(/^leader_election_master_status\{name="bdr-controller"\} 1$/m);
+      const standbyText = await scrape(standby);
+      expect(standby.isLeader()).toBe(false);
+      expect(standbyText).toMatch(/^leader_election_master_status\{name="bdr-controller"\} 0$/m);
+      expect(standbyText).not.toMatch(/^bdr_dataset_\w+\{/m);
+      expect(standbyText).not.toMatch(/^bdr_machine_up\{/m);
     });
 
     it('exports exactly the metrics of the table (besides the default process metrics), and bdr_build_info says the version', async () => {

@@ -59,8 +59,19 @@ export function registerDatasetMetrics(registry: Registry, datasets: () => reado
   gauge('bdr_dataset_suspended', 'Whether the dataset is suspended (1) or not (0)', (d) => (d.spec.suspend ? 1 : 0));
   gauge('bdr_dataset_used_bytes', 'Bytes used by the dataset and its descendants', (d) => d.status?.usedBytes);
   gauge('bdr_dataset_used_by_snapshots_bytes', "Bytes only the dataset's snapshots hold", (d) => d.status?.usedBySnapshotsBytes);
+  // Each dataset's counters exist at 0 from its first scrape, so increase() sees its first failure too.
+  const counter = (name: string, help: string) =>
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        for (const d of datasets()) this.inc(datasetLabels(d), 0);
+      },
+    });
   return {
-    snapshotsCreated: new Counter({ name: 'bdr_dataset_snapshots_created_total', help: 'Restore points bdr took of the dataset', labelNames, registers }),
-    snapshotFailures: new Counter({ name: 'bdr_dataset_snapshot_failures_total', help: 'Scheduled restore points that ZFS failed to take', labelNames, registers }),
+    snapshotsCreated: counter('bdr_dataset_snapshots_created_total', 'Restore points bdr took of the dataset'),
+    snapshotFailures: counter('bdr_dataset_snapshot_failures_total', 'Scheduled restore points that ZFS failed to take'),
   };
 }

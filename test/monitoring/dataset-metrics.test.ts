@@ -1,8 +1,9 @@
-/** The dataset gauges that alerts compute with: the schedule interval, and suspension. */
+/** The gauges and counters that alerts and dashboards compute with: schedule interval, suspension, series at 0. */
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import type { Dataset } from '../../api/types.ts';
 import { registerDatasetMetrics, scheduleIntervalSeconds } from '../../metrics/dataset-metrics.ts';
+import { RuntimeMetrics } from '../../metrics/runtime-metrics.ts';
 
 const dataset = (name: string, schedule: Dataset['spec']['schedule'], extra: Partial<Dataset['spec']> = {}): Dataset =>
   ({
@@ -42,7 +43,22 @@ describe('bdr_dataset_schedule_interval_seconds', () => {
     expect(text).toContain('bdr_dataset_schedule_interval_seconds{namespace="prod",dataset="db",machine="nas01"} 300');
     expect(text).toContain('bdr_dataset_suspended{namespace="prod",dataset="web",machine="nas01"} 0');
     expect(text).toContain('bdr_dataset_suspended{namespace="prod",dataset="db",machine="nas01"} 1');
+    // Counters start at 0 for every dataset, so increase() sees the first failure.
+    expect(text).toContain('bdr_dataset_snapshot_failures_total{namespace="prod",dataset="web",machine="nas01"} 0');
+    expect(text).toContain('bdr_dataset_snapshots_created_total{namespace="prod",dataset="db",machine="nas01"} 0');
     // No status yet: no restore-point series rather than a misleading zero.
     expect(text).not.toMatch(/^bdr_dataset_newest_snapshot_timestamp_seconds\{/m);
+  });
+});
+
+describe('runtime metrics', () => {
+  it('start every controller\'s counters at 0', async () => {
+    const registry = new Registry();
+    new RuntimeMetrics(registry).watchQueue('dataset', () => new Map());
+    const text = await registry.metrics();
+    expect(text).toContain('controller_runtime_reconcile_errors_total{controller="dataset"} 0');
+    for (const result of ['success', 'error', 'requeue_after']) expect(text).toContain(`controller_runtime_reconcile_total{controller="dataset",result="${result}"} 0`);
+    expect(text).toContain('workqueue_retries_total{name="dataset",controller="dataset"} 0');
+    expect(text).toContain('workqueue_depth{name="dataset",controller="dataset"} 0');
   });
 });

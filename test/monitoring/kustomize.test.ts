@@ -4,7 +4,7 @@
  * operator's Service, and the dashboards reach Grafana's sidecar in a ConfigMap.
  */
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,5 +54,15 @@ describe('the monitoring kustomize Component', () => {
     const ports = (service?.spec as { ports: Array<{ name: string }> }).ports.map((p) => p.name);
     expect(ports).toContain(spec.endpoints[0]?.port);
     expect(spec.endpoints[0]?.path).toBe('/metrics');
+  });
+
+  it('puts every dashboard into a ConfigMap labelled for the Grafana sidecar', () => {
+    const [cm] = find('ConfigMap').filter((o) => o.metadata.name === 'bdr-grafana-dashboards');
+    expect(cm?.metadata.namespace).toBe('bdr-system');
+    expect(cm?.metadata.labels?.grafana_dashboard).toBe('1');
+    const dir = join(REPO_ROOT, 'manifests/monitoring/dashboards');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+    expect(Object.keys(cm?.data ?? {}).sort()).toEqual(files);
+    for (const f of files) expect(JSON.parse(cm!.data![f]!), f).toEqual(JSON.parse(readFileSync(join(dir, f), 'utf8')));
   });
 });

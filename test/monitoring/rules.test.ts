@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { REPO_ROOT } from '../helpers/run-bdr.ts';
 import { metricTable, seriesNames } from './metrics-table.ts';
+import { metricNames } from './promql.ts';
 import { PROMETHEUS_RULE_FILE, prometheusRuleText, RULES_FILE, ruleGroups } from './rules.ts';
 
 const PROMTOOL = '/usr/bin/promtool';
@@ -71,10 +72,8 @@ describe('alert rules', () => {
     const exported = new Set(metricTable().flatMap(seriesNames));
     for (const name of PENDING_METRICS) expect(exported.has(name), `${name} is in metrics/README.md now: drop it from PENDING_METRICS`).toBe(false);
     const known = new Set([...exported, ...PENDING_METRICS]);
-    const keywords = new Set(['time', 'absent', 'max', 'sum', 'by', 'on', 'unless', 'increase', 'rate', 'predict_linear', 'and', 'or', 'without']);
     for (const rule of ruleGroups().flatMap((g) => g.rules)) {
-      const expr = rule.expr.replace(/\{[^}]*\}/g, '').replace(/\[[^\]]*\]/g, '').replace(/\([a-z_, ]*\)(?=\s*\()/g, '');
-      const names = [...expr.matchAll(/[a-z_][a-z0-9_:]*/g)].map((m) => m[0]).filter((n) => !keywords.has(n) && !/^(namespace|dataset|machine|controller)$/.test(n));
+      const names = metricNames(rule.expr);
       expect(names.length, rule.alert).toBeGreaterThan(0);
       for (const n of names) expect(known.has(n), `${rule.alert} reads ${n}, which bdr does not export`).toBe(true);
     }

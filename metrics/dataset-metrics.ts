@@ -5,7 +5,9 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Dataset } from '../api/types.ts';
-import { nextScheduledAfter, parseSchedule } from '../planning/schedule.ts';
+import { scheduleIntervalSeconds } from './dataset-schedule.ts';
+
+export { scheduleIntervalSeconds } from './dataset-schedule.ts';
 
 type DatasetLabel = 'namespace' | 'dataset' | 'machine';
 
@@ -17,19 +19,6 @@ export interface DatasetCounters {
 
 export function datasetLabels(d: Dataset): Record<DatasetLabel, string> {
   return { namespace: d.metadata.namespace ?? 'default', dataset: d.metadata.name, machine: d.spec.machineRef.name };
-}
-
-/**
- * Seconds between two scheduled restore points: the interval itself, or for a cron schedule the gap between
- * the next two instants after `now` (so "no restore point for twice the schedule" can be computed either way).
- * Undefined for a schedule that does not parse (the Dataset is Stalled then, which its condition says).
- */
-export function scheduleIntervalSeconds(d: Dataset, now: number): number | undefined {
-  const parsed = parseSchedule(d.spec.schedule);
-  if (!parsed.ok) return undefined;
-  if (parsed.value.kind === 'interval') return parsed.value.intervalMs / 1000;
-  const first = nextScheduledAfter(parsed.value, now);
-  return (nextScheduledAfter(parsed.value, first) - first) / 1000;
 }
 
 export function registerDatasetMetrics(registry: Registry, datasets: () => readonly Dataset[], now: () => number = Date.now): DatasetCounters {

@@ -189,7 +189,7 @@ describe('bdr status against a running bdr up', { timeout: 240_000 }, () => {
     await git(repo, 'add', '--all');
     await git(repo, 'commit', '--quiet', '-m', 'drop the stray dataset');
     await up.nextSync(syncs);
-    const { code, report } = await eventually(async () => {
+    const { report } = await eventually(async () => {
       const r = await json();
       return r.code === 0 ? r : undefined;
     }, 'status to exit 0');

@@ -41,6 +41,9 @@ export function registerDatasetMetrics(registry: Registry, datasets: () => reado
   const seconds = (at: string | undefined) => (at ? Date.parse(at) / 1000 : undefined);
   gauge('bdr_dataset_snapshots', "Number of bdr's restore points of the dataset", (d) => d.status?.restorePoints?.count);
   gauge('bdr_dataset_newest_snapshot_timestamp_seconds', 'When the newest restore point was taken', (d) => seconds(d.status?.restorePoints?.newest?.createdAt));
+  gauge('bdr_dataset_created_timestamp_seconds', 'When the Dataset object was created (the overdue alert counts from here until a first restore point)', (d) =>
+    seconds(d.metadata.creationTimestamp),
+  );
   gauge('bdr_dataset_next_snapshot_timestamp_seconds', 'When the next restore point is due (absent while suspended)', (d) => seconds(d.status?.nextSnapshotTime));
   gauge('bdr_dataset_schedule_interval_seconds', 'Seconds between two scheduled restore points (for cron: the gap between the next two)', (d) =>
     scheduleIntervalSeconds(d, now()),

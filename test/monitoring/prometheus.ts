@@ -18,6 +18,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export interface Alert {
+  labels: Record<string, string>;
+  state: 'pending' | 'firing';
+  activeAt: string;
+}
+
 export interface QueryResult {
   metric: Record<string, string>;
   value: [number, string];
@@ -39,7 +45,7 @@ export class TestPrometheus {
       JSON.stringify({
         global: { scrape_interval: '1s', evaluation_interval: '1s', scrape_timeout: '1s' },
         rule_files: ruleFiles,
-        scrape_configs: [{ job_name: 'bdr', static_configs: [{ targets }] }],
+        scrape_configs: [{ job_name: 'bdr', honor_labels: true, static_configs: [{ targets }] }],
       }),
     );
     const proc = execa(PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
@@ -66,6 +72,10 @@ export class TestPrometheus {
     const body = (await (await fetch(`${this.url}/api/v1/${path}`)).json()) as { status: string; data: T };
     if (body.status !== 'success') throw new Error(`GET ${path}: ${JSON.stringify(body)}`);
     return body.data;
+  }
+
+  async alerts(): Promise<Alert[]> {
+    return (await this.api<{ alerts: Alert[] }>('alerts')).alerts;
   }
 
   output(): string {

@@ -48,12 +48,14 @@ describe('the monitoring kustomize Component', () => {
   it('adds a ServiceMonitor that selects the operator Service and its metrics port', () => {
     const [monitor] = find('ServiceMonitor');
     const [service] = find('Service');
-    const spec = monitor?.spec as { selector: { matchLabels: Record<string, string> }; namespaceSelector: { matchNames: string[] }; endpoints: Array<{ port: string; path: string }> };
+    const spec = monitor?.spec as { selector: { matchLabels: Record<string, string> }; namespaceSelector: { matchNames: string[] }; endpoints: Array<{ port: string; path: string; honorLabels?: boolean }> };
     for (const [k, v] of Object.entries(spec.selector.matchLabels)) expect(service?.metadata.labels?.[k], k).toBe(v);
     expect(spec.namespaceSelector.matchNames).toEqual([service?.metadata.namespace]);
     const ports = (service?.spec as { ports: Array<{ name: string }> }).ports.map((p) => p.name);
     expect(ports).toContain(spec.endpoints[0]?.port);
     expect(spec.endpoints[0]?.path).toBe('/metrics');
+    // bdr's namespace label is the Dataset's, not the operator pod's.
+    expect(spec.endpoints[0]?.honorLabels).toBe(true);
   });
 
   it('puts every dashboard into a ConfigMap labelled for the Grafana sidecar', () => {

@@ -165,6 +165,7 @@ export class DatasetReconciler implements Reconciler {
       });
       this.deps.inventories.invalidate(machine.metadata.name);
       const destroyed = results.filter((r) => r.destroyed).map((r) => r.snapshot);
+      this.deps.metrics?.snapshotsPruned.inc(datasetLabels(ds), destroyed.length);
       const failed = results.filter((r): r is Extract<typeof r, { destroyed: false }> => !r.destroyed);
       if (destroyed.length > 0) {
         const reasons = plan.decisions.filter((d) => destroyed.includes(d.name)).map((d) => `${short(d.name)} (${d.reasons.join(', ')})`);

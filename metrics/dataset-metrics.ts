@@ -15,6 +15,7 @@ type DatasetLabel = 'namespace' | 'dataset' | 'machine';
 export interface DatasetCounters {
   readonly snapshotsCreated: Counter<DatasetLabel>;
   readonly snapshotFailures: Counter<DatasetLabel>;
+  readonly snapshotsPruned: Counter<DatasetLabel>;
 }
 
 export function datasetLabels(d: Dataset): Record<DatasetLabel, string> {
@@ -65,5 +66,6 @@ export function registerDatasetMetrics(registry: Registry, datasets: () => reado
   return {
     snapshotsCreated: counter('bdr_dataset_snapshots_created_total', 'Restore points bdr took of the dataset'),
     snapshotFailures: counter('bdr_dataset_snapshot_failures_total', 'Scheduled restore points that ZFS failed to take'),
+    snapshotsPruned: counter('bdr_dataset_snapshots_pruned_total', 'Restore points of the dataset that retention destroyed'),
   };
 }

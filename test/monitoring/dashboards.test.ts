@@ -167,6 +167,18 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
       expect(leader.map((r) => r.value[1])).toEqual(['1']);
     });
 
+    it('counts restore points taken and pruned (keepLast 3 of one every 2 s), and no failures', async () => {
+      await eventually(async () => ((await prom.query('sum(bdr_dataset_snapshots_pruned_total) > 0')).length > 0 ? true : undefined), 'a pruned restore point in Prometheus', 120_000);
+      const taken = await prom.query('bdr_dataset_snapshots_created_total');
+      expect(taken.map((r) => r.metric.dataset).sort()).toEqual(['db', 'web']);
+      for (const r of taken) expect(Number(r.value[1])).toBeGreaterThanOrEqual(3);
+      const failed = await prom.query('bdr_dataset_snapshot_failures_total');
+      expect(failed.map((r) => [r.metric.dataset, r.value[1]]).sort()).toEqual([
+        ['db', '0'],
+        ['web', '0'],
+      ]);
+    });
+
     it('evaluates every alert rule without error, and none fires while the fleet is healthy', async () => {
       const data = await prom.api<{ groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string; state?: string }> }> }>('rules');
       const rules = data.groups.flatMap((g) => g.rules);

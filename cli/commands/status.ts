@@ -315,10 +315,10 @@ export function renderStatus(report: FleetStatus, options: RenderOptions): strin
 
   out.push('', `MACHINES (${report.machines.length})`);
   if (report.machines.length > 0) {
-    const rows: string[][] = [['NAME', 'READY', 'REASON', 'ZFS', 'PROBED']];
+    const rows: string[][] = [['NAME', 'READY', 'REASON', 'ZFS']];
     const tones: Array<Array<'good' | 'warn' | 'bad' | 'dim' | undefined>> = [[]];
     for (const m of report.machines) {
-      rows.push([m.name, readyText(m), m.reason ?? '-', m.zfs ?? '-', when(m.lastProbe)]);
+      rows.push([m.name, readyText(m), m.reason ?? '-', m.zfs ?? '-']);
       tones.push([undefined, readyTone(m)]);
     }
     out.push(...table(rows, paint, tones));

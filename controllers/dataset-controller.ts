@@ -6,6 +6,7 @@
  */
 import { datasetKind } from '../api/kinds/index.ts';
 import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/types.ts';
+import { datasetLabels, type DatasetCounters } from '../metrics/dataset-metrics.ts';
 import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
@@ -48,6 +49,7 @@ export interface DatasetControllerDeps {
   protectedSnapshots?: (machine: string) => ReadonlySet<string>;
   /** Labels of a Namespace, for Machines whose allowedNamespaces has a selector; none known without it. */
   namespaceLabels?: (namespace: string) => Readonly<Record<string, string>>;
+  metrics?: DatasetCounters;
 }
 
 export class DatasetReconciler implements Reconciler {
@@ -182,6 +184,7 @@ export class DatasetReconciler implements Reconciler {
       });
       this.deps.inventories.invalidate(machine.metadata.name);
       const destroyed = results.filter((r) => r.destroyed).map((r) => r.snapshot);
+      this.deps.metrics?.snapshotsPruned.inc(datasetLabels(ds), destroyed.length);
       const failed = results.filter((r): r is Extract<typeof r, { destroyed: false }> => !r.destroyed);
       if (destroyed.length > 0) {
         const reasons = plan.decisions.filter((d) => destroyed.includes(d.name)).map((d) => `${short(d.name)} (${d.reasons.join(', ')})`);
@@ -245,9 +248,11 @@ export class DatasetReconciler implements Reconciler {
         const obj = this.deps.datasets.get(d.key);
         if (!obj) continue;
         if (result.created.includes(d.snapshot)) {
+          this.deps.metrics?.snapshotsCreated.inc(datasetLabels(obj));
           await this.deps.events.record(obj, 'Normal', 'SnapshotCreated', `took ${short(d.snapshot)}${result.atomic && due.length > 1 ? ` with ${due.length - 1} other dataset(s) in one command` : ''}`);
         }
         const failure = result.failed.find((f) => f.name === d.snapshot);
+        if (failure) this.deps.metrics?.snapshotFailures.inc(datasetLabels(obj));
         if (failure) await this.deps.events.record(obj, 'Warning', 'SnapshotFailed', failure.error.message);
         // The others snapshotted in this round update their status and prune in their own reconcile.
         if (d.key !== requester) this.deps.enqueue?.(d.key);

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
+import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
@@ -41,6 +42,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const client = new KubeClient(options.kubeConfig);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  registerBuildInfo(registry);
   const runtimeMetrics = new RuntimeMetrics(registry, () => clock.now());
 
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
@@ -55,7 +57,8 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
-  const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => machineReconciler.probeSamples());
+  // Only the leader reports objects: a standby's samples would be stale, and every alert would fire once per replica.
+  const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => (leading ? machineReconciler.probeSamples() : []));
   const machineReconciler: MachineReconciler = new MachineReconciler({
     client,
     machines,
@@ -66,8 +69,8 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}),
   });
 
-  registerDatasetMetrics(registry, () => datasets.list());
-  registerStorageTargetMetrics(registry, () => storageTargets.list());
+  const datasetMetrics = registerDatasetMetrics(registry, () => (leading ? datasets.list() : []), () => clock.now());
+  registerStorageTargetMetrics(registry, () => (leading ? storageTargets.list() : []));
   const tasks = options.tasks ?? new TaskRunner(clock);
   // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
   machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));
@@ -90,6 +93,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       clock,
       namespaceLabels,
       enqueue: (key) => datasetController.enqueue(key),
+      metrics: datasetMetrics,
     });
     const datasetController: Controller<Dataset> = new Controller({ name: 'dataset', informer: datasets, reconciler: datasetReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     datasetController.watch(machines, (m) => datasets.list().filter((d) => d.spec.machineRef.name === m.metadata.name).map(objectKey));
@@ -162,6 +166,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     if (elector) elector.start();
     else {
       leading = true;
+      runtimeMetrics.leader.set({ name: LEASE_NAME }, 1);
       startControllers();
     }
   })();

@@ -1,8 +1,16 @@
 /**
  * Rules across objects, which no per-object schema can check: references resolve, nothing is declared twice,
- * no two vectors write into one dataset, no vector receives into a dataset bdr also snapshots, and no
- * replication cycle. Pure: objects in, issues out; the caller decides how to show where an object came from.
+ * no two vectors write into one dataset, no vector receives into a dataset bdr also snapshots, no
+ * replication cycle; and the Machines' rules (planning/tenancy.ts): allowed namespaces, mountpoint root, roles. Pure: objects in, issues out; the caller decides how to show where an object came from.
  */
+import {
+  mountpointProblem,
+  namespaceAllowed,
+  pathProblem,
+  storageTargetMachineProblem,
+  vectorTargetMachineProblem,
+  type MachineRules,
+} from '../planning/tenancy.ts';
 import type { FieldPath } from './validation.ts';
 
 type Obj = Record<string, unknown>;
@@ -75,6 +83,24 @@ export function checkConsistency<Ref>(
   }
   const unique = [...byKey.values()];
   const nsOf = (o: Obj) => str(asObj(o.metadata)?.namespace) ?? defaultNamespace;
+  const machineOf = (name: unknown): MachineRules | undefined => {
+    const m = typeof name === 'string' ? byKey.get(`Machine//${name}`)?.obj : undefined;
+    return m ? { metadata: { name: name as string }, spec: (asObj(m.spec) ?? {}) as MachineRules['spec'] } : undefined;
+  };
+  // Namespace labels are known only for Namespaces declared beside; a selector rule on an undeclared
+  // namespace is left to the operator, which reads the live Namespace.
+  const namespaceLabels = (ns: string): Record<string, string> | undefined => {
+    const n = declared.find((d) => d.obj.kind === 'Namespace' && str(asObj(d.obj.metadata)?.name) === ns)?.obj;
+    return n ? ((asObj(asObj(n.metadata)?.labels) ?? {}) as Record<string, string>) : undefined;
+  };
+  const requireAllowed = (d: Declared<Ref>, path: FieldPath, machine: MachineRules | undefined) => {
+    if (!machine) return;
+    const ns = nsOf(d.obj);
+    const labels = namespaceLabels(ns);
+    if (machine.spec.allowedNamespaces?.selector && labels === undefined) return;
+    const verdict = namespaceAllowed(machine, ns, labels ?? {});
+    if (!verdict.ok) issues.push({ ref: d.ref, path, message: verdict.message });
+  };
 
   const requireRef = (d: Declared<Ref>, path: FieldPath, kind: string, name: unknown, namespaced: boolean) => {
     if (typeof name !== 'string') return;
@@ -91,6 +117,14 @@ export function checkConsistency<Ref>(
     const spec = asObj(d.obj.spec);
     requireRef(d, ['spec', 'machineRef', 'name'], 'Machine', asObj(spec?.machineRef)?.name, false);
     requireRef(d, ['spec', 'retentionPolicyRef', 'name'], 'RetentionPolicy', asObj(spec?.retentionPolicyRef)?.name, true);
+    const machine = machineOf(asObj(spec?.machineRef)?.name);
+    requireAllowed(d, ['spec', 'machineRef', 'name'], machine);
+    const mountpoint = str(asObj(spec?.properties)?.mountpoint);
+    // A malformed path is the object's own problem, reported by api/semantics.ts.
+    if (machine && mountpoint !== undefined && (mountpoint === 'none' || mountpoint === 'legacy' || pathProblem(mountpoint) === undefined)) {
+      const problem = mountpointProblem(mountpoint, machine.spec.mountpointRoot, machine.metadata.name);
+      if (problem) issues.push({ ref: d.ref, path: ['spec', 'properties', 'mountpoint'], message: problem });
+    }
     const loc = `machine:${str(asObj(spec?.machineRef)?.name)}:${str(spec?.name)}`;
     const other = datasetAt.get(loc);
     if (other) {
@@ -104,9 +138,12 @@ export function checkConsistency<Ref>(
 
   for (const d of unique.filter((x) => x.obj.kind === 'StorageTarget')) {
     const machines = asObj(d.obj.spec)?.machines;
-    (Array.isArray(machines) ? machines : []).forEach((m, i) =>
-      requireRef(d, ['spec', 'machines', i, 'name'], 'Machine', asObj(m)?.name, false),
-    );
+    (Array.isArray(machines) ? machines : []).forEach((m, i) => {
+      requireRef(d, ['spec', 'machines', i, 'name'], 'Machine', asObj(m)?.name, false);
+      const machine = machineOf(asObj(m)?.name);
+      const problem = machine && storageTargetMachineProblem(machine);
+      if (problem) issues.push({ ref: d.ref, path: ['spec', 'machines', i, 'name'], message: problem });
+    });
   }
 
   const vectors = unique.filter((x) => x.obj.kind === 'Vector');
@@ -121,6 +158,10 @@ export function checkConsistency<Ref>(
     requireRef(d, ['spec', 'target', 'storageTargetRef', 'name'], 'StorageTarget', asObj(target?.storageTargetRef)?.name, false);
     requireRef(d, ['spec', 'target', 'machineRef', 'name'], 'Machine', asObj(target?.machineRef)?.name, false);
     requireRef(d, ['spec', 'retentionPolicyRef', 'name'], 'RetentionPolicy', asObj(spec?.retentionPolicyRef)?.name, true);
+    const targetMachine = machineOf(asObj(target?.machineRef)?.name);
+    const roleProblem = targetMachine && vectorTargetMachineProblem(targetMachine);
+    if (roleProblem) issues.push({ ref: d.ref, path: ['spec', 'target', 'machineRef', 'name'], message: roleProblem });
+    else requireAllowed(d, ['spec', 'target', 'machineRef', 'name'], targetMachine);
 
     // A replica outside its StorageTarget's parentDataset would land where no capacity figure or cleanup looks.
     const stName = str(asObj(target?.storageTargetRef)?.name);

@@ -10,6 +10,10 @@ import { DATASET_NAME_PATTERN, MAX_ZFS_NAME_LENGTH, POOL_NAME_PATTERN } from './
 export const DURATION_PATTERN = '^([0-9]+(ms|s|m|h|d|w))+$';
 /** DNS-1123 subdomain, the rule for Kubernetes object names referenced from specs. */
 export const OBJECT_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+/** DNS-1123 label: a namespace name. */
+export const NAMESPACE_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+/** An absolute path of plain components; `.` and `..` components are refused by planning/tenancy.ts. */
+export const MOUNTPOINT_PATTERN = '^(/[A-Za-z0-9_.:+-]+)+$';
 /** metav1.Condition reason. */
 const REASON_PATTERN = '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$';
 
@@ -99,3 +103,26 @@ export const deletionPolicy = (what: string) =>
     default: 'Retain',
     description: `What happens to ${what} when this object is deleted. Retain (the default) never destroys data.`,
   }) as const;
+
+/** metav1.LabelSelector: every matchLabels pair and every expression must hold; `{}` matches everything. */
+export const labelSelector = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    matchLabels: { type: 'object', maxProperties: 64, additionalProperties: { type: 'string', maxLength: 63 } },
+    matchExpressions: {
+      type: 'array',
+      maxItems: 64,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['key', 'operator'],
+        properties: {
+          key: { type: 'string', maxLength: 317 },
+          operator: { type: 'string', enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] },
+          values: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 63 } },
+        },
+      },
+    },
+  },
+} as const;

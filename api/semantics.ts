@@ -3,6 +3,7 @@
  * bounds between fields). They run after the schema check passed, on the object as written (no defaults).
  */
 import { isValidTimeZone, validateScheduleSpec } from '../planning/schedule.ts';
+import { pathProblem, propertyProblem, selectorProblems, type LabelSelector } from '../planning/tenancy.ts';
 import { kindByName } from './kinds/index.ts';
 import { nameProblem, type NameKind } from './names.ts';
 import type { FieldIssue, FieldPath } from './validation.ts';
@@ -60,6 +61,16 @@ function checkMachine(spec: Obj, out: FieldIssue[]): void {
   const at = (field: string): FieldPath => ['spec', 'connection', field];
   const pools = Array.isArray(spec.pools) ? spec.pools : [];
   pools.forEach((p, i) => checkZfsName(p, 'pool', ['spec', 'pools', i], out));
+  if (typeof spec.mountpointRoot === 'string') {
+    const problem = pathProblem(spec.mountpointRoot);
+    if (problem) out.push({ path: ['spec', 'mountpointRoot'], message: problem });
+  }
+  const selector = asObj(asObj(spec.allowedNamespaces)?.selector);
+  if (selector) {
+    for (const p of selectorProblems(selector as LabelSelector)) {
+      out.push({ path: ['spec', 'allowedNamespaces', 'selector', 'matchExpressions', p.index], message: p.message });
+    }
+  }
   if (conn.type === 'ssh') {
     if (conn.host === undefined) out.push({ path: at('host'), message: 'required for ssh connections' });
     if (conn.hostKey === undefined) {
@@ -112,10 +123,14 @@ function checkDataset(spec: Obj, out: FieldIssue[]): void {
   checkZfsName(spec.name, 'dataset', ['spec', 'name'], out);
   checkSchedule(spec.schedule, ['spec', 'schedule'], out);
   const props = asObj(spec.properties);
-  for (const key of Object.keys(props ?? {})) {
+  for (const [key, value] of Object.entries(props ?? {})) {
     if (!ZFS_PROPERTY.test(key)) {
       out.push({ path: ['spec', 'properties', key], message: 'is not a ZFS property name (lowercase, or module:property for user properties)' });
+      continue;
     }
+    // The Machine's mountpointRoot is a rule across objects (api/consistency.ts); the path's shape is not.
+    const problem = propertyProblem(key, String(value)) ?? (key === 'mountpoint' && value !== 'none' && value !== 'legacy' ? pathProblem(String(value)) : undefined);
+    if (problem) out.push({ path: ['spec', 'properties', key], message: problem.replace(new RegExp(`^${key}: `), '') });
   }
   if (props && spec.managementPolicy !== 'Create') {
     out.push({ path: ['spec', 'properties'], message: 'only applied when bdr creates the dataset: set managementPolicy: Create or remove properties' });

@@ -6,16 +6,18 @@
  */
 import { datasetKind } from '../api/kinds/index.ts';
 import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/types.ts';
+import { datasetLabels, type DatasetCounters } from '../metrics/dataset-metrics.ts';
 import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
+import { datasetPropertiesVerdict, machineSuspendedVerdict, namespaceAllowed, type Verdict } from '../planning/tenancy.ts';
 import { ZfsError, type ZfsErrorKind } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 import { datasetPlanInput, datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, policyRules, poolOf } from './dataset-snapshots.ts';
 import type { InventoryCache } from './inventory-cache.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
 import type { Clock } from './runtime/clock.ts';
-import { findCondition, setCondition, summarize, type Outcome } from './runtime/conditions.ts';
+import { findCondition, removeCondition, setCondition, summarize, type Outcome } from './runtime/conditions.ts';
 import { addFinalizer, hasFinalizer, removeFinalizer } from './runtime/finalizers.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
@@ -45,6 +47,9 @@ export interface DatasetControllerDeps {
   enqueue?: (key: string) => void;
   /** Full snapshot names that vectors need as incremental bases, per machine. */
   protectedSnapshots?: (machine: string) => ReadonlySet<string>;
+  /** Labels of a Namespace, for Machines whose allowedNamespaces has a selector; none known without it. */
+  namespaceLabels?: (namespace: string) => Readonly<Record<string, string>>;
+  metrics?: DatasetCounters;
 }
 
 export class DatasetReconciler implements Reconciler {
@@ -69,6 +74,22 @@ export class DatasetReconciler implements Reconciler {
       if (wantsCleanup) await addFinalizer(this.deps.client, DATASET, ds);
       else await removeFinalizer(this.deps.client, DATASET, ds);
       return;
+    }
+
+    // The Machine's rules come first: a Dataset it refuses gets no command, whatever else is wrong with it.
+    const machineObj = machines.get(ds.spec.machineRef.name);
+    if (machineObj) {
+      const refused = this.refusal(ds, machineObj);
+      if (refused) {
+        await this.deps.events.record(ds, 'Warning', refused.reason, refused.message);
+        return this.finish(ds, { state: 'stalled', reason: refused.reason, message: refused.message }, {});
+      }
+      const paused = machineSuspendedVerdict(machineObj);
+      if (!paused.ok) {
+        const conditions = setCondition(ds.status?.conditions, { type: 'Suspended', status: 'True', reason: paused.reason, message: paused.message }, ds.metadata.generation ?? 0, new Date(this.deps.clock.now()));
+        // Nothing is due while paused; resuming the Machine re-queues every Dataset on it.
+        return this.finish(ds, { state: 'ready', reason: paused.reason, message: paused.message }, { conditions }, undefined, ['nextSnapshotTime']);
+      }
     }
 
     const schedule = parseSchedule(ds.spec.schedule);
@@ -163,6 +184,7 @@ export class DatasetReconciler implements Reconciler {
       });
       this.deps.inventories.invalidate(machine.metadata.name);
       const destroyed = results.filter((r) => r.destroyed).map((r) => r.snapshot);
+      this.deps.metrics?.snapshotsPruned.inc(datasetLabels(ds), destroyed.length);
       const failed = results.filter((r): r is Extract<typeof r, { destroyed: false }> => !r.destroyed);
       if (destroyed.length > 0) {
         const reasons = plan.decisions.filter((d) => destroyed.includes(d.name)).map((d) => `${short(d.name)} (${d.reasons.join(', ')})`);
@@ -186,6 +208,9 @@ export class DatasetReconciler implements Reconciler {
       ? { type: 'RetentionApplied', status: 'False' as const, reason: 'RetentionBlocked', message: blocked.join('; ') }
       : { type: 'RetentionApplied', status: 'True' as const, reason: 'Succeeded', message: 'retention policy applied' };
     status.conditions = setCondition(ds.status?.conditions, retentionCondition, generation, new Date(clock.now()));
+    status.conditions = ds.spec.suspend
+      ? setCondition(status.conditions, { type: 'Suspended', status: 'True', reason: 'DatasetSuspended', message: 'spec.suspend: no snapshots are taken or pruned' }, generation, new Date(clock.now()))
+      : removeCondition(status.conditions, 'Suspended');
     const wait = Math.max(1_000, Math.min(MAX_REQUEUE_MS, plan.nextSnapshotAt - clock.now()));
     return this.finish(ds, outcome, status, wait);
   }
@@ -202,7 +227,9 @@ export class DatasetReconciler implements Reconciler {
       const inventory = await this.inventory(machine, handle);
       const due: Array<{ key: string; snapshot: string; priority: number }> = [];
       for (const other of this.deps.datasets.list()) {
-        if (other.spec.machineRef.name !== name || other.spec.suspend) continue;
+        if (other.spec.machineRef.name !== name || other.spec.suspend || other.metadata.deletionTimestamp) continue;
+        // One command snapshots every due dataset of the machine: the Machine's rules hold for each of them.
+        if (this.refusal(other, machine) || !machineSuspendedVerdict(machine).ok) continue;
         const schedule = parseSchedule(other.spec.schedule);
         if (!schedule.ok || !inventory.datasets.some((d) => d.name === other.spec.name)) continue;
         const take = dueSnapshot({ dataset: other.spec.name, schedule: schedule.value as Schedule, snapshots: datasetSnapshots(inventory, other.spec.name), now });
@@ -221,9 +248,11 @@ export class DatasetReconciler implements Reconciler {
         const obj = this.deps.datasets.get(d.key);
         if (!obj) continue;
         if (result.created.includes(d.snapshot)) {
+          this.deps.metrics?.snapshotsCreated.inc(datasetLabels(obj));
           await this.deps.events.record(obj, 'Normal', 'SnapshotCreated', `took ${short(d.snapshot)}${result.atomic && due.length > 1 ? ` with ${due.length - 1} other dataset(s) in one command` : ''}`);
         }
         const failure = result.failed.find((f) => f.name === d.snapshot);
+        if (failure) this.deps.metrics?.snapshotFailures.inc(datasetLabels(obj));
         if (failure) await this.deps.events.record(obj, 'Warning', 'SnapshotFailed', failure.error.message);
         // The others snapshotted in this round update their status and prune in their own reconcile.
         if (d.key !== requester) this.deps.enqueue?.(d.key);
@@ -246,6 +275,17 @@ export class DatasetReconciler implements Reconciler {
    */
   private async cleanUp(ds: Dataset, machine: Machine | undefined, ctx: ReconcileContext): Promise<void> {
     if (!machine) throw new Error(`Machine ${ds.spec.machineRef.name} does not exist: cannot destroy the restore points of ${ds.spec.name}`);
+    const refused = this.refusal(ds, machine);
+    if (refused) {
+      // A Dataset the Machine refuses never owned anything there: destroy nothing, let the object go.
+      await this.deps.events.record(ds, 'Warning', refused.reason, `${refused.message}; no restore point was destroyed`);
+      await removeFinalizer(this.deps.client, DATASET, ds);
+      return;
+    }
+    if (!machineSuspendedVerdict(machine).ok) {
+      // Resuming the Machine re-queues this Dataset; the finalizer keeps it until then.
+      return;
+    }
     const handle = await this.deps.connections.get(machine);
     this.deps.inventories.invalidate(machine.metadata.name);
     const inventory = await this.inventory(machine, handle);
@@ -275,14 +315,27 @@ export class DatasetReconciler implements Reconciler {
     await removeFinalizer(this.deps.client, DATASET, ds);
   }
 
+  /** The Machine's tenancy rules for this Dataset: its namespace, then its properties. */
+  private refusal(ds: Dataset, machine: Machine): Extract<Verdict, { ok: false }> | undefined {
+    const ns = ds.metadata.namespace ?? 'default';
+    const allowed = namespaceAllowed(machine, ns, this.deps.namespaceLabels?.(ns) ?? {});
+    if (!allowed.ok) return allowed;
+    const props = datasetPropertiesVerdict(ds.spec.properties, machine);
+    return props.ok ? undefined : props;
+  }
+
   private inventory(machine: Machine, handle: MachineHandle): Promise<Inventory> {
     return this.deps.inventories.get(machine.metadata.name, handle.zfs, machine.spec.pools ?? []);
   }
 
-  private async finish(ds: Dataset, outcome: Outcome, status: DatasetStatus, requeueAfterMs?: number): Promise<ReconcileResult> {
+  private async finish(ds: Dataset, outcome: Outcome, status: DatasetStatus, requeueAfterMs?: number, omit: ReadonlyArray<keyof DatasetStatus> = []): Promise<ReconcileResult> {
     const generation = ds.metadata.generation ?? 0;
     const base: DatasetStatus = { ...(ds.status ?? {}), ...status };
-    base.conditions = summarize(status.conditions ?? ds.status?.conditions, outcome, generation, new Date(this.deps.clock.now()));
+    for (const field of omit) delete base[field];
+    let conditions = status.conditions ?? ds.status?.conditions;
+    // The Machine was resumed: whatever this reconcile found, it is no longer paused by it.
+    if (outcome.reason !== 'MachineSuspended' && findCondition(conditions, 'Suspended')?.reason === 'MachineSuspended') conditions = removeCondition(conditions, 'Suspended');
+    base.conditions = summarize(conditions, outcome, generation, new Date(this.deps.clock.now()));
     base.observedGeneration = generation;
     await writeStatus(this.deps.client, DATASET, ds, base);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : {};

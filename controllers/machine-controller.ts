@@ -11,11 +11,12 @@ import { parseDuration } from '../planning/duration.ts';
 import type { ZfsCapabilities } from '../zfs/capabilities.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import { MachineConnections, MachineSecretError } from './machine-connections.ts';
-import { setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
+import { removeCondition, setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import type { Informer } from './runtime/informer.ts';
 import { resourceOf, type KubeClient } from './runtime/kube.ts';
+import { mergePatch } from './runtime/merge-patch.ts';
 import { writeStatus } from './runtime/status.ts';
 import { machineKind } from '../api/kinds/index.ts';
 import type { Clock } from './runtime/clock.ts';
@@ -25,6 +26,12 @@ const MACHINE = resourceOf(machineKind);
 const DEFAULT_PROBE_MS = 5 * 60_000;
 /** An unreachable machine is tried again sooner than the probe interval, but not in a tight loop. */
 const UNREACHABLE_RETRY_MS = 30_000;
+/**
+ * status.lastProbeTime goes out with every status change, and otherwise with every this-many-th probe: a reader
+ * sees the probe is alive (never older than this many intervals) while an idle machine costs one write per
+ * this many probes instead of one per probe.
+ */
+export const LAST_PROBE_REFRESH_PROBES = 10;
 
 export interface MachineControllerDeps {
   client: KubeClient;
@@ -46,6 +53,8 @@ function capabilityNames(caps: ZfsCapabilities): string[] {
 
 export class MachineReconciler implements Reconciler {
   private readonly samples = new Map<string, MachineSample>();
+  /** Probes since status was last written, per machine. */
+  private readonly probesSinceWrite = new Map<string, number>();
 
   constructor(private readonly deps: MachineControllerDeps) {}
 
@@ -66,14 +75,20 @@ export class MachineReconciler implements Reconciler {
     if (!machine) {
       await connections.drop(key);
       this.samples.delete(key);
+      this.probesSinceWrite.delete(key);
       return;
     }
-    if (machine.spec.suspend) return;
+    if (machine.spec.suspend) {
+      // Not probed: the last probe's conditions stay as they were, with Suspended beside them.
+      const conditions = setCondition(machine.status?.conditions, { type: 'Suspended', status: 'True', reason: 'MachineSuspended', message: 'spec.suspend: not probed, and nothing runs for its Datasets and Vectors' }, machine.metadata.generation ?? 0, new Date(clock.now()));
+      await writeStatus(client, MACHINE, machine, { ...(machine.status ?? {}), conditions });
+      return;
+    }
     const interval = this.intervalOf(machine);
     const generation = machine.metadata.generation ?? 0;
     const ssh = machine.spec.connection.type === 'ssh';
     const status: MachineStatus = { ...(machine.status ?? {}) };
-    let conditions = status.conditions ?? [];
+    let conditions = removeCondition(status.conditions, 'Suspended');
     const now = new Date(clock.now());
     const set = (c: ConditionInput) => {
       conditions = setCondition(conditions, c, generation, now);
@@ -147,7 +162,11 @@ export class MachineReconciler implements Reconciler {
 
     status.conditions = summarize(conditions, outcome, generation, now);
     status.observedGeneration = generation;
-    await writeStatus(client, MACHINE, machine, status);
+    const since = (this.probesSinceWrite.get(key) ?? 0) + 1;
+    const changed = mergePatch(machine.status ?? {}, status) !== undefined;
+    if (changed || since >= LAST_PROBE_REFRESH_PROBES || !status.lastProbeTime) status.lastProbeTime = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const { written } = await writeStatus(client, MACHINE, machine, status);
+    this.probesSinceWrite.set(key, written ? 0 : since);
     return { requeueAfterMs };
   }
 }

@@ -1,5 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../metrics/log.ts';
+import type { TaskRunner } from './task-runner.ts';
 
 /** How `bdr up` and `bdr run` start the controllers. */
 export interface OperatorOptions {
@@ -15,6 +16,8 @@ export interface OperatorOptions {
   /** Machine probe interval override for tests (otherwise each Machine's spec.probeInterval). */
   probeIntervalMs?: number;
   log?: Logger;
+  /** The task runner (tests observe its slots and concurrency); a new one by default. */
+  tasks?: TaskRunner;
 }
 
 export interface Operator {

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
+import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
@@ -19,7 +20,7 @@ import { InventoryCache } from './inventory-cache.ts';
 import { MachineReconciler } from './machine-controller.ts';
 import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
 import { StorageTargetReconciler } from './storage-target-controller.ts';
-import { TaskRunner } from './task-runner.ts';
+import { machineSlots, TaskRunner } from './task-runner.ts';
 import { VectorReconciler } from './vector-controller.ts';
 import { VectorKeyStore } from './vector-keys.ts';
 import { VectorSweepReconciler } from './vector-sweep.ts';
@@ -28,7 +29,7 @@ import { systemClock } from './runtime/clock.ts';
 import { Controller } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { Informer, objectKey } from './runtime/informer.ts';
-import { KubeClient, resourceOf } from './runtime/kube.ts';
+import { KubeClient, NAMESPACES, resourceOf, type KubeObject } from './runtime/kube.ts';
 import { DEFAULT_LEASE, LeaderElector } from './runtime/leader.ts';
 
 export type { Operator, OperatorOptions } from './operator-options.ts';
@@ -45,6 +46,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const client = new KubeClient(options.kubeConfig);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  registerBuildInfo(registry);
   const runtimeMetrics = new RuntimeMetrics(registry, () => clock.now());
 
   const machines = new Informer<Machine>(options.kubeConfig, client, resourceOf(machineKind), log, clock);
@@ -52,11 +54,15 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
   const vectors = new Informer<Vector>(options.kubeConfig, client, resourceOf(vectorKind), log, clock);
   const storageTargets = new Informer<StorageTarget>(options.kubeConfig, client, resourceOf(storageTargetKind), log, clock);
-  const informers = [machines, datasets, policies, vectors, storageTargets];
+  // Only labels are read, for Machines whose allowedNamespaces selects namespaces by label.
+  const namespaces = new Informer<KubeObject>(options.kubeConfig, client, NAMESPACES, log, clock);
+  const namespaceLabels = (ns: string) => namespaces.get(ns)?.metadata.labels ?? {};
+  const informers = [machines, datasets, policies, vectors, storageTargets, namespaces];
   const connections = new MachineConnections(client);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
-  const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => machineReconciler.probeSamples());
+  // Only the leader reports objects: a standby's samples would be stale, and every alert would fire once per replica.
+  const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => (leading ? machineReconciler.probeSamples() : []));
   const machineReconciler: MachineReconciler = new MachineReconciler({
     client,
     machines,
@@ -67,13 +73,15 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     ...(options.probeIntervalMs !== undefined ? { probeIntervalMs: options.probeIntervalMs } : {}),
   });
 
-  registerDatasetMetrics(registry, () => datasets.list());
-  registerVectorMetrics(registry, () => vectors.list(), () => clock.now());
+  const datasetMetrics = registerDatasetMetrics(registry, () => (leading ? datasets.list() : []), () => clock.now());
+  registerStorageTargetMetrics(registry, () => (leading ? storageTargets.list() : []));
+  const tasks = options.tasks ?? new TaskRunner(clock);
+  // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
+  machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));
+  registerVectorMetrics(registry, () => (leading ? vectors.list() : []), () => clock.now());
   const vectorKeys = new VectorKeyStore(client, namespace, clock);
-  registerStorageTargetMetrics(registry, () => storageTargets.list());
-  const tasks = new TaskRunner(clock);
   const inventories = new InventoryCache(2_000, clock);
-  const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, clock });
+  const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, vectors, clock });
 
   // Controllers live for one term of leadership; a new term starts from a fresh queue and a full resync.
   let controllers: Array<{ start(): void; stop(deadlineMs?: number): Promise<void>; isIdle(): boolean }> = [];
@@ -89,10 +97,13 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       tasks,
       events,
       clock,
+      namespaceLabels,
       enqueue: (key) => datasetController.enqueue(key),
+      metrics: datasetMetrics,
     });
     const datasetController: Controller<Dataset> = new Controller({ name: 'dataset', informer: datasets, reconciler: datasetReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     datasetController.watch(machines, (m) => datasets.list().filter((d) => d.spec.machineRef.name === m.metadata.name).map(objectKey));
+    datasetController.watch(namespaces, (n) => datasets.list().filter((d) => d.metadata.namespace === n.metadata.name).map(objectKey));
     datasetController.watch(policies, (p) =>
       datasets
         .list()
@@ -100,7 +111,10 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
         .map(objectKey),
     );
     const policyController = new Controller({ name: 'retentionpolicy', informer: policies, reconciler: policyReconciler, workers: 1, metrics: runtimeMetrics, clock, log });
-    policyController.watch(datasets, (d) => [`${d.metadata.namespace ?? 'default'}/${d.spec.retentionPolicyRef.name}`]);
+    // Every policy of the namespace: the one an object left must drop it from usedBy too.
+    const policiesIn = (ns: string | undefined) => policies.list().filter((p) => p.metadata.namespace === (ns ?? 'default')).map(objectKey);
+    policyController.watch(datasets, (d) => policiesIn(d.metadata.namespace));
+    policyController.watch(vectors, (v) => policiesIn(v.metadata.namespace));
     const targetReconciler = new StorageTargetReconciler({ client, targets: storageTargets, machines, vectors, connections, inventories, tasks, events, clock });
     const targetController = new Controller({ name: 'storagetarget', informer: storageTargets, reconciler: targetReconciler, workers: 2, metrics: runtimeMetrics, clock, log });
     targetController.watch(machines, (m) => storageTargets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
@@ -183,6 +197,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     if (elector) elector.start();
     else {
       leading = true;
+      runtimeMetrics.leader.set({ name: LEASE_NAME }, 1);
       startControllers();
     }
   })();

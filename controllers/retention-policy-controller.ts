@@ -37,8 +37,10 @@ export class RetentionPolicyReconciler implements Reconciler {
       .filter((d) => (d.metadata.namespace ?? 'default') === ns && d.spec.retentionPolicyRef.name === name)
       .map((d) => d.metadata.name)
       .sort();
-    const vectors = (this.deps.vectors?.list() ?? [])
-      .filter((v) => (v.metadata.namespace ?? 'default') === ns && v.spec.retentionPolicyRef?.name === name)
+    const allVectors = this.deps.vectors?.list() ?? [];
+    const allDatasets = this.deps.datasets.list();
+    const vectors = allVectors
+      .filter((v) => (v.metadata.namespace ?? 'default') === ns && vectorRetentionPolicy(v, allVectors, allDatasets) === name)
       .map((v) => v.metadata.name)
       .sort();
     const problems = validateRetentionPolicy(policyRules(policy));
@@ -53,4 +55,27 @@ export class RetentionPolicyReconciler implements Reconciler {
     );
     await writeStatus(this.deps.client, POLICY, policy, status);
   }
+}
+
+/**
+ * The RetentionPolicy a Vector applies on its target: its own retentionPolicyRef, else its source's (the source
+ * Dataset's policy, or, for a chain of vectors, the policy of the Vector it mirrors, and so on). Undefined when
+ * the chain breaks (a missing source) or loops.
+ */
+export function vectorRetentionPolicy(vector: Vector, vectors: readonly Vector[], datasets: readonly Dataset[]): string | undefined {
+  const ns = vector.metadata.namespace ?? 'default';
+  const seen = new Set<string>();
+  let cur: Vector | undefined = vector;
+  while (cur && !seen.has(cur.metadata.name)) {
+    seen.add(cur.metadata.name);
+    if (cur.spec.retentionPolicyRef) return cur.spec.retentionPolicyRef.name;
+    const source: Vector['spec']['source'] = cur.spec.source;
+    if (source.datasetRef) {
+      const dsName = source.datasetRef.name;
+      return datasets.find((d) => (d.metadata.namespace ?? 'default') === ns && d.metadata.name === dsName)?.spec.retentionPolicyRef.name;
+    }
+    const next: string | undefined = source.vectorRef?.name;
+    cur = vectors.find((v) => (v.metadata.namespace ?? 'default') === ns && v.metadata.name === next);
+  }
+  return undefined;
 }

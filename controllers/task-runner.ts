@@ -3,7 +3,8 @@
  * tasks; whenever one is submitted or finishes, the planner picks what may start now given the machine's free
  * ZFS and transfer slots, the priorities, the action order and the boost of recently failed sends.
  */
-import { selectTasksToStart, type MachineSlots, type QueuedTask, type RunningTask, type TaskAction, type TaskKind } from '../planning/tasks.ts';
+import { DEFAULT_SLOTS, selectTasksToStart, type MachineSlots, type QueuedTask, type RunningTask, type TaskAction, type TaskKind } from '../planning/tasks.ts';
+import type { Machine } from '../api/types.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 
 export interface TaskRequest<T> {
@@ -26,13 +27,30 @@ export class TaskRunner {
   private readonly running = new Map<string, RunningTask>();
   private readonly slots = new Map<string, MachineSlots>();
   private readonly failedSends = new Map<string, number>();
+  /** Most tasks of one kind seen running at once on a machine, since the runner started (tests, benchmarks). */
+  private readonly peaks = new Map<string, number>();
   private seq = 0;
 
   constructor(private readonly clock: Clock = systemClock) {}
 
+  /** The Machine's spec.slots; raising them starts waiting work at once, lowering them lets running work finish. */
   setSlots(machine: string, slots: MachineSlots): void {
     this.slots.set(machine, slots);
     this.pump();
+  }
+
+  /** Back to the defaults, for a Machine that is gone. */
+  forgetSlots(machine: string): void {
+    this.slots.delete(machine);
+    this.pump();
+  }
+
+  slotsOf(machine: string): MachineSlots {
+    return this.slots.get(machine) ?? DEFAULT_SLOTS;
+  }
+
+  peakRunning(machine: string, kind: TaskKind): number {
+    return this.peaks.get(`${machine}/${kind}`) ?? 0;
   }
 
   /** Tasks waiting and running per machine, for metrics and tests. */
@@ -55,6 +73,9 @@ export class TaskRunner {
     return new Promise<T>((resolve, reject) => {
       const start = () => {
         this.running.set(id, { id, machine: task.machine, kind: task.kind });
+        const now = [...this.running.values()].filter((r) => r.machine === task.machine && r.kind === task.kind).length;
+        const peakKey = `${task.machine}/${task.kind}`;
+        if (now > (this.peaks.get(peakKey) ?? 0)) this.peaks.set(peakKey, now);
         request
           .run()
           .then(
@@ -91,4 +112,9 @@ export class TaskRunner {
       pending?.start();
     }
   }
+}
+
+/** A Machine's spec.slots with the schema's defaults (an object written before the defaults existed has none). */
+export function machineSlots(machine: Machine): MachineSlots {
+  return { zfs: machine.spec.slots?.zfs ?? DEFAULT_SLOTS.zfs, transfer: machine.spec.slots?.transfer ?? DEFAULT_SLOTS.transfer };
 }

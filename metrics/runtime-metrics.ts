@@ -4,6 +4,8 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
+/** The `result` label values of controller_runtime_reconcile_total (controller-runtime's, minus `requeue`). */
+export const RECONCILE_RESULTS = ['success', 'error', 'requeue_after'] as const;
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
 export class RuntimeMetrics {
@@ -116,6 +118,13 @@ export class RuntimeMetrics {
   watchQueue(controller: string, processing: () => ReadonlyMap<string, number>) {
     this.queues.set(controller, processing);
     const labels = { name: controller, controller };
+    // Every series exists from the start at 0, as controller-runtime does: rate() and increase() then see the
+    // first error, and a dashboard shows 0 rather than "no data".
+    for (const result of RECONCILE_RESULTS) this.reconcileTotal.inc({ controller, result }, 0);
+    this.reconcileErrors.inc({ controller }, 0);
+    this.adds.inc(labels, 0);
+    this.retries.inc(labels, 0);
+    this.depth.set(labels, 0);
     return {
       depth: (d: number) => this.depth.set(labels, d),
       added: () => this.adds.inc(labels),

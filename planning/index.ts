@@ -57,3 +57,23 @@ export {
   type PairingTarget,
   type VectorPairingRequest,
 } from './pairing.ts';
+export {
+  ALLOWED_PROPERTIES,
+  NAMESPACE_NAME_LABEL,
+  REFUSED_PROPERTIES,
+  datasetPropertiesVerdict,
+  datasetPropertyProblems,
+  describeAllowedNamespaces,
+  machineSuspendedVerdict,
+  mountpointProblem,
+  namespaceAllowed,
+  pathProblem,
+  propertyProblem,
+  selectorMatches,
+  storageTargetMachineProblem,
+  vectorTargetMachineProblem,
+  type AllowedNamespaces,
+  type LabelSelector,
+  type MachineRules,
+  type Verdict,
+} from './tenancy.ts';

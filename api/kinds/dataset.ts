@@ -25,7 +25,9 @@ export const datasetSpec = {
     properties: {
       type: 'object',
       maxProperties: 64,
-      description: 'ZFS properties set on creation (Create only), e.g. compression: lz4.',
+      description:
+        'ZFS properties set on creation (Create only), e.g. compression: lz4. Only properties that cannot reach beyond the dataset are accepted ' +
+        '(compression, recordsize, quota, atime, user properties module:name, …; see api/README.md); mountpoint only below the Machine\'s spec.mountpointRoot.',
       additionalProperties: { type: 'string', maxLength: 1024, pattern: '^[A-Za-z0-9_.:=,/+-]*$' },
     },
     suspend,

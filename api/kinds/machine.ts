@@ -1,4 +1,4 @@
-import { conditions, duration, localObjectRef, OBJECT_NAME_PATTERN, poolName, suspend } from '../schema-parts.ts';
+import { conditions, duration, labelSelector, localObjectRef, MOUNTPOINT_PATTERN, NAMESPACE_PATTERN, OBJECT_NAME_PATTERN, poolName, suspend } from '../schema-parts.ts';
 
 /** OpenSSH public key types bdr accepts as a pinned host key. */
 export const HOST_KEY_PATTERN =
@@ -84,7 +84,33 @@ export const machineSpec = {
         ),
       },
     },
-    suspend,
+    allowedNamespaces: {
+      type: 'object',
+      additionalProperties: false,
+      description:
+        'Namespaces whose Datasets and Vectors may use this machine: those listed in names, plus those whose labels match selector. ' +
+        'Omitted or empty: none may (bdr runs commands here as root, so access is granted, never assumed). `selector: {}` allows every namespace.',
+      properties: {
+        names: {
+          type: 'array',
+          maxItems: 1024,
+          description: 'Namespace names.',
+          items: { type: 'string', pattern: NAMESPACE_PATTERN, maxLength: 63 },
+        },
+        selector: { ...labelSelector, description: "A label selector on the Namespace object (also matches kubernetes.io/metadata.name, which Kubernetes sets to the namespace's name)." },
+      },
+    },
+    mountpointRoot: {
+      type: 'string',
+      pattern: MOUNTPOINT_PATTERN,
+      maxLength: 1024,
+      description:
+        'Absolute directory under which a Dataset may set its mountpoint property (e.g. /srv/tenants). Omitted: no Dataset may set mountpoint.',
+    },
+    suspend: {
+      ...suspend,
+      description: 'Pause this machine: no probe, and no command for any Dataset or Vector on it (their condition Suspended=True). Running work finishes.',
+    },
   },
 } as const;
 
@@ -126,7 +152,11 @@ export const machineStatus = {
         },
       },
     },
-    lastProbeTime: { type: 'string', format: 'date-time' },
+    lastProbeTime: {
+      type: 'string',
+      format: 'date-time',
+      description: 'When bdr last probed the machine; refreshed with every status change and at least every tenth probe, so an idle machine costs one write per ten probes.',
+    },
   },
 } as const;
 

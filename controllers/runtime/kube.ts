@@ -42,7 +42,11 @@ export const resourceOf = (kind: KindDefinition): ResourceType => ({
   namespaced: kind.scope === 'Namespaced',
 });
 
-export const apiPath = (r: ResourceType): string => `/apis/${r.group}/${r.version}/${r.plural}`;
+/** The core group ("") lives under /api, every other group under /apis. */
+export const apiPath = (r: ResourceType): string => (r.group === '' ? `/api/${r.version}/${r.plural}` : `/apis/${r.group}/${r.version}/${r.plural}`);
+
+/** Namespaces, for the Machines' allowedNamespaces selectors (only their labels are read). */
+export const NAMESPACES: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 
 export function statusCode(err: unknown): number | undefined {
   if (err instanceof ApiException) return err.code;
@@ -72,6 +76,7 @@ export class KubeClient {
   }
 
   async list<T extends KubeObject>(r: ResourceType): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
+    if (r === NAMESPACES) return (await this.core.listNamespace()) as unknown as { items: T[]; metadata: { resourceVersion?: string } };
     const base = { group: r.group, version: r.version, plural: r.plural };
     return (await this.custom.listClusterCustomObject(base)) as { items: T[]; metadata: { resourceVersion?: string } };
   }

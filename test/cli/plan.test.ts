@@ -69,7 +69,7 @@ describe('bdr plan', () => {
 
     repo = await mkdtemp(join(tmpdir(), 'bdr-plan-'));
     const docs = [
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name] } },
+      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
       policy,
       dataset('vms', vms, 'local', '1h'),
       dataset('db', db, 'local', '1d'),
@@ -170,7 +170,7 @@ describe('bdr plan', () => {
     const dir = await mkdtemp(join(tmpdir(), 'bdr-plan-ssh-'));
     try {
       const { namespace: _ns, ...meta } = ssh.machine.metadata;
-      const docs = [{ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name] } }, policy, dataset('vms', vms, ssh.name, '1h')];
+      const docs = [{ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name], allowedNamespaces: { names: ['default'] } } }, policy, dataset('vms', vms, ssh.name, '1h')];
       await writeFile(join(dir, 'bdr.yaml'), docs.map((d) => stringify(d)).join('---\n'));
       const missing = await bdr(['plan', '--repo', dir, '--at', iso(T0 + 9.5 * HOUR)]);
       expect(missing.code).toBe(1);

@@ -58,7 +58,7 @@ describe('bdr restore', () => {
 
     repo = await mkdtemp(join(tmpdir(), 'bdr-restore-'));
     const docs = [
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name] } },
+      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
       policy,
       dataset('local', data),
     ];

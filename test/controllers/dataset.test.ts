@@ -69,7 +69,7 @@ describe('Dataset controller with an injected clock on zfs-fuse', () => {
     client = new KubeClient(tc.kubeConfig);
     clock = new FakeClock(START);
     zfs = new ZfsMachine(new LocalConnection());
-    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name] } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
     const m = await client.get<Machine>(resourceOf(machineKind), 'local');
     await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name: 'local' } }, {
       conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],
@@ -211,6 +211,29 @@ describe('Dataset controller with an injected clock on zfs-fuse', () => {
     expect(Math.max(...counts)).toBeLessThanOrEqual(10);
     expect(counts.at(-1)).toBe(10);
   }, 300_000);
+
+  it('takes and prunes nothing for a suspended Dataset, and says so in condition Suspended', async () => {
+    await applyPolicy('paused', { keepLast: 1 });
+    const dataset = `${pool.name}/paused`;
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name: 'paused', namespace: 'default' },
+      spec: { machineRef: { name: 'local' }, name: dataset, schedule: { interval: '1h' }, retentionPolicyRef: { name: 'paused' }, managementPolicy: 'Create', suspend: true },
+    });
+    await eventually(() => (datasets.get('default/paused')?.spec.suspend ? true : undefined), 'the suspended Dataset in the cache');
+    for (let i = 0; i < 3; i++) {
+      clock.advance(HOUR);
+      await reconciler.reconcile('default/paused', ctx('default/paused'));
+    }
+    expect(await ownedHours(zfs, dataset)).toEqual([]);
+    const ds = await eventually(async () => {
+      const obj = await client.get<Dataset>(resourceOf(datasetKind), 'paused', 'default');
+      return obj?.status?.conditions?.some((c) => c.type === 'Suspended') ? obj : undefined;
+    }, 'condition Suspended');
+    expect(ds.status?.conditions?.find((c) => c.type === 'Suspended')?.reason).toBe('DatasetSuspended');
+    expect(ds.status?.nextSnapshotTime).toBeUndefined();
+  });
 
   it('stalls a Dataset whose pool the Machine does not manage, and runs nothing for it', async () => {
     await applyPolicy('unmanaged', { keepLast: 1 });

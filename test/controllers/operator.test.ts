@@ -20,7 +20,19 @@ describe('the operator end to end: Machine → Dataset → snapshots and retenti
     pool = await bed.pool();
     tc = await startTestCluster();
     client = new KubeClient(tc.kubeConfig);
-    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'here' }, spec: { connection: { type: 'local' }, pools: [pool.name] } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'here' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'other', namespace: 'default' }, spec: { keepLast: 5 } });
+    // No Vector controller runs here: these only say which policy each vector applies on its target.
+    const vector = (name: string, source: object, extra: object = {}) =>
+      tc.apply({
+        apiVersion: 'bdr.dev/v1alpha1',
+        kind: 'Vector',
+        metadata: { name, namespace: 'default' },
+        spec: { source, target: { machineRef: { name: 'vault' }, dataset: `vault/${name}` }, ...extra },
+      });
+    vector('v-default', { datasetRef: { name: 'demo' } }); // the source Dataset's policy: two
+    vector('v-chain', { vectorRef: { name: 'v-default' } }); // the source Vector's, hence two
+    vector('v-own', { datasetRef: { name: 'demo' } }, { retentionPolicyRef: { name: 'other' } });
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'two', namespace: 'default' }, spec: { keepLast: 2 } });
     tc.apply({
       apiVersion: 'bdr.dev/v1alpha1',
@@ -62,6 +74,12 @@ describe('the operator end to end: Machine → Dataset → snapshots and retenti
       return p?.status?.usedBy?.datasets?.length ? p : undefined;
     }, 'RetentionPolicy status');
     expect(policy.status?.usedBy?.datasets).toEqual(['demo']);
+    expect(policy.status?.usedBy?.vectors).toEqual(['v-chain', 'v-default']);
+    const other = await eventually(async () => {
+      const p = await client.get<RetentionPolicy>(resourceOf(retentionPolicyKind), 'other', 'default');
+      return p?.status?.usedBy?.vectors?.length ? p : undefined;
+    }, 'RetentionPolicy other status');
+    expect(other.status?.usedBy).toEqual({ datasets: [], vectors: ['v-own'] });
     expect(policy.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
 
     const metrics = await (await fetch(`${operator.metricsUrl}/metrics`)).text();

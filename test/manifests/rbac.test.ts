@@ -67,7 +67,7 @@ describe('manifests/', () => {
       apiVersion: 'bdr.dev/v1alpha1',
       kind: 'Machine',
       metadata: { name: 'remote' },
-      spec: { connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } } },
+      spec: { connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } }, allowedNamespaces: { names: ['default'] } },
     });
     // A pinned key that does not match: makes the operator record (and then re-record) a Warning event.
     tc.apply({

@@ -1,0 +1,197 @@
+/**
+ * The Grafana dashboards against a real Prometheus scraping a real `bdr up` with datasets on zfs-fuse: every
+ * panel's query must parse, return data, and read only metrics that bdr exports. The alert rules are loaded
+ * into the same Prometheus and must evaluate without errors, and stay silent while everything is healthy.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../helpers/run-bdr.ts';
+import { BdrUp, commitAll, eventually, initRepo, tempDir, writeRepoFile } from '../gitops/harness.ts';
+import { TestBed, type TestPool } from '../testbed/index.ts';
+import { metricNames } from './promql.ts';
+import { TestPrometheus } from './prometheus.ts';
+import { RULES_FILE } from './rules.ts';
+
+const DASHBOARDS = join(REPO_ROOT, 'manifests/monitoring/dashboards');
+
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  panels?: Panel[];
+  datasource?: { type: string; uid: string };
+  targets?: Array<{ refId: string; expr: string; datasource?: { uid: string } }>;
+}
+interface Dashboard {
+  uid: string;
+  title: string;
+  panels: Panel[];
+  templating: { list: Array<{ name: string; type: string; query: string }> };
+}
+
+function dashboards(): Array<{ file: string; dashboard: Dashboard }> {
+  return readdirSync(DASHBOARDS)
+    .filter((f) => f.endsWith('.json'))
+    .map((file) => ({ file, dashboard: JSON.parse(readFileSync(join(DASHBOARDS, file), 'utf8')) as Dashboard }));
+}
+
+function panels(d: Dashboard): Panel[] {
+  return d.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
+}
+
+/** What Grafana substitutes before sending a query; with a 1 s scrape, 10 s holds enough samples for rate(). */
+function expand(expr: string): string {
+  return expr.replaceAll('$__rate_interval', '10s').replaceAll('$__interval', '2s').replaceAll('$__range', '1m');
+}
+
+const machine = (pool: string) => `apiVersion: bdr.dev/v1alpha1
+kind: Machine
+metadata:
+  name: here
+spec:
+  connection:
+    type: local
+  pools: [${pool}]
+  probeInterval: 5s
+`;
+const policy = `apiVersion: bdr.dev/v1alpha1
+kind: RetentionPolicy
+metadata:
+  name: short
+  namespace: default
+spec:
+  keepLast: 3
+`;
+const dataset = (name: string, zfs: string) => `apiVersion: bdr.dev/v1alpha1
+kind: Dataset
+metadata:
+  name: ${name}
+  namespace: default
+spec:
+  machineRef: { name: here }
+  name: ${zfs}
+  schedule: { interval: 2s }
+  retentionPolicyRef: { name: short }
+  managementPolicy: Create
+`;
+
+describe('dashboards and rules against a real Prometheus scraping bdr up', { timeout: 240_000 }, () => {
+  it('has well-formed dashboards: a datasource variable, unique panel ids, every query on that datasource', () => {
+    const all = dashboards();
+    expect(all.map((d) => d.file).sort()).toEqual(['fleet.json', 'operator.json']);
+    for (const { file, dashboard } of all) {
+      expect(dashboard.uid, file).toMatch(/^bdr-/);
+      expect(dashboard.templating.list).toContainEqual(expect.objectContaining({ name: 'datasource', type: 'datasource', query: 'prometheus' }));
+      const ids = panels(dashboard).map((p) => p.id);
+      expect(new Set(ids).size, file).toBe(ids.length);
+      for (const p of panels(dashboard).filter((x) => x.type !== 'row')) {
+        expect(p.targets?.length, `${file} ${p.title}`).toBeGreaterThan(0);
+        for (const t of p.targets ?? []) expect(t.datasource?.uid, `${file} ${p.title}`).toBe('${datasource}');
+      }
+    }
+  });
+
+  describe('with data', () => {
+    const tmp = tempDir('bdr-prometheus-');
+    const bed = new TestBed();
+    let pool: TestPool;
+    let up: BdrUp;
+    let prom: TestPrometheus;
+    let exported: Set<string>;
+
+    beforeAll(async () => {
+      pool = await bed.pool();
+      const repo = join(tmp.path, 'repo');
+      await initRepo(repo);
+      await writeRepoFile(repo, 'machine.yaml', machine(pool.name));
+      await writeRepoFile(repo, 'policy.yaml', policy);
+      await writeRepoFile(repo, 'web.yaml', dataset('web', `${pool.name}/web`));
+      await writeRepoFile(repo, 'db.yaml', dataset('db', `${pool.name}/db`));
+      await commitAll(repo, 'fleet');
+      up = new BdrUp(['--repo', repo, '--interval', '1h'], join(tmp.path, 'state'));
+      await up.ready();
+      const metricsUrl = /metrics:\s+(http:\/\/\S+)\/metrics/.exec(up.stdout)?.[1];
+      if (!metricsUrl) throw new Error(`bdr up printed no metrics URL:\n${up.stdout}`);
+      prom = await TestPrometheus.start(tmp.path, [new URL(metricsUrl).host], [RULES_FILE]);
+      // Data has arrived: restore points taken and pruned, 15 s of scrapes for rate() and predict_linear().
+      await eventually(async () => ((await prom.query('sum(bdr_dataset_snapshots_created_total) >= 6')).length > 0 ? true : undefined), `restore points in Prometheus\n${prom.output()}`, 120_000);
+      await eventually(async () => ((await prom.query('count_over_time(bdr_build_info[1m]) >= 15')).length > 0 ? true : undefined), '15 s of scrapes', 120_000);
+      const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+      exported = new Set([...text.matchAll(/^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/gm)].map((m) => m[1]!));
+    }, 240_000);
+
+    afterAll(async () => {
+      await prom?.stop();
+      if (up) await up.stop('SIGTERM');
+      await bed.cleanup();
+      tmp.remove();
+    });
+
+    it('answers every panel query with data, reading only metrics bdr exports', async () => {
+      const failures: string[] = [];
+      let queries = 0;
+      for (const { file, dashboard } of dashboards()) {
+        for (const p of panels(dashboard)) {
+          for (const t of p.targets ?? []) {
+            queries += 1;
+            const where = `${file} "${p.title}" ${t.refId}: ${t.expr}`;
+            const names = metricNames(t.expr);
+            if (names.length === 0) failures.push(`${where}: names no metric`);
+            for (const n of names) if (!exported.has(n)) failures.push(`${where}: bdr does not export ${n}`);
+            try {
+              const result = await prom.query(expand(t.expr));
+              if (result.length === 0) failures.push(`${where}: no data`);
+            } catch (err) {
+              failures.push(`${where}: ${(err as Error).message}`);
+            }
+          }
+        }
+      }
+      expect(failures).toEqual([]);
+      expect(queries).toBeGreaterThan(30);
+    });
+
+    it('sees the datasets and the pool as bdr reports them', async () => {
+      const interval = await prom.query('bdr_dataset_schedule_interval_seconds');
+      expect(interval.map((r) => [r.metric.dataset, r.value[1]]).sort()).toEqual([
+        ['db', '2'],
+        ['web', '2'],
+      ]);
+      const size = await prom.query(`bdr_pool_size_bytes{pool="${pool.name}"}`);
+      expect(size).toHaveLength(1);
+      expect(Number(size[0]!.value[1])).toBeGreaterThan(100 * 1024 * 1024);
+      const up1 = await prom.query('bdr_machine_up{machine="here"}');
+      expect(up1.map((r) => r.value[1])).toEqual(['1']);
+      const leader = await prom.query('leader_election_master_status{name="bdr-controller"}');
+      expect(leader.map((r) => r.value[1])).toEqual(['1']);
+    });
+
+    it('counts restore points taken and pruned (keepLast 3 of one every 2 s), and no failures', async () => {
+      await eventually(async () => ((await prom.query('sum(bdr_dataset_snapshots_pruned_total) > 0')).length > 0 ? true : undefined), 'a pruned restore point in Prometheus', 120_000);
+      const taken = await prom.query('bdr_dataset_snapshots_created_total');
+      expect(taken.map((r) => r.metric.dataset).sort()).toEqual(['db', 'web']);
+      for (const r of taken) expect(Number(r.value[1])).toBeGreaterThanOrEqual(3);
+      const failed = await prom.query('bdr_dataset_snapshot_failures_total');
+      expect(failed.map((r) => [r.metric.dataset, r.value[1]]).sort()).toEqual([
+        ['db', '0'],
+        ['web', '0'],
+      ]);
+    });
+
+    it('evaluates every alert rule without error, and none fires while the fleet is healthy', async () => {
+      const data = await prom.api<{ groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string; state?: string }> }> }>('rules');
+      const rules = data.groups.flatMap((g) => g.rules);
+      expect(rules.length).toBeGreaterThanOrEqual(13);
+      // Every rule has been evaluated at least once (health leaves "unknown").
+      await eventually(async () => {
+        const d = await prom.api<typeof data>('rules');
+        return d.groups.flatMap((g) => g.rules).every((r) => r.health !== 'unknown') ? true : undefined;
+      }, 'all rules evaluated');
+      const after = (await prom.api<typeof data>('rules')).groups.flatMap((g) => g.rules);
+      expect(after.filter((r) => r.health !== 'ok').map((r) => `${r.name}: ${r.lastError}`)).toEqual([]);
+      const alerts = await prom.api<{ alerts: Array<{ labels: { alertname: string }; state: string }> }>('alerts');
+      expect(alerts.alerts.filter((a) => a.state === 'firing').map((a) => a.labels.alertname)).toEqual([]);
+    });
+  });
+});

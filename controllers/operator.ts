@@ -120,7 +120,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     targetController.watch(machines, (m) => storageTargets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
     // A vector that moved between targets must update both counts; the event carries only its new state.
     targetController.watch(vectors, () => storageTargets.list().map(objectKey));
-    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks });
+    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks, namespaceLabels });
     const vectorController: Controller<Vector> = new Controller({ name: 'vector', informer: vectors, reconciler: vectorReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     const vectorsOf = (match: (v: Vector) => boolean) => vectors.list().filter(match).map(objectKey);
     const onTarget = (v: Vector, machine: string) =>
@@ -130,6 +130,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     vectorController.watch(storageTargets, (st) => vectorsOf((v) => v.spec.target.storageTargetRef?.name === st.metadata.name));
     vectorController.watch(machines, (m) => vectorsOf((v) => onTarget(v, m.metadata.name) || vectorReconciler.primaryOf(v)?.name === m.metadata.name));
     vectorController.watch(datasets, (d) => vectorsOf((v) => v.metadata.namespace === d.metadata.namespace && v.spec.source.datasetRef?.name === d.metadata.name));
+    vectorController.watch(namespaces, (n) => vectorsOf((v) => v.metadata.namespace === n.metadata.name));
     vectorController.watch(vectors, (src) => vectorsOf((v) => v.metadata.namespace === src.metadata.namespace && v.spec.source.vectorRef?.name === src.metadata.name));
     // Drift of vector keys and files, per machine, every probe interval and at every start.
     const sweep = new VectorSweepReconciler({

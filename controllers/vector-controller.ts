@@ -20,11 +20,12 @@ import { NodeError } from '../nodes/errors.ts';
 import { installGuard } from '../nodes/guard.ts';
 import { installVectorIdentity, removeVectorIdentity } from '../nodes/identity.ts';
 import { parseDuration } from '../planning/duration.ts';
+import { machineSuspendedVerdict, namespaceAllowed, vectorTargetMachineProblem } from '../planning/tenancy.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import { MachineSecretError } from './machine-errors.ts';
 import type { MachineConnections } from './machine-connections.ts';
 import type { Clock } from './runtime/clock.ts';
-import { isTrue, setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
+import { findCondition, isTrue, removeCondition, setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
 import { addFinalizer, hasFinalizer, removeFinalizer } from './runtime/finalizers.ts';
@@ -56,6 +57,8 @@ export interface VectorControllerDeps {
   clock: Clock;
   tasks?: TaskRunner;
   ledger?: PairingLedger;
+  /** Labels of a Namespace, for Machines whose allowedNamespaces selects by label. */
+  namespaceLabels?: (namespace: string) => Readonly<Record<string, string>>;
 }
 
 /** What a Vector resolves to when its references hold. */
@@ -159,6 +162,12 @@ export class VectorReconciler implements Reconciler {
       return this.finish(vector, resolution.outcome, { conditions }, resolution.retryMs);
     }
     const { primary, storage, replica } = resolution.value;
+    const paused = [primary, storage].map(machineSuspendedVerdict).find((v) => !v.ok);
+    if (paused && !paused.ok) {
+      // Nothing runs on a suspended Machine; resuming it re-queues the vector (the Machine watch).
+      const conditions = setCondition(vector.status?.conditions, { type: 'Suspended', status: 'True', reason: paused.reason, message: paused.message }, vector.metadata.generation ?? 0, new Date(this.deps.clock.now()));
+      return this.finish(vector, { state: 'ready', reason: paused.reason, message: paused.message }, { conditions });
+    }
     const rotation = parseDuration(vector.spec.keyRotation?.interval ?? DEFAULT_ROTATION);
     const intervalMs = rotation.ok ? rotation.value : 30 * 86_400_000;
 
@@ -175,6 +184,7 @@ export class VectorReconciler implements Reconciler {
       isTrue(status.conditions, 'KeyAuthorized') &&
       isTrue(status.conditions, 'Ready') &&
       status.observedGeneration === generation &&
+      !findCondition(status.conditions, 'Suspended') &&
       !keys.next &&
       now < due &&
       (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
@@ -247,9 +257,8 @@ export class VectorReconciler implements Reconciler {
     if (target.machineRef) {
       storage = machines.get(target.machineRef.name);
       if (!storage) return waiting(`Machine ${target.machineRef.name} does not exist`);
-      if ((storage.spec.role ?? 'Source') !== 'Storage') {
-        return invalid('InvalidSpec', `Machine ${storage.metadata.name} has role ${storage.spec.role ?? 'Source'}; replicas land only on a Machine with role Storage`);
-      }
+      const roleProblem = vectorTargetMachineProblem(storage);
+      if (roleProblem) return invalid('InvalidSpec', roleProblem);
       replica = target.dataset ?? '';
       if (!replica) return invalid('InvalidSpec', 'spec.target.dataset is required with machineRef');
     } else if (target.storageTargetRef) {
@@ -281,6 +290,11 @@ export class VectorReconciler implements Reconciler {
       const conflict = this.conflictOf(vector, replica);
       if (conflict) return invalid('TargetConflict', conflict);
       this.ledger.record(key, storage.metadata.name);
+    }
+    // Both machines must admit the vector's namespace: bdr runs commands there as root on its behalf.
+    for (const m of new Set([primary, storage])) {
+      const verdict = namespaceAllowed(m, ns, this.deps.namespaceLabels?.(ns) ?? {});
+      if (!verdict.ok) return invalid(verdict.reason, verdict.message);
     }
     return { ok: true, value: { primary, storage, replica, ...(why !== undefined ? { why } : {}) } };
   }
@@ -459,6 +473,11 @@ export class VectorReconciler implements Reconciler {
     const storage = storageName ? machines.get(storageName) : undefined;
     const primaryName = this.applied.get(key)?.primary ?? this.primaryOf(vector)?.name;
     const primary = primaryName ? machines.get(primaryName) : undefined;
+    const paused = [storage, primary].flatMap((m) => (m ? [machineSuspendedVerdict(m)] : [])).find((v) => !v.ok);
+    if (paused && !paused.ok) {
+      await this.finish(vector, { state: 'failed', reason: paused.reason, message: `cannot finish deleting: ${paused.message}` }, {});
+      return;
+    }
     try {
       if (storage) {
         const conn = await this.connection(storage);
@@ -504,6 +523,8 @@ export class VectorReconciler implements Reconciler {
     const generation = vector.metadata.generation ?? 0;
     const base: VectorStatus = { ...(vector.status ?? {}), ...status };
     base.conditions = summarize(status.conditions ?? vector.status?.conditions, outcome, generation, new Date(this.deps.clock.now()));
+    // Suspended lasts only while a machine of the vector is suspended.
+    if (outcome.reason !== 'MachineSuspended') base.conditions = removeCondition(base.conditions, 'Suspended');
     base.observedGeneration = generation;
     await writeStatus(this.deps.client, VECTOR, vector, base);
     return requeueAfterMs !== undefined ? { requeueAfterMs } : {};

@@ -54,6 +54,7 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
       role,
       connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
       paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: guardOf(m), vectorKeys: join(m.sshd.dir, 'vectors') },
+      allowedNamespaces: { names: ['default'] },
     },
   });
   const markReady = async (name: string, freeBytes: number) => {
@@ -332,12 +333,16 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
   }, 120_000);
 
   it('refuses bad input with a clear condition and authorizes nothing', async () => {
+    const closedSpec = machineObject(b, 'Storage');
+    const { allowedNamespaces: _omitted, ...closed } = closedSpec.spec;
+    await inCache(machines, 'closed', tc.apply({ ...closedSpec, metadata: { name: 'closed' }, spec: closed }));
     const cases: Array<[string, object, RegExp]> = [
       ['no-dataset', { source: { datasetRef: { name: 'missing' } }, target: { storageTargetRef: { name: 'offsite' } } }, /Dataset default\/missing does not exist/],
       ['no-target', { source: { datasetRef: { name: 'src' } }, target: { storageTargetRef: { name: 'nowhere' } } }, /StorageTarget nowhere does not exist/],
       ['no-machine', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'zz' }, dataset: `${replicaPool.name}/x` } }, /Machine zz does not exist/],
       ['to-source', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'a' }, dataset: `${replicaPool.name}/x` } }, /role Source/],
       ['outside', { source: { datasetRef: { name: 'src' } }, target: { storageTargetRef: { name: 'offsite' }, dataset: `${replicaPool.name}/elsewhere/x` } }, /outside the StorageTarget's parentDataset/],
+      ['not-allowed', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'closed' }, dataset: `${replicaPool.name}/closed/x` } }, /Machine closed does not allow namespace default/],
       ['twice', { source: { datasetRef: { name: 'src' } }, target: { storageTargetRef: { name: 'offsite' }, dataset: replica() } }, /Vector default\/v1 already replicates into/],
     ];
     for (const [name, spec, message] of cases) {
@@ -375,6 +380,24 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     expect(await readFile(join(dir, 'known_hosts'), 'utf8')).toBe(`[127.0.0.1]:${b.sshd.port} ${b.sshd.hostKey}\n`);
     expect(v.status?.pairing?.keyFingerprint).toBe(await fingerprintOf(join(dir, 'id')));
     expect((await ssh(b, join(dir, 'id'), join(dir, 'known_hosts'), `zfs list -H -o name ${mirror}`)).stdout).toBe(`${mirror}\n`);
+  }, 120_000);
+
+  it('runs nothing while a machine of the vector is suspended, and carries on when it resumes', async () => {
+    const spec = machineObject(b, 'Storage');
+    await inCache(machines, 'b', tc.apply({ ...spec, spec: { ...spec.spec, suspend: true } }));
+    const logBefore = (await readFile(b.sshd.logPath, 'utf8')).length;
+    // v3 now rotates hourly and its key is two hours old: due, but b is suspended.
+    clock.advance(2 * HOUR);
+    await applyVector('v3', { source: { vectorRef: { name: 'v1' } }, target: { machineRef: { name: 'b' }, dataset: `${replicaPool.name}/mirror/v3` }, keyRotation: { interval: '1h' } });
+    const paused = await reconcileUntil('v3', (x) => condition(x, 'Suspended')?.status === 'True', 'v3 Suspended');
+    expect(condition(paused, 'Suspended')?.reason).toBe('MachineSuspended');
+    expect((await readFile(b.sshd.logPath, 'utf8')).length).toBe(logBefore);
+    const fingerprint = paused.status?.pairing?.keyFingerprint;
+
+    await inCache(machines, 'b', tc.apply(spec));
+    const resumed = await reconcileUntil('v3', (x) => condition(x, 'Suspended') === undefined && condition(x, 'Ready')?.reason === 'Succeeded', 'v3 to resume');
+    expect(resumed.status?.pairing?.keyFingerprint).not.toBe(fingerprint);
+    expect((await eventsOf('v3', 'KeyRotated')).length).toBe(1);
   }, 120_000);
 
   it('deleting a vector revokes its key (sshd rejects it), removes its files and Secret, and Retain keeps the replica', async () => {

@@ -102,6 +102,7 @@ describe('manifests/', () => {
         role: 'Storage',
         connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } },
         paths: { authorizedKeys: machine.sshd.authorizedKeysPath, guard: join(machine.sshd.dir, 'zfs-guard'), vectorKeys: join(machine.sshd.dir, 'vectors') },
+        allowedNamespaces: { names: ['default'] },
       },
     });
     tc.apply({

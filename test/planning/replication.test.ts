@@ -133,6 +133,17 @@ describe('three days of hourly local snapshots, remote policy daily: 7', () => {
     }
   });
 
+  it('the newest by createtxg is sent last even when two points share a creation second', () => {
+    // Retention breaks the tie by name (b before a); the replica must still end at the later transaction group.
+    const t = at(0, 5);
+    const plan = asSend(
+      planReplication(
+        input({ remotePolicy: {}, source: { dataset: 'tank/web', snapshots: [{ name: 'tank/web@a', guid: '2', createdAt: t, createTxg: 2 }, { name: 'tank/web@b', guid: '1', createdAt: t, createTxg: 1 }] } }),
+      ),
+    );
+    expect(stepSummary(plan)).toEqual(['full - > b', 'i b > a']);
+  });
+
   it('the order of the input does not matter', () => {
     const shuffled = [...sourceSnapshots].reverse();
     const a = planReplication(input({ source: { dataset: 'tank/web', snapshots: sourceSnapshots } }));

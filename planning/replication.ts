@@ -16,7 +16,7 @@
  * 5. Target prunes: the remote policy over the target after the sends; never the newest, a held snapshot, the
  *    common base, or any snapshot a step uses as its base.
  */
-import { planRetention, type RetentionDecision, type RetentionPolicy } from './retention.ts';
+import { planRetention, type PoolCapacity, type RetentionDecision, type RetentionPolicy } from './retention.ts';
 
 export interface ReplicaSnapshot {
   /** Full name, `pool/ds@short`. */
@@ -27,6 +27,8 @@ export interface ReplicaSnapshot {
   readonly createdAt: number;
   /** ZFS `createtxg`: orders snapshots of one dataset exactly, even within one second. */
   readonly createTxg?: number;
+  /** ZFS `used` (bytes only this snapshot holds); only the target's matter, for a remote `maxRolling`. */
+  readonly usedBytes?: number;
   /** Hold tags known on it; undefined when unknown (`zfs holds` is missing on zfs-fuse). */
   readonly held?: readonly string[];
 }
@@ -72,6 +74,8 @@ export interface ReplicationInput {
     /** Bytes written since the newest snapshot (ZFS `written`); more than 0 means the replica was changed. */
     readonly writtenSinceNewest?: number;
     readonly partialReceive?: PartialReceive;
+    /** The target's pool, so that a remote `maxRolling` can be evaluated for the prunes (with each snapshot's `usedBytes`). */
+    readonly pool?: PoolCapacity;
   };
   /** The vector's remote RetentionPolicy: it decides which points the target keeps, hence which are sent. */
   readonly remotePolicy: RetentionPolicy;
@@ -146,6 +150,8 @@ interface Planned {
   readonly holds: readonly HoldAction[];
   /** Target snapshots to destroy once the steps and holds are done, oldest first. */
   readonly prunes: readonly Prune[];
+  /** Remote caps the prunes cannot meet (only protected points left, or pool capacity unknown), as retention words them. */
+  readonly targetUnmetCaps: readonly string[];
   readonly flags: SendFlags;
   /** The snapshots that must stay held when the plan is done: the Dataset controller's `protectedSnapshots`. */
   readonly basesAfter: { readonly source: string; readonly target: string };
@@ -383,9 +389,23 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
   const partial = target.partialReceive;
   if (partial !== undefined) {
     const first = steps[0];
-    const matches = first !== undefined && flags.resumable && partial.toGuid === first.toGuid && partial.fromGuid === first.fromGuid;
-    if (matches) steps[0] = { ...first, resumeToken: partial.token };
-    else discardPartialReceive = true;
+    const resumable = first !== undefined && flags.resumable && partial.fromGuid === first.fromGuid;
+    const nextGuid = candidates[baseK + 1]?.guid;
+    // A token from the base straight to the -I's last point is an -i stream: resuming it would skip the
+    // intermediate points the policy keeps, so it is discarded instead.
+    if (resumable && partial.toGuid === first.toGuid && first.mode !== 'I') {
+      steps[0] = { ...first, resumeToken: partial.token };
+    } else if (resumable && first.mode === 'I' && partial.toGuid !== undefined && partial.toGuid === nextGuid) {
+      // An -I stream was cut inside its first snapshot: finish that one from the token, then -I over the rest.
+      // Every point of an -I is kept, so the set of points sent does not change.
+      const k = baseK + 1;
+      const resumed: SendStep = { ...first, ...stepTo(k), mode: 'i', points: 1, why: describeWhy(k), resumeToken: partial.token };
+      const remaining = first.points - 1;
+      const rest: SendStep = { ...first, from: resumed.to, fromGuid: resumed.toGuid, fromOnTarget: resumed.receivedAs, mode: remaining > 1 ? 'I' : 'i', points: remaining };
+      steps.splice(0, 1, resumed, rest);
+    } else {
+      discardPartialReceive = true;
+    }
   }
 
   const finalBaseSource = steps.length > 0 ? (steps.at(-1) as SendStep).to : (common as CommonSnapshot).source;
@@ -403,12 +423,14 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
     if (tags.length > 0) protectedNames.add(t.name);
   }
   const afterSends = [
-    ...tgt.map((t) => ({ name: t.name, createdAt: t.createdAt })),
+    ...tgt.map((t) => ({ name: t.name, createdAt: t.createdAt, ...(t.usedBytes !== undefined ? { usedBytes: t.usedBytes } : {}) })),
     ...sent.map((k) => ({ name: receivedNames[k] as string, createdAt: (candidates[k] as ReplicaSnapshot).createdAt })),
   ];
   const prunes: Prune[] = [];
+  let targetUnmetCaps: readonly string[] = [];
   if (tgt.length > 0) {
-    const after = planRetention({ snapshots: afterSends, policy: input.remotePolicy, now: input.now, protectedNames });
+    const after = planRetention({ snapshots: afterSends, policy: input.remotePolicy, now: input.now, protectedNames, ...(target.pool ? { pool: target.pool } : {}) });
+    targetUnmetCaps = after.unmetCaps;
     const decisionByName = new Map<string, RetentionDecision>(after.decisions.map((d) => [d.name, d]));
     for (const t of tgt) {
       const d = decisionByName.get(t.name) as RetentionDecision;
@@ -416,7 +438,7 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
     }
   }
 
-  const planned: Planned = { holds, prunes, flags, basesAfter: { source: finalBaseSource, target: finalBaseTarget } };
+  const planned: Planned = { holds, prunes, targetUnmetCaps, flags, basesAfter: { source: finalBaseSource, target: finalBaseTarget } };
   if (steps.length === 0) return { kind: 'upToDate', common: common as CommonSnapshot, ...planned };
   return { kind: 'send', ...(common ? { common } : {}), steps, discardPartialReceive, ...planned };
 }

@@ -45,6 +45,8 @@ const caseArb: fc.Arbitrary<Case> = fc
       daily: fc.option(fc.integer({ min: 0, max: 10 }), { nil: undefined }),
     }),
     nowAfter: fc.integer({ min: 0, max: 2 * HOUR }),
+    // An interrupted receive: none, or a stream from the base (or from nothing) to some source point.
+    partial: fc.option(fc.record({ fromBase: fc.boolean(), nextPoint: fc.boolean(), toFraction: fc.double({ min: 0, max: 1, noNaN: true }) }), { nil: undefined }),
   })
   .map((r): Case => {
     let t = START;
@@ -73,6 +75,9 @@ const caseArb: fc.Arbitrary<Case> = fc
     if (r.scenario === 'noCommon') {
       targetSnapshots.push({ name: 'backup/a@old', guid: 'x2', createdAt: START - DAY, createTxg: 7 });
     }
+    // Often the point right after the base (what a cut stream most likely carried), else anywhere.
+    const partialTo = r.partial === undefined ? undefined : r.partial.nextPoint && source[commonIndex + 1] !== undefined ? source[commonIndex + 1] : source[Math.min(source.length - 1, Math.floor(r.partial.toFraction * source.length))];
+    const partialFrom = r.partial?.fromBase && commonIndex >= 0 ? (source[commonIndex] as ReplicaSnapshot).guid : undefined;
     const input: ReplicationInput = {
       now: t + r.nowAfter,
       source: { dataset: 'tank/a', snapshots: [...source].reverse() },
@@ -81,6 +86,7 @@ const caseArb: fc.Arbitrary<Case> = fc
         exists: r.scenario !== 'empty',
         snapshots: targetSnapshots,
         writtenSinceNewest: r.scenario === 'divergedWritten' ? 1 + (r.gaps[0] as number) : 0,
+        ...(partialTo !== undefined && r.scenario !== 'empty' ? { partialReceive: { token: `tok-${partialTo.guid}`, toGuid: partialTo.guid, ...(partialFrom !== undefined ? { fromGuid: partialFrom } : {}) } } : {}),
       },
       remotePolicy: r.policy,
       capabilities: { source: CAPS, target: CAPS },
@@ -195,7 +201,10 @@ describe('planReplication properties', () => {
         const chainStart = plan.steps[0]?.mode === 'full' ? candidates.findIndex((s) => s.name === plan.steps[0]?.to) : -1;
         const after = candidates.slice(chainStart + 1);
         const allKept = after.length >= 2 && after.every((s) => expected.includes(s.name));
-        if (allKept) expect(chain.map((s) => s.mode)).toEqual(['I']);
+        // Unless the first of those points resumes a cut stream on its own, then -I (or -i) over the rest.
+        const resumedSplit = chain[0]?.resumeToken !== undefined && chain[0].mode === 'i' && plan.steps[0]?.mode !== 'full';
+        if (allKept && resumedSplit) expect(chain.map((s) => s.mode)).toEqual(after.length - 1 > 1 ? ['i', 'I'] : ['i', 'i']);
+        else if (allKept) expect(chain.map((s) => s.mode)).toEqual(['I']);
         else expect(chain.every((s) => s.mode === 'i')).toBe(true);
       }),
       { numRuns: 400 },
@@ -226,6 +235,38 @@ describe('planReplication properties', () => {
       }),
       { numRuns: 400 },
     );
+  });
+
+  let resumed = 0;
+  it('a resume token is used only by the first step and only for exactly its stream; otherwise the partial state is discarded', () => {
+    fc.assert(
+      fc.property(caseArb, (c) => {
+        const plan = planReplication(c.input);
+        const partial = c.input.target.partialReceive;
+        if (plan.kind !== 'send') return;
+        resumed += plan.steps[0]?.resumeToken !== undefined ? 1 : 0;
+        plan.steps.slice(1).forEach((s) => expect(s.resumeToken).toBeUndefined());
+        const first = plan.steps[0];
+        if (partial === undefined) {
+          expect(first?.resumeToken).toBeUndefined();
+          expect(plan.discardPartialReceive).toBe(false);
+        } else if (first?.resumeToken !== undefined) {
+          expect(first.resumeToken).toBe(partial.token);
+          expect([first.fromGuid, first.toGuid]).toEqual([partial.fromGuid, partial.toGuid]);
+          expect(first.mode).not.toBe('I');
+          expect(plan.discardPartialReceive).toBe(false);
+        } else {
+          expect(plan.discardPartialReceive).toBe(true);
+          // Discarded only when no step could continue it: another base, or a point the first step does not start with.
+          const firstPoint = c.source[c.commonIndex + 1]?.guid;
+          const couldResume = partial.fromGuid === first?.fromGuid && (first?.mode === 'I' ? partial.toGuid === firstPoint : partial.toGuid === first?.toGuid);
+          expect(couldResume).toBe(false);
+        }
+      }),
+      { numRuns: 400 },
+    );
+    // The generator must reach the interesting case often enough to mean something.
+    expect(resumed).toBeGreaterThan(5);
   });
 
   it('holds: never doubled or released unheld, every step runs with its base and target held, one base each at the end', () => {

@@ -276,6 +276,29 @@ describe('target prunes', () => {
   });
 });
 
+describe('remote maxRolling', () => {
+  const target = [-3, -2, -1, 0].map((d) => rcv(at(d, 23), { usedBytes: 3, ...(d === 0 ? { held: [TAG] } : {}) }));
+  const policy = { daily: 7, maxRolling: { capacityPercent: 90 } };
+  const source = { dataset: 'tank/web', snapshots: [src(at(0, 23)), src(at(1, 23))] };
+
+  it("thins the target's oldest dailies while its pool is at or above the threshold", () => {
+    // 95 % allocated: dropping Friday (3 bytes) leaves 92 %, Saturday 89 %: below 90 %, stop.
+    const plan = asSend(planReplication(input({ remotePolicy: policy, source, target: { dataset: 'backup/web', exists: true, snapshots: target, pool: { sizeBytes: 100, allocatedBytes: 95 } } })));
+    expect(plan.steps).toHaveLength(1);
+    expect(plan.prunes).toEqual([
+      { name: `backup/web@${short(at(-3, 23))}`, guid: String(at(-3, 23) / 1000), reasons: ['maxRolling: pool at 95% ≥ 90%'] },
+      { name: `backup/web@${short(at(-2, 23))}`, guid: String(at(-2, 23) / 1000), reasons: ['maxRolling: pool at 92% ≥ 90%'] },
+    ]);
+    expect(plan.targetUnmetCaps).toEqual([]);
+  });
+
+  it('without the pool it prunes nothing for capacity and says so', () => {
+    const plan = asSend(planReplication(input({ remotePolicy: policy, source, target: { dataset: 'backup/web', exists: true, snapshots: target } })));
+    expect(plan.prunes).toEqual([]);
+    expect(plan.targetUnmetCaps).toEqual(['maxRolling: pool capacity unknown, not evaluated']);
+  });
+});
+
 describe('holds move forward step by step, new before old', () => {
   it('two -i steps from a held base', () => {
     const b = at(0, 23);
@@ -346,6 +369,21 @@ describe('resume and flags', () => {
     const plan = asSend(planReplication(input({ source: { dataset: 'tank/web', snapshots: s }, target: { dataset: 'backup/web', exists: true, snapshots: [], partialReceive: { token: 'full-tok', toGuid: String(at(0, 2) / 1000) } } })));
     expect(plan.steps).toHaveLength(1);
     expect(plan.steps[0]).toMatchObject({ mode: 'full', resumeToken: 'full-tok' });
+  });
+
+  it('an -I stream cut inside its first snapshot: that snapshot resumes from the token, then -I over the rest', () => {
+    const points = [src(at(0, 1)), src(at(0, 2)), src(at(0, 3)), src(at(0, 4))];
+    const partial = { token: 'tok', fromGuid: String(at(0, 1) / 1000), toGuid: String(at(0, 2) / 1000) };
+    const plan = asSend(planReplication(input({ remotePolicy: { keepLast: 10 }, source: { dataset: 'tank/web', snapshots: points }, target: { ...base, partialReceive: partial } })));
+    expect(stepSummary(plan)).toEqual([`i ${short(at(0, 1))} > ${short(at(0, 2))}`, `I ${short(at(0, 2))} > ${short(at(0, 4))}`]);
+    expect(plan.steps.map((st) => [st.resumeToken, st.points, st.fromOnTarget])).toEqual([
+      ['tok', 1, `backup/web@${short(at(0, 1))}`],
+      [undefined, 2, `backup/web@${short(at(0, 2))}`],
+    ]);
+    expect(plan.discardPartialReceive).toBe(false);
+    // With two points only, the rest is a plain -i.
+    const two = asSend(planReplication(input({ remotePolicy: { keepLast: 10 }, source: { dataset: 'tank/web', snapshots: points.slice(0, 3) }, target: { ...base, partialReceive: partial } })));
+    expect(stepSummary(two)).toEqual([`i ${short(at(0, 1))} > ${short(at(0, 2))}`, `i ${short(at(0, 2))} > ${short(at(0, 3))}`]);
   });
 
   it('without resume support (zfs-fuse) no step carries a token; the step restarts from the base', () => {

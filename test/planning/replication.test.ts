@@ -3,6 +3,7 @@
  * the inputs, not by running the planner.
  */
 import { describe, expect, it } from 'vitest';
+import type { ZfsCapabilities } from '../../zfs/capabilities.ts';
 import {
   describeStep,
   negotiateFlags,
@@ -390,6 +391,16 @@ describe('resume and flags', () => {
     const plan = asSend(planReplication(input({ source: { dataset: 'tank/web', snapshots: s }, target: { ...base, partialReceive: { token: 't', toGuid: String(at(0, 2) / 1000), fromGuid: String(at(0, 1) / 1000) } }, capabilities: { source: ZFS_FUSE, target: OPENZFS } })));
     expect(plan.steps[0]?.resumeToken).toBeUndefined();
     expect(plan.steps[0]?.from).toBe(`tank/web@${short(at(0, 1))}`);
+  });
+
+  it("takes the machines' probed capabilities as they are", () => {
+    const probed: ZfsCapabilities = {
+      implementation: 'legacy', version: undefined, listParsable: false, getTypeFilter: false, bookmarks: false, resumeTokens: false,
+      sendRaw: false, sendCompressed: false, sendLargeBlocks: false, sendEmbedded: false, receiveResumable: false, receiveNoMount: true,
+      multiSnapshot: false, batchDestroy: false, listHolds: false, zpoolParsable: false,
+    };
+    const flags = negotiateFlags({ source: probed, target: OPENZFS }, { compressed: false, largeBlocks: false, resumable: false });
+    expect(flags).toEqual({ compressed: false, raw: false, largeBlocks: false, resumable: false, unavailable: [] });
   });
 
   it('flags only where both ends support them, and what was not available is said', () => {

@@ -39,71 +39,86 @@ interface Outcome {
   maxSourceCount: number;
 }
 
+/** One dataset on one machine; `snaps` undefined while it does not exist. */
+interface Ds {
+  readonly dataset: string;
+  snaps: Snap[] | undefined;
+}
+
+let targetTxg = 9000;
+const view = (s: Snap): ReplicaSnapshot => ({ name: s.name, guid: s.guid, createdAt: s.createdAt, createTxg: s.createTxg, held: [...s.held] });
+
+/** Plans one vector's sync and carries the plan out the way ZFS would. Returns the steps done. */
+function runVector(source: Ds, target: Ds, remote: RetentionPolicy, tag: string, now: number): SendStep[] {
+  const plan = planReplication({
+    now,
+    source: { dataset: source.dataset, snapshots: (source.snaps ?? []).map(view) },
+    target: { dataset: target.dataset, exists: target.snaps !== undefined, snapshots: (target.snaps ?? []).map(view), writtenSinceNewest: 0 },
+    remotePolicy: remote,
+    capabilities: { source: CAPS, target: CAPS },
+    holdTag: tag,
+  });
+  if (plan.kind !== 'send' && plan.kind !== 'upToDate') throw new Error(`unexpected plan ${JSON.stringify(plan)}`);
+  const src = source.snaps ?? [];
+  const applyHolds = (afterStep: number): void => {
+    for (const h of plan.holds.filter((x) => x.afterStep === afterStep)) {
+      const snap = (h.side === 'source' ? src : (target.snaps ?? [])).find((s) => s.name === h.snapshot);
+      if (snap === undefined) throw new Error(`hold action on a missing snapshot ${h.snapshot}`);
+      if (h.op === 'hold') snap.held.add(h.tag);
+      else snap.held.delete(h.tag);
+    }
+  };
+  const steps = plan.kind === 'send' ? plan.steps : [];
+  applyHolds(-1);
+  steps.forEach((step, i) => {
+    // What ZFS enforces: a full receive creates the dataset; an incremental one needs the base to be the newest.
+    if (step.mode === 'full') {
+      expect(target.snaps).toBeUndefined();
+      target.snaps = [];
+    } else {
+      expect(target.snaps?.at(-1)?.name).toBe(step.fromOnTarget);
+    }
+    const to = src.findIndex((s) => s.name === step.to);
+    const from = step.mode === 'I' ? src.findIndex((s) => s.name === step.from) : to - 1;
+    for (const s of src.slice(from + 1, to + 1)) {
+      (target.snaps as Snap[]).push({ name: `${target.dataset}@${s.name.split('@')[1] as string}`, guid: s.guid, createdAt: s.createdAt, createTxg: targetTxg++, held: new Set() });
+    }
+    applyHolds(i);
+  });
+  const prune = new Set(plan.prunes.map((p) => p.name));
+  for (const s of target.snaps ?? []) if (prune.has(s.name)) expect(s.held.size).toBe(0);
+  target.snaps = target.snaps?.filter((s) => !prune.has(s.name));
+  return [...steps];
+}
+
+/** An hourly restore point on the source, then local retention as the Dataset controller runs it (held = protected). */
+function takeAndPrune(source: Ds, local: RetentionPolicy, now: number, txg: number): void {
+  const snaps = (source.snaps ??= []);
+  snaps.push({ name: `${source.dataset}@${short(now)}`, guid: `g${txg}`, createdAt: now, createTxg: txg, held: new Set() });
+  const plan = planRetention({ snapshots: snaps, policy: local, now, protectedNames: snaps.filter((s) => s.held.size > 0).map((s) => s.name) });
+  const destroy = new Set(plan.destroy);
+  for (const s of snaps) if (destroy.has(s.name)) expect(s.held.size).toBe(0);
+  source.snaps = snaps.filter((s) => !destroy.has(s.name));
+}
+
 function simulate(options: { hours: number; local: RetentionPolicy; remote: RetentionPolicy; vector: Schedule; unreachable?: (now: number) => boolean }): Outcome {
-  const source: Snap[] = [];
-  let target: Snap[] | undefined; // undefined: the replica does not exist yet
+  const source: Ds = { dataset: 'tank/web', snaps: [] };
+  const target: Ds = { dataset: 'backup/web', snaps: undefined };
   let lastSync: number | undefined;
-  let txg = 100;
-  let targetTxg = 9000;
   const steps: SendStep[] = [];
   const stepsPerSync: number[] = [];
   let maxSourceCount = 0;
-  const view = (s: Snap): ReplicaSnapshot => ({ name: s.name, guid: s.guid, createdAt: s.createdAt, createTxg: s.createTxg, held: [...s.held] });
-
   for (let h = 0; h < options.hours; h++) {
     const now = START + h * HOUR;
-    source.push({ name: `tank/web@${short(now)}`, guid: `g${txg}`, createdAt: now, createTxg: txg++, held: new Set() });
-    // Local retention, as the Dataset controller runs it: held snapshots are protected.
-    const local = planRetention({ snapshots: source, policy: options.local, now, protectedNames: source.filter((s) => s.held.size > 0).map((s) => s.name) });
-    const destroy = new Set(local.destroy);
-    for (const s of source) if (destroy.has(s.name)) expect(s.held.size).toBe(0);
-    source.splice(0, source.length, ...source.filter((s) => !destroy.has(s.name)));
-    maxSourceCount = Math.max(maxSourceCount, source.length);
-
+    takeAndPrune(source, options.local, now, 100 + h);
+    maxSourceCount = Math.max(maxSourceCount, source.snaps?.length ?? 0);
     if (!isDue(options.vector, lastSync, now) || options.unreachable?.(now)) continue;
-    const plan = planReplication({
-      now,
-      source: { dataset: 'tank/web', snapshots: source.map(view) },
-      target: { dataset: 'backup/web', exists: target !== undefined, snapshots: (target ?? []).map(view), writtenSinceNewest: 0 },
-      remotePolicy: options.remote,
-      capabilities: { source: CAPS, target: CAPS },
-      holdTag: TAG,
-    });
-    if (plan.kind !== 'send' && plan.kind !== 'upToDate') throw new Error(`unexpected plan ${JSON.stringify(plan)}`);
-    const planSteps = plan.kind === 'send' ? plan.steps : [];
-    const sideOf = (side: 'source' | 'target'): Snap[] => (side === 'source' ? source : (target ?? []));
-    const applyHolds = (afterStep: number): void => {
-      for (const h of plan.holds.filter((x) => x.afterStep === afterStep)) {
-        const snap = sideOf(h.side).find((s) => s.name === h.snapshot);
-        if (snap === undefined) throw new Error(`hold action on a missing snapshot ${h.snapshot}`);
-        if (h.op === 'hold') snap.held.add(h.tag);
-        else snap.held.delete(h.tag);
-      }
-    };
-    applyHolds(-1);
-    planSteps.forEach((step, i) => {
-      // What ZFS enforces: a full receive creates the dataset; an incremental one needs the base to be the newest.
-      if (step.mode === 'full') {
-        expect(target).toBeUndefined();
-        target = [];
-      } else {
-        expect(target?.at(-1)?.name).toBe(step.fromOnTarget);
-      }
-      const from = step.mode === 'I' ? source.findIndex((s) => s.name === step.from) : source.findIndex((s) => s.name === step.to) - 1;
-      const to = source.findIndex((s) => s.name === step.to);
-      for (const s of source.slice(from + 1, to + 1)) {
-        (target as Snap[]).push({ name: `backup/web@${s.name.split('@')[1] as string}`, guid: s.guid, createdAt: s.createdAt, createTxg: targetTxg++, held: new Set() });
-      }
-      steps.push(step);
-      applyHolds(i);
-    });
-    const prune = new Set(plan.prunes.map((p) => p.name));
-    for (const s of target ?? []) if (prune.has(s.name)) expect(s.held.size).toBe(0);
-    target = target?.filter((s) => !prune.has(s.name));
-    stepsPerSync.push(planSteps.length);
+    const done = runVector(source, target, options.remote, TAG, now);
+    steps.push(...done);
+    stepsPerSync.push(done.length);
     lastSync = now;
   }
-  return { source, target: target ?? [], steps, stepsPerSync, maxSourceCount };
+  return { source: source.snaps ?? [], target: target.snaps ?? [], steps, stepsPerSync, maxSourceCount };
 }
 
 const names = (snaps: readonly Snap[]): string[] => snaps.map((s) => s.name.split('@')[1] as string);
@@ -158,5 +173,42 @@ describe('hourly local restore points, daily remote, three simulated days', () =
     expect(out.steps.slice(1).every((s) => s.mode === 'i')).toBe(true);
     // Each run prunes the base before the previous one unless it is its day's last point.
     expect(names(out.target)).toEqual([short(at(0, 23)), short(at(1, 23)), short(at(2, 22)), short(at(2, 23))]);
+  });
+});
+
+describe('a chain A → B → C with its own remote policy per hop', () => {
+  it('the second hop is sparse again and the first hop never prunes the second hop\'s base on B', () => {
+    const a: Ds = { dataset: 'tank/web', snaps: [] };
+    const b: Ds = { dataset: 'backup/web', snaps: undefined };
+    const c: Ds = { dataset: 'geo/web', snaps: undefined };
+    const daily = schedule({ cron: '0 23 * * *' });
+    const weekly = schedule({ cron: '0 23 * * 3' }); // Wednesdays
+    let lastAB: number | undefined;
+    let lastBC: number | undefined;
+    const bcSteps: SendStep[] = [];
+    for (let h = 0; h < 10 * 24; h++) {
+      const now = START + h * HOUR;
+      takeAndPrune(a, { hourly: 24, daily: 7 }, now, 100 + h);
+      if (isDue(daily, lastAB, now)) {
+        runVector(a, b, { daily: 3 }, 'bdr:ab', now);
+        lastAB = now;
+      }
+      if (b.snaps !== undefined && isDue(weekly, lastBC, now)) {
+        bcSteps.push(...runVector(b, c, { keepLast: 1, weekly: 4 }, 'bdr:bc', now));
+        lastBC = now;
+      }
+    }
+    // A → B first runs Mon 00:00 (full), then daily at 23:00; B keeps 3 dailies. B → C first runs Mon 00:00 too
+    // (full of B's only point), then Wednesdays 23:00 (days 2 and 9), one -i each: B's newest, the Wednesday point.
+    expect(bcSteps.map((s) => `${s.mode} ${s.to.split('@')[1] as string}`)).toEqual([`full ${short(at(0, 0))}`, `i ${short(at(2, 23))}`, `i ${short(at(9, 23))}`]);
+    // B: days 7, 8, 9 (daily: 3), and day 2: it was B → C's base, held by bdr:bc, when A → B pruned B at the
+    // last tick; B → C released it afterwards in the same tick, so A → B's next run prunes it.
+    expect(names(b.snaps ?? [])).toEqual([short(at(2, 23)), short(at(7, 23)), short(at(8, 23)), short(at(9, 23))]);
+    expect(b.snaps?.[0]?.held).toEqual(new Set());
+    expect(runVector(a, b, { daily: 3 }, 'bdr:ab', at(10, 0))).toEqual([]); // up to date: only the prune
+    expect(names(b.snaps ?? [])).toEqual([short(at(7, 23)), short(at(8, 23)), short(at(9, 23))]);
+    // C: weekly 4 keeps the newest of each ISO week: day 2 (week of Mon 23 Nov) and day 9 (week of Mon 30 Nov).
+    expect(names(c.snaps ?? [])).toEqual([short(at(2, 23)), short(at(9, 23))]);
+    expect((b.snaps ?? []).find((s) => s.name.endsWith(short(at(9, 23))))?.held).toEqual(new Set(['bdr:ab', 'bdr:bc']));
   });
 });

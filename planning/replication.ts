@@ -188,19 +188,18 @@ export function shortNameOf(fullName: string): string {
   return fullName.slice(at + 1);
 }
 
-/** Position of each guid in `snapshots`; throws on snapshots of another dataset or a repeated guid (caller bugs). */
-function indexByGuid(dataset: string, snapshots: readonly ReplicaSnapshot[], side: string): Map<string, number> {
+/** Throws on snapshots of another dataset (a caller bug); with `guids`, also on a repeated guid. */
+function checkSnapshots(dataset: string, snapshots: readonly ReplicaSnapshot[], side: string, guids?: Map<string, number>): void {
   const prefix = `${dataset}@`;
-  const index = new Map<string, number>();
   for (let i = 0; i < snapshots.length; i++) {
     const s = snapshots[i] as ReplicaSnapshot;
     if (!s.name.startsWith(prefix) || s.name.length === prefix.length) {
       throw new RangeError(`${side} snapshot "${s.name}" is not a snapshot of ${dataset}`);
     }
-    if (index.has(s.guid)) throw new RangeError(`${side} snapshots share guid ${s.guid}`);
-    index.set(s.guid, i);
+    if (guids === undefined) continue;
+    if (guids.has(s.guid)) throw new RangeError(`${side} snapshots share guid ${s.guid}`);
+    guids.set(s.guid, i);
   }
-  return index;
 }
 
 /** Flags both ends support, among those the vector wants; `raw` refuses rather than falling back. */
@@ -240,16 +239,22 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
   if (src.length === 0) {
     return { kind: 'wait', reason: 'NoSourceSnapshot', message: `${source.dataset} has no restore point yet; the first sync follows the first snapshot.` };
   }
-  const srcIndexByGuid = indexByGuid(source.dataset, src, 'source');
-  indexByGuid(target.dataset, tgt, 'target');
+  // The target's guids only: a map of 10,000 source guids would cost more than the whole rest of a steady-state plan.
+  const tgtIndexByGuid = new Map<string, number>();
+  checkSnapshots(source.dataset, src, 'source');
+  checkSnapshots(target.dataset, tgt, 'target', tgtIndexByGuid);
   const targetName = (sourceName: string): string => `${target.dataset}@${shortNameOf(sourceName)}`;
 
   // The newest target snapshot the source also has. Everything after it on the target is foreign to the source.
   let commonT = -1;
-  for (let j = tgt.length - 1; j >= 0; j--) {
-    if (srcIndexByGuid.has((tgt[j] as ReplicaSnapshot).guid)) {
-      commonT = j;
-      break;
+  let commonS = -1;
+  if (tgt.length > 0) {
+    for (let i = 0; i < src.length; i++) {
+      const j = tgtIndexByGuid.get((src[i] as ReplicaSnapshot).guid);
+      if (j !== undefined && j > commonT) {
+        commonT = j;
+        commonS = i;
+      }
     }
   }
   const written = target.writtenSinceNewest ?? 0;
@@ -291,18 +296,16 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
   const common: CommonSnapshot | undefined = commonT >= 0
     ? (() => {
         const t = tgt[commonT] as ReplicaSnapshot;
-        const s = src[srcIndexByGuid.get(t.guid) as number] as ReplicaSnapshot;
+        const s = src[commonS] as ReplicaSnapshot;
         return { guid: t.guid, source: s.name, target: t.name, createdAt: s.createdAt };
       })()
     : undefined;
-  const baseIndex = common ? (srcIndexByGuid.get(common.guid) as number) : -1;
+  const baseIndex = common ? commonS : -1;
   const candidates = src.slice(baseIndex + 1);
 
   // Which candidates the remote keeps: the policy over the target as it would be with every candidate on it.
   const targetByName = new Map(tgt.map((t) => [t.name, t] as const));
   const receivedNames = candidates.map((c) => targetName(c.name));
-  const candidateByTargetName = new Map<string, number>();
-  receivedNames.forEach((name, k) => candidateByTargetName.set(name, k));
   const collisionAt = receivedNames.findIndex((name) => targetByName.has(name));
   if (collisionAt >= 0) {
     const collision = candidates[collisionAt] as ReplicaSnapshot;
@@ -326,10 +329,10 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
       now: input.now,
       protectedNames: common ? [common.target] : [],
     });
-    for (const d of evaluated.decisions) {
-      const k = candidateByTargetName.get(d.name);
-      if (k !== undefined && d.keep) reasons[k] = d.reasons;
-    }
+    // Kept points are few (tens); a map of them is cheaper than one over every candidate.
+    const kept = new Map<string, readonly string[]>();
+    for (const d of evaluated.decisions) if (d.keep) kept.set(d.name, d.reasons);
+    for (let k = 0; k < candidates.length; k++) reasons[k] = kept.get(receivedNames[k] as string);
     // The replica is as fresh as the schedule allows, whatever the policy's tie-breaks say.
     reasons[candidates.length - 1] ??= ['newest'];
   }

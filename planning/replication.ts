@@ -404,7 +404,16 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
       const k = baseK + 1;
       const resumed: SendStep = { ...first, ...stepTo(k), mode: 'i', points: 1, why: describeWhy(k), resumeToken: partial.token };
       const remaining = first.points - 1;
-      const rest: SendStep = { ...first, from: resumed.to, fromGuid: resumed.toGuid, fromOnTarget: resumed.receivedAs, mode: remaining > 1 ? 'I' : 'i', points: remaining };
+      const lastK = baseK + first.points;
+      const rest: SendStep = {
+        ...first,
+        from: resumed.to,
+        fromGuid: resumed.toGuid,
+        fromOnTarget: resumed.receivedAs,
+        mode: remaining > 1 ? 'I' : 'i',
+        points: remaining,
+        why: remaining > 1 ? `the remote policy keeps all ${remaining} restore points after the base (newest: ${describeWhy(lastK)})` : describeWhy(lastK),
+      };
       steps.splice(0, 1, resumed, rest);
     } else {
       discardPartialReceive = true;

@@ -377,9 +377,9 @@ describe('resume and flags', () => {
     const partial = { token: 'tok', fromGuid: String(at(0, 1) / 1000), toGuid: String(at(0, 2) / 1000) };
     const plan = asSend(planReplication(input({ remotePolicy: { keepLast: 10 }, source: { dataset: 'tank/web', snapshots: points }, target: { ...base, partialReceive: partial } })));
     expect(stepSummary(plan)).toEqual([`i ${short(at(0, 1))} > ${short(at(0, 2))}`, `I ${short(at(0, 2))} > ${short(at(0, 4))}`]);
-    expect(plan.steps.map((st) => [st.resumeToken, st.points, st.fromOnTarget])).toEqual([
-      ['tok', 1, `backup/web@${short(at(0, 1))}`],
-      [undefined, 2, `backup/web@${short(at(0, 2))}`],
+    expect(plan.steps.map((st) => [st.resumeToken, st.points, st.fromOnTarget, st.why])).toEqual([
+      ['tok', 1, `backup/web@${short(at(0, 1))}`, 'keepLast'],
+      [undefined, 2, `backup/web@${short(at(0, 2))}`, 'the remote policy keeps all 2 restore points after the base (newest: newest, keepLast)'],
     ]);
     expect(plan.discardPartialReceive).toBe(false);
     // With two points only, the rest is a plain -i.

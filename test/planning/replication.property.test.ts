@@ -237,6 +237,30 @@ describe('planReplication properties', () => {
     );
   });
 
+  it('does not depend on the order of the input', () => {
+    fc.assert(
+      fc.property(caseArb, fc.integer({ min: 0, max: 2 ** 31 - 1 }), (c, seed) => {
+        const shuffle = <T>(items: readonly T[]): T[] => {
+          const out = [...items];
+          let x = seed;
+          for (let i = out.length - 1; i > 0; i--) {
+            x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
+            const j = x % (i + 1);
+            [out[i], out[j]] = [out[j] as T, out[i] as T];
+          }
+          return out;
+        };
+        const shuffled: ReplicationInput = {
+          ...c.input,
+          source: { ...c.input.source, snapshots: shuffle(c.input.source.snapshots) },
+          target: { ...c.input.target, snapshots: shuffle(c.input.target.snapshots) },
+        };
+        expect(planReplication(shuffled)).toEqual(planReplication(c.input));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   let resumed = 0;
   it('a resume token is used only by the first step and only for exactly its stream; otherwise the partial state is discarded', () => {
     fc.assert(

@@ -3,7 +3,7 @@
  * the inputs, not by running the planner.
  */
 import { describe, expect, it } from 'vitest';
-import type { ZfsCapabilities } from '../../zfs/capabilities.ts';
+import { capabilitiesFromUsage } from '../../zfs/capabilities.ts';
 import {
   describeStep,
   negotiateFlags,
@@ -393,14 +393,24 @@ describe('resume and flags', () => {
     expect(plan.steps[0]?.from).toBe(`tank/web@${short(at(0, 1))}`);
   });
 
-  it("takes the machines' probed capabilities as they are", () => {
-    const probed: ZfsCapabilities = {
-      implementation: 'legacy', version: undefined, listParsable: false, getTypeFilter: false, bookmarks: false, resumeTokens: false,
-      sendRaw: false, sendCompressed: false, sendLargeBlocks: false, sendEmbedded: false, receiveResumable: false, receiveNoMount: true,
-      multiSnapshot: false, batchDestroy: false, listHolds: false, zpoolParsable: false,
-    };
-    const flags = negotiateFlags({ source: probed, target: OPENZFS }, { compressed: false, largeBlocks: false, resumable: false });
-    expect(flags).toEqual({ compressed: false, raw: false, largeBlocks: false, resumable: false, unavailable: [] });
+  it("takes a machine's probed capabilities as they are (zfs-fuse's usage text)", () => {
+    const probed = capabilitiesFromUsage({
+      zfsUsage: '\tsend [-RDp] [-[iI] snapshot] <snapshot>\n\treceive [-vnFu] <filesystem|volume|snapshot>\n',
+      zpoolUsage: '\tlist [-H] [-o property[,...]] [pool] ...\n',
+      version: undefined,
+      receiveNoMountAccepted: true,
+    });
+    expect(negotiateFlags({ source: probed, target: OPENZFS })).toEqual({
+      compressed: false,
+      raw: false,
+      largeBlocks: false,
+      resumable: false,
+      unavailable: [
+        "compressed: the source machine's ZFS lacks send -c",
+        "largeBlocks: the source machine's ZFS lacks send -L",
+        "resumable: the source machine's ZFS lacks resume tokens (receive -s, send -t)",
+      ],
+    });
   });
 
   it('flags only where both ends support them, and what was not available is said', () => {

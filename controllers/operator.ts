@@ -45,7 +45,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const datasets = new Informer<Dataset>(options.kubeConfig, client, resourceOf(datasetKind), log, clock);
   const policies = new Informer<RetentionPolicy>(options.kubeConfig, client, resourceOf(retentionPolicyKind), log, clock);
   const informers = [machines, datasets, policies];
-  const connections = new MachineConnections(client);
+  const connections = new MachineConnections(client, namespace);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
   const machineMetrics: MachineMetrics = new MachineMetrics(registry, (): Iterable<MachineSample> => machineReconciler.probeSamples());

@@ -266,6 +266,10 @@ CRDs, applies every YAML document of the repository, and runs the controllers. I
 STATE/kubeconfig, so kubectl works against it. A directory is watched and re-applied a moment after
 files change; a remote is fetched into STATE/repo every --interval.
 
+Access: the API server listens on https://127.0.0.1 only and answers nothing but /healthz, /livez,
+/readyz and /version without the bearer token that STATE/kubeconfig holds (with its CA). STATE is made
+0700 and its files 0600: it holds that token and every Secret.
+
 What it applies and prunes:
   - every document under the repository (kustomization.yaml and hidden paths are skipped); bdr kinds
     are checked as bdr validate does, other kinds (Namespace, Secret, ConfigMap) are passed through

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { parse as parseYaml } from 'yaml';
 import type { Cluster } from '../../cluster/index.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const FIXTURES = join(REPO_ROOT, 'test', 'cluster', 'fixtures');
@@ -120,14 +121,9 @@ export async function api<T = Record<string, unknown>>(
   return { status: res.status, body: parsed as T, headers: res.headers };
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+/** Polls until `probe` gives a value: the shared eventually(), with a short interval and a generous limit. */
+export function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  return eventually(probe, what, timeoutMs, 25);
 }
 
 export const GADGET_CRDS = join(FIXTURES, 'crds', 'gadgets.yaml');

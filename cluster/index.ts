@@ -73,10 +73,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     restrictTree(join(options.dataDir, 'kubeconfig'));
     restrictTree(join(options.dataDir, CREDENTIALS_FILE));
   }
-  const credentials = loadCredentials(options.dataDir);
   const registry = new Registry();
   const persistence = options.dataDir ? new DiskPersistence(join(options.dataDir, 'store')) : undefined;
   const store = new Store(registry, { persistence, historySize: options.watchHistory });
+  let credentials;
+  try {
+    // Only under the store's lock: a second server on the directory must not renew what the first one serves.
+    credentials = loadCredentials(options.dataDir);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   const faults = new Faults();
   const watches = new WatchHub(store, faults, options.bookmarkIntervalMs ?? 5000);
   const openapi = new OpenApi(registry);

@@ -152,7 +152,10 @@ function writeOptions(q: URLSearchParams): WriteOptions {
   return { dryRun: dryRun.length > 0, fieldValidation: fieldValidationOf(q) };
 }
 
-/** The media type of the body; none means JSON, as kube-apiserver assumes (no browser request omits it with a body). */
+/**
+ * The media type of the body; none means JSON, as kube-apiserver assumes. (A browser can send a body without
+ * one, so the 415 rule is a second line: the token is what keeps web pages out.)
+ */
 function contentTypeOf(req: IncomingMessage): string {
   return (req.headers['content-type'] || 'application/json').split(';')[0]!.trim().toLowerCase();
 }

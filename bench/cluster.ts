@@ -123,7 +123,7 @@ const CRD: KubeObject = {
 };
 
 async function echoServer(): Promise<{ url: string; ca: string; close: () => Promise<void> }> {
-  const { ca, cert, key } = selfSignedServingCertificate();
+  const { ca, cert, key } = await selfSignedServingCertificate();
   const server = createServer({ cert, key }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));

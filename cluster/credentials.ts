@@ -31,8 +31,8 @@ function usable(c: Partial<Credentials>, now: Date): boolean {
 }
 
 /** Reads `dir/credentials.json`, completing or renewing what is missing or expiring; without `dir`, new ones. */
-export function loadCredentials(dir: string | undefined, now = new Date()): Credentials {
-  if (!dir) return { token: newToken(), ...selfSignedServingCertificate(now) };
+export async function loadCredentials(dir: string | undefined, now = new Date()): Promise<Credentials> {
+  if (!dir) return { token: newToken(), ...(await selfSignedServingCertificate(now)) };
   const path = join(dir, CREDENTIALS_FILE);
   let stored: Partial<Credentials> = {};
   if (existsSync(path)) {
@@ -43,7 +43,7 @@ export function loadCredentials(dir: string | undefined, now = new Date()): Cred
     }
   }
   const token = typeof stored.token === 'string' && stored.token.length >= 32 ? stored.token : newToken();
-  const serving = usable(stored, now) ? { ca: stored.ca!, cert: stored.cert!, key: stored.key! } : selfSignedServingCertificate(now);
+  const serving = usable(stored, now) ? { ca: stored.ca!, cert: stored.cert!, key: stored.key! } : await selfSignedServingCertificate(now);
   const creds: Credentials = { token, ...serving };
   if (JSON.stringify(creds) !== JSON.stringify({ token: stored.token, ca: stored.ca, cert: stored.cert, key: stored.key })) {
     writePrivateFileAtomic(path, `${JSON.stringify(creds, null, 2)}\n`);

@@ -79,7 +79,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   let credentials;
   try {
     // Only under the store's lock: a second server on the directory must not renew what the first one serves.
-    credentials = loadCredentials(options.dataDir);
+    credentials = await loadCredentials(options.dataDir);
   } catch (err) {
     store.close();
     throw err;

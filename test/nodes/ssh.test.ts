@@ -154,6 +154,22 @@ describe('SSH connection', () => {
     }
   });
 
+  it('ends the commands still running when the connection is closed', async () => {
+    const c = machine.connect();
+    const started = join(machine.sshd.dir, `close-${process.pid}.started`);
+    // Its rejection comes while close() runs: caught from the start.
+    const outcome = c.exec(['sh', '-c', STARTED_THEN_SLEEP, 'sh', started]).catch((e: unknown) => e);
+    const pid = await eventually(() => pidIn(started), 'the command to start');
+    expect(isRunning(pid)).toBe(true);
+    await c.close();
+    try {
+      expect(await outcome).toMatchObject({ kind: 'connectionLost' });
+      await eventually(() => (isRunning(pid) ? undefined : true), `the command (pid ${pid}) to end`);
+    } finally {
+      endSleeper(started);
+    }
+  });
+
   for (const how of ['abort', 'kill'] as const) {
     it(`ends a streaming command and all it started when ${how === 'abort' ? 'aborted' : 'killed'} mid-stream`, async () => {
       const c = machine.connect();

@@ -4,23 +4,36 @@
  *
  * Run: `node --expose-gc --import tsx bench/cluster.ts` (without --expose-gc memory figures are noisier).
  *
- * Baselines measured in the same process, with the same HTTP client, so that ratios say what the API
+ * Baselines measured in the same process, with the same HTTPS client, so that ratios say what the API
  * semantics cost on top of the transport:
- *  - `echo`: a raw node:http server that parses the JSON body and answers it back;
+ *  - `echo`: a raw node:https server (same kind of certificate) that parses the JSON body and answers it back;
  *  - `map`: structuredClone + Map.set of the same object (the least a store can do), no HTTP.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Agent, createServer, request } from 'node:http';
+import { Agent, createServer, request } from 'node:https';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startCluster, type Cluster, type KubeObject } from '../cluster/index.ts';
+import { selfSignedServingCertificate } from '../cluster/x509.ts';
 
 const LATENCY_OPS = 2000;
 const DURABLE_OPS = 500;
 const BULK = 10_000;
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+
+/** The CA and token of each server, by origin: the cluster needs its bearer token, the echo server none. */
+const trust = new Map<string, { ca: string; token?: string }>();
+function trusting(server: { url: string; ca: string; token?: string }): void {
+  trust.set(new URL(server.url).origin, { ca: server.ca, token: server.token });
+}
+function tls(url: string): { ca: string; headers: Record<string, string> } {
+  const t = trust.get(new URL(url).origin);
+  if (!t) throw new Error(`no CA registered for ${url}`);
+  return { ca: t.ca, headers: t.token ? { Authorization: `Bearer ${t.token}` } : {} };
+}
 
 interface Answer {
   status: number;
@@ -29,7 +42,8 @@ interface Answer {
 
 function call(url: string, method: string, body?: string, contentType = 'application/json'): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, agent, headers: body ? { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) } : {} }, (res) => {
+    const { ca, headers } = tls(url);
+    const req = request(url, { method, agent, ca, headers: { ...headers, ...(body ? { 'Content-Type': contentType, 'Content-Length': String(Buffer.byteLength(body)) } : {}) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -108,8 +122,9 @@ const CRD: KubeObject = {
   },
 };
 
-async function echoServer(): Promise<{ url: string; close: () => Promise<void> }> {
-  const server = createServer((req, res) => {
+async function echoServer(): Promise<{ url: string; ca: string; close: () => Promise<void> }> {
+  const { ca, cert, key } = await selfSignedServingCertificate();
+  const server = createServer({ cert, key }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -121,7 +136,8 @@ async function echoServer(): Promise<{ url: string; close: () => Promise<void> }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    ca,
     close: () => new Promise((r) => server.close(() => r())),
   };
 }
@@ -142,7 +158,9 @@ function heapMb(): number {
 
 async function latency(): Promise<void> {
   const echo = await echoServer();
+  trusting(echo);
   const cluster = await startCluster();
+  trusting(cluster);
   cluster.apply(CRD);
   const coll = `${cluster.url}/apis/bench.bdr.dev/v1alpha1/namespaces/default/gadgets`;
   // Warm-up: JIT, sockets, schema compilation.
@@ -176,6 +194,7 @@ async function latency(): Promise<void> {
 
   const dataDir = mkdtempSync(join(tmpdir(), 'bdr-bench-'));
   const durable = await startCluster({ dataDir });
+  trusting(durable);
   durable.apply(CRD);
   const dcoll = `${durable.url}/apis/bench.bdr.dev/v1alpha1/namespaces/default/gadgets`;
   for (let i = 0; i < 50; i++) await call(dcoll, 'POST', JSON.stringify(gadget(`warm-${i}`, i)));
@@ -192,7 +211,7 @@ async function latency(): Promise<void> {
   const base = stats(echoSamples);
   console.log(`\nLatency, sequential, one keep-alive connection (${LATENCY_OPS} ops; durable ${DURABLE_OPS} ops)`);
   line('baseline: structuredClone+Map.set', stats(mapSamples));
-  line('baseline: http JSON echo', base);
+  line('baseline: https JSON echo', base);
   line('create (POST, in memory)', stats(createSamples), base);
   line('update (merge PATCH, in memory)', stats(patchSamples), base);
   line('status update (PATCH /status)', stats(statusSamples), base);
@@ -205,14 +224,15 @@ function readWatch(url: string, until: (count: number) => boolean): { done: Prom
   const controller = new AbortController();
   const t0 = performance.now();
   const done = (async () => {
-    const res = await fetch(url, { signal: controller.signal });
-    const reader = res.body!.getReader();
+    const { ca, headers } = tls(url);
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      // Its own connection: a watch must not hold the keep-alive socket of the other calls.
+      request(url, { ca, headers, agent: false, signal: controller.signal }, resolve).on('error', reject).end();
+    });
     let events = 0;
     let tail = '';
     const decoder = new TextDecoder();
-    for (;;) {
-      const { value, done: end } = await reader.read();
-      if (end) break;
+    for await (const value of res as AsyncIterable<Buffer>) {
       const text = tail + decoder.decode(value, { stream: true });
       const parts = text.split('\n');
       tail = parts.pop()!;
@@ -229,6 +249,7 @@ function readWatch(url: string, until: (count: number) => boolean): { done: Prom
 async function bulk(): Promise<void> {
   const heapBefore = heapMb();
   const cluster: Cluster = await startCluster({ watchHistory: 50_000 });
+  trusting(cluster);
   cluster.apply(CRD);
   const coll = `${cluster.url}/apis/bench.bdr.dev/v1alpha1/namespaces/default/gadgets`;
   const heapEmpty = heapMb();

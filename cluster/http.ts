@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import type { Registry } from './crd-registry.ts';
 import { aggregatedDiscovery, AGGREGATED_CONTENT_TYPE, apiGroup, apiGroupList, apiResourceList, apiVersions, wantsAggregated } from './discovery.ts';
 import { serverSideApply } from './apply.ts';
+import { bearerMatches } from './credentials.ts';
 import { ApiError, badRequest, invalid, methodNotAllowed, unsupportedMediaType } from './errors.ts';
 import type { Faults } from './faults.ts';
 import type { OpenApi } from './openapi.ts';
@@ -22,6 +23,8 @@ export interface HttpContext {
   watches: WatchHub;
   faults: Faults;
   serverAddress: () => string;
+  /** The bearer token every request must carry, except those for PUBLIC_PATHS. */
+  token: string;
   onRequest?: (entry: RequestLogEntry) => void;
 }
 
@@ -48,6 +51,22 @@ const VERSION_INFO = {
 };
 
 const PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml'];
+/**
+ * What a create or update body may be, as kube-apiserver accepts (less CBOR, which no client here sends).
+ * Anything else is 415: in particular the text/plain, form and multipart bodies a web page can send across
+ * origins without a preflight.
+ */
+const OBJECT_TYPES = ['application/json', 'application/yaml', PROTOBUF_CONTENT_TYPE];
+/** DeleteOptions bodies: the same minus protobuf, which this server does not decode for them. */
+const DELETE_OPTIONS_TYPES = ['application/json', 'application/yaml'];
+
+/**
+ * What kube-apiserver's default RBAC (system:public-info-viewer) lets anyone GET without credentials.
+ * Everything else needs the token.
+ */
+const PUBLIC_PATHS = new Set(['/healthz', '/livez', '/readyz', '/version']);
+
+const UNAUTHORIZED = new ApiError(401, 'Unauthorized', 'Unauthorized');
 
 interface Reply {
   code: number;
@@ -93,8 +112,10 @@ async function readBody(req: IncomingMessage): Promise<string> {
 
 /** The object a POST or PUT carries: JSON (or YAML), or protobuf for the built-ins kubectl sends that way. */
 async function readObjectBody(req: IncomingMessage): Promise<KubeObject> {
-  if (contentTypeOf(req) === PROTOBUF_CONTENT_TYPE) return asObject(decodeProtobufObject(await readRawBody(req)));
-  return asObject(parseBody(await readBody(req), contentTypeOf(req) === 'application/yaml'));
+  const type = contentTypeOf(req);
+  if (!OBJECT_TYPES.includes(type)) throw unsupportedMediaType(type, OBJECT_TYPES);
+  if (type === PROTOBUF_CONTENT_TYPE) return asObject(decodeProtobufObject(await readRawBody(req)));
+  return asObject(parseBody(await readBody(req), type === 'application/yaml'));
 }
 
 function parseBody(text: string, allowYaml: boolean): Json {
@@ -131,8 +152,18 @@ function writeOptions(q: URLSearchParams): WriteOptions {
   return { dryRun: dryRun.length > 0, fieldValidation: fieldValidationOf(q) };
 }
 
+/**
+ * The media type of the body; none means JSON, as kube-apiserver assumes. (A browser can send a body without
+ * one, so the 415 rule is a second line: the token is what keeps web pages out.)
+ */
 function contentTypeOf(req: IncomingMessage): string {
-  return (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+  return (req.headers['content-type'] || 'application/json').split(';')[0]!.trim().toLowerCase();
+}
+
+function isPublic(method: string, pathname: string): boolean {
+  if (method !== 'GET') return false;
+  const path = `/${pathname.split('/').filter((s) => s.length > 0).join('/')}`;
+  return PUBLIC_PATHS.has(path);
 }
 
 interface ResourcePath {
@@ -176,6 +207,11 @@ export class ApiHandler {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = (req.method ?? 'GET').toUpperCase();
     const isWatch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
+    // Before anything reads the body: an unauthenticated client gets nothing but this answer.
+    if (!isPublic(method, url.pathname) && !bearerMatches(req.headers.authorization, this.ctx.token)) {
+      send(res, json(401, UNAUTHORIZED.toStatus()));
+      return;
+    }
     try {
       if (this.ctx.onRequest) {
         const raw = method === 'GET' ? Buffer.alloc(0) : await readRawBody(req);
@@ -303,7 +339,9 @@ export class ApiHandler {
 
   private async deleteOptions(req: IncomingMessage, q: URLSearchParams): Promise<{ dryRun: boolean; propagationPolicy?: string; preconditions?: { uid?: string; resourceVersion?: string } }> {
     const text = await readBody(req);
-    const body = text.trim() ? parseBody(text, false) : {};
+    const type = contentTypeOf(req);
+    if (text.trim() && !DELETE_OPTIONS_TYPES.includes(type)) throw unsupportedMediaType(type, DELETE_OPTIONS_TYPES);
+    const body = text.trim() ? parseBody(text, type === 'application/yaml') : {};
     const opts = isJsonObject(body) ? body : {};
     const pre = isJsonObject(opts.preconditions) ? opts.preconditions : undefined;
     const dryRun = q.getAll('dryRun').includes('All') || (Array.isArray(opts.dryRun) && opts.dryRun.includes('All'));

@@ -1,15 +1,18 @@
-import { mkdtempSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Registry } from './crd-registry.ts';
+import { CREDENTIALS_FILE, loadCredentials } from './credentials.ts';
 import { ApiError } from './errors.ts';
 import { Faults } from './faults.ts';
 import { ApiHandler, type RequestLogEntry } from './http.ts';
 import { kubeconfigYaml } from './kubeconfig.ts';
 import { OpenApi } from './openapi.ts';
 import { DiskPersistence } from './persistence.ts';
+import { makePrivateDir, restrictTree, writePrivateFileAtomic } from './private-files.ts';
 import { apiVersionOf } from './resources.ts';
 import { Store } from './store.ts';
 import type { KubeObject } from './types.ts';
@@ -36,10 +39,15 @@ export interface ClusterOptions {
 }
 
 export interface Cluster {
-  /** `http://127.0.0.1:PORT` */
+  /** `https://127.0.0.1:PORT` */
   url: string;
   port: number;
+  /** A kubeconfig (0600) holding the URL, the CA and the token: KubeConfig.loadFromFile and kubectl need nothing else. */
   kubeconfigPath: string;
+  /** The bearer token every request needs, except GET of /healthz, /livez, /readyz and /version. */
+  token: string;
+  /** PEM of the CA that signed the serving certificate. */
+  ca: string;
   /** Test switches: failNext, delayNext, expireNextWatch, dropWatches, reset. */
   faults: Faults;
   /** The current global resourceVersion. */
@@ -53,26 +61,37 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-function writeFileAtomic(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  renameSync(tmp, path);
-}
-
-/** Starts an embedded Kubernetes API server on loopback. */
+/**
+ * Starts an embedded Kubernetes API server on loopback: HTTPS with a self-signed CA, and a bearer token,
+ * both written into the kubeconfig (see README "Security").
+ */
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  if (options.dataDir) {
+    makePrivateDir(options.dataDir);
+    // Directories written by versions before the token existed were world-readable.
+    restrictTree(join(options.dataDir, 'store'));
+    restrictTree(join(options.dataDir, 'kubeconfig'));
+    restrictTree(join(options.dataDir, CREDENTIALS_FILE));
+  }
   const registry = new Registry();
   const persistence = options.dataDir ? new DiskPersistence(join(options.dataDir, 'store')) : undefined;
   const store = new Store(registry, { persistence, historySize: options.watchHistory });
+  let credentials;
+  try {
+    // Only under the store's lock: a second server on the directory must not renew what the first one serves.
+    credentials = await loadCredentials(options.dataDir);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
   const faults = new Faults();
   const watches = new WatchHub(store, faults, options.bookmarkIntervalMs ?? 5000);
   const openapi = new OpenApi(registry);
   let address = '127.0.0.1:0';
-  const handler = new ApiHandler({ registry, store, openapi, watches, faults, serverAddress: () => address, onRequest: options.onRequest });
+  const handler = new ApiHandler({ registry, store, openapi, watches, faults, serverAddress: () => address, token: credentials.token, onRequest: options.onRequest });
 
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((req, res) => {
+  const sockets = new Set<Duplex>();
+  const server: Server = createServer({ key: credentials.key, cert: credentials.cert }, (req, res) => {
     void handler.handle(req, res);
   });
   server.keepAliveTimeout = 65_000;
@@ -95,7 +114,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   }
   const port = (server.address() as AddressInfo).port;
   address = `127.0.0.1:${port}`;
-  const url = `http://${address}`;
+  const url = `https://${address}`;
 
   let tempDir: string | undefined;
   let kubeconfigPath = options.kubeconfigPath;
@@ -106,13 +125,15 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       kubeconfigPath = join(tempDir, 'kubeconfig');
     }
   }
-  writeFileAtomic(kubeconfigPath, kubeconfigYaml(url));
+  writePrivateFileAtomic(kubeconfigPath, kubeconfigYaml(url, credentials));
 
   let stopped: Promise<void> | undefined;
   return {
     url,
     port,
     kubeconfigPath,
+    token: credentials.token,
+    ca: credentials.ca,
     faults,
     resourceVersion: () => store.resourceVersion,
     apply(object) {

@@ -1,17 +1,17 @@
 import { stringify } from 'yaml';
 
 /**
- * A kubeconfig both clients accept for a plain-http server: client-node refuses http:// unless
- * insecure-skip-tls-verify is set, and kubectl never sends the token over http (the server needs none).
+ * The kubeconfig of the embedded server: its CA (so clients verify the serving certificate) and the bearer
+ * token. kubectl sends a token only over TLS, which is why the server speaks HTTPS.
  */
-export function kubeconfigYaml(url: string, contextName = 'bdr'): string {
+export function kubeconfigYaml(url: string, auth: { token: string; ca: string }, contextName = 'bdr'): string {
   return stringify({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: contextName, cluster: { server: url, 'insecure-skip-tls-verify': true } }],
+    clusters: [{ name: contextName, cluster: { server: url, 'certificate-authority-data': Buffer.from(auth.ca).toString('base64') } }],
     contexts: [{ name: contextName, context: { cluster: contextName, user: contextName, namespace: 'default' } }],
     'current-context': contextName,
-    users: [{ name: contextName, user: { token: 'bdr-local' } }],
+    users: [{ name: contextName, user: { token: auth.token } }],
     preferences: {},
   });
 }

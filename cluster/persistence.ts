@@ -64,7 +64,7 @@ export class DiskPersistence {
     readonly dir: string,
     private readonly compactAfter = 50_000,
   ) {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     this.snapshotPath = join(dir, 'snapshot.json');
     this.logPath = join(dir, 'wal.jsonl');
     this.lockPath = join(dir, 'lock');
@@ -75,7 +75,7 @@ export class DiskPersistence {
   private lock(): void {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        const fd = openSync(this.lockPath, 'wx');
+        const fd = openSync(this.lockPath, 'wx', 0o600);
         writeSync(fd, String(process.pid));
         closeSync(fd);
         return;
@@ -133,7 +133,7 @@ export class DiskPersistence {
   compact(state: LoadedState): void {
     const tmp = `${this.snapshotPath}.tmp`;
     const snap: Snapshot = { format: 1, resourceVersion: state.resourceVersion, objects: state.objects };
-    const fd = openSync(tmp, 'w');
+    const fd = openSync(tmp, 'w', 0o600);
     try {
       writeSync(fd, JSON.stringify(snap));
       fsyncSync(fd);
@@ -142,14 +142,14 @@ export class DiskPersistence {
     }
     renameSync(tmp, this.snapshotPath);
     fsyncDir(this.dir);
-    if (this.fd === undefined) this.fd = openSync(this.logPath, 'a');
+    if (this.fd === undefined) this.fd = openSync(this.logPath, 'a', 0o600);
     ftruncateSync(this.fd);
     fsyncSync(this.fd);
     this.records = 0;
   }
 
   append(record: LogRecord): void {
-    if (this.fd === undefined) this.fd = openSync(this.logPath, 'a');
+    if (this.fd === undefined) this.fd = openSync(this.logPath, 'a', 0o600);
     writeSync(this.fd, `${JSON.stringify(record)}\n`);
     fdatasyncSync(this.fd);
     this.records++;

@@ -2,6 +2,10 @@
  * One connection per Machine, shared by every controller that works on it (the SSH layer multiplexes channels
  * over it). The Machine's Secret is resolved here; nodes/pool.ts replaces the connection when the spec or the
  * key changes and closes it when its Machine goes away. The private key is never logged.
+ *
+ * Secrets are read from the operator's own namespace only. Machines are cluster-scoped, so anyone allowed to
+ * create one could otherwise name any Secret in the cluster and have bdr use it (and show its parse errors);
+ * RBAC may grant the operator more, this rule holds whatever RBAC says.
  */
 import type { Machine } from '../api/types.ts';
 import type { NodeConnection } from '../nodes/connection.ts';
@@ -26,8 +30,8 @@ export class MachineConnections {
   constructor(
     /** Only Secrets are read: a repository (bdr plan --repo) can stand in for a cluster. */
     private readonly client: Pick<KubeClient, 'readSecret'>,
-    /** Namespace of a privateKeySecretRef that names none (the schema's default). */
-    private readonly defaultSecretNamespace = 'bdr-system',
+    /** The operator's namespace: the only one Secrets are read from, and that of a ref that names none. */
+    private readonly secretNamespace = 'bdr-system',
   ) {}
 
   async get(machine: Machine): Promise<MachineHandle> {
@@ -46,8 +50,13 @@ export class MachineConnections {
     if (conn.type === 'local') return { type: 'local' };
     const ref = conn.privateKeySecretRef;
     if (!ref) throw new MachineSecretError('spec.connection.privateKeySecretRef is not set');
-    const namespace = ref.namespace ?? this.defaultSecretNamespace;
+    const namespace = ref.namespace ?? this.secretNamespace;
     const field = ref.key ?? 'ssh-privatekey';
+    if (namespace !== this.secretNamespace) {
+      throw new MachineSecretError(
+        `spec.connection.privateKeySecretRef names Secret ${namespace}/${ref.name}, but bdr reads Secrets only from its own namespace ${this.secretNamespace}; move the Secret there and set privateKeySecretRef.namespace to ${this.secretNamespace} (or leave it out)`,
+      );
+    }
     const data = await this.client.readSecret(namespace, ref.name);
     if (!data) throw new MachineSecretError(`Secret ${namespace}/${ref.name} does not exist; create it with the private key under ${JSON.stringify(field)}`);
     let privateKey: Buffer;

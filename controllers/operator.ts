@@ -58,7 +58,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const namespaces = new Informer<KubeObject>(options.kubeConfig, client, NAMESPACES, log, clock);
   const namespaceLabels = (ns: string) => namespaces.get(ns)?.metadata.labels ?? {};
   const informers = [machines, datasets, policies, vectors, storageTargets, namespaces];
-  const connections = new MachineConnections(client);
+  const connections = new MachineConnections(client, namespace);
   const events = new EventRecorder(client, 'bdr', CLUSTER_EVENTS_NAMESPACE, log, clock);
   // Gauges read the reconciler's probe results at scrape time, after both exist.
   // Only the leader reports objects: a standby's samples would be stale, and every alert would fire once per replica.

@@ -69,6 +69,11 @@ export class SyncLoop {
     })();
   }
 
+  /** Resolves once no apply is running or queued (at once when idle). */
+  async settled(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
   /** Stops watching and waits for an apply in progress to finish. */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -134,6 +134,7 @@ export function directorySource(path: string, options: { debounceMs?: number; ex
 async function settleGitOperation(root: string, log: Logger, maxWaitMs = 10_000): Promise<void> {
   const lock = join(root, '.git', 'index.lock');
   const deadline = Date.now() + maxWaitMs;
+  if (existsSync(lock)) log.debug('waiting for git to release index.lock', { lock });
   while (existsSync(lock)) {
     if (Date.now() > deadline) {
       log.warn('git index.lock is still there; applying anyway', { lock });

@@ -37,6 +37,14 @@ export interface SshOptions {
   connectAttempts?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /**
+   * The key runs a forced command (bdr's guard), which parses the request itself: command lines go out bare,
+   * without the wrapper that reports the remote pid, so an aborted command is only sent a signal request and
+   * its channel closed (sshd refuses signals to forced commands; a `zfs receive` then ends at its input's EOF).
+   */
+  forcedCommand?: boolean;
+  /** How long an aborted command gets between TERM and KILL, and KILL and closing its channel (default 2 s). */
+  killAfterMs?: number;
 }
 
 const DEFAULTS: Required<SshOptions> = {
@@ -47,10 +55,29 @@ const DEFAULTS: Required<SshOptions> = {
   connectAttempts: 4,
   backoffInitialMs: 250,
   backoffMaxMs: 5_000,
+  forcedCommand: false,
+  killAfterMs: 2_000,
 };
+
+/**
+ * Why commands do not simply get a signal request when aborted: OpenSSH refuses them for root sessions
+ * ("session signalling requires privilege separation") and for forced commands, and closing the channel
+ * leaves a process alone until it next writes (a stalled `zfs send` would never end). So the remote login
+ * shell first writes this marker and its pid to stderr, then `exec`s the command in its own place. sshd made
+ * that shell a session and process group leader (setsid), so `kill -- -PID`, sent over another channel,
+ * reaches the command and everything it started (the way sshd's own signal handling uses killpg). stdout is
+ * untouched, so binary streams pass as they are; the marker line is removed from stderr.
+ */
+const PID_MARKER = 'bdr-pid:';
+const wrapped = (line: string): string => `echo ${PID_MARKER}$$ >&2; exec ${line}`;
+/** Signals process groups (each pid's, or the pid alone if it leads none); processes already gone are no error. */
+const KILL_SCRIPT = 'sig=$1; shift; for pid in "$@"; do kill -s "$sig" -- "-$pid" 2>/dev/null || kill -s "$sig" "$pid" 2>/dev/null; done; exit 0';
+/** Noise a login shell may print before the marker (rc files) is searched this far, no further. */
+const PREAMBLE_MAX = 64 * 1024;
 
 /** A command running on a channel, so that a dropped connection can fail it instead of leaving it hanging. */
 interface ActiveCommand {
+  channel: ClientChannel;
   fail(error: Error): void;
 }
 
@@ -58,7 +85,8 @@ interface ActiveCommand {
  * Runs commands over one SSH connection per machine (ssh2). The connection opens on first use, verifies the
  * pinned host key before authenticating, is shared by all commands up to `maxChannels` channels, and is
  * reopened with backoff after it drops. Commands that were running when it dropped fail with
- * ConnectionLostError; they are not retried, because their effect on the machine is unknown.
+ * ConnectionLostError; they are not retried, because their effect on the machine is unknown. A command that
+ * times out or is aborted is ended on the machine by its process group (see PID_MARKER).
  */
 export class SshConnection implements NodeConnection {
   readonly description: string;
@@ -68,6 +96,8 @@ export class SshConnection implements NodeConnection {
   private client: Client | undefined;
   private connecting: Promise<Client> | undefined;
   private readonly active = new Set<ActiveCommand>();
+  /** The `kill` channel in flight: one at a time, so ending many commands never needs many channels. */
+  private killing: Promise<void> = Promise.resolve();
   private closed = false;
   /** Connections opened so far; lets tests and metrics see reuse and reconnects. */
   connectCount = 0;
@@ -90,11 +120,14 @@ export class SshConnection implements NodeConnection {
     const release = await this.limiter.acquire(options.signal).catch(() => {
       throw new CommandAbortedError(this.description, program);
     });
+    let channel: ClientChannel | undefined;
     try {
-      const channel = await this.openChannel(line, options.signal);
+      channel = await this.openChannel(line, options.signal);
       return await this.collect(channel, program, options);
     } finally {
-      release();
+      // A timed-out or aborted command may still be ending: its channel keeps its slot until it is gone.
+      if (channel) void stateOf(channel).gone.then(release);
+      else release();
     }
   }
 
@@ -114,11 +147,7 @@ export class SshConnection implements NodeConnection {
     };
     const kill = (): void => {
       killed = true;
-      if (channel) {
-        channel.signal('TERM');
-        channel.close();
-        drain();
-      }
+      if (channel) this.terminate(channel);
     };
     stdout.once('close', () => {
       if (!stdout.readableEnded) drain();
@@ -145,7 +174,8 @@ export class SshConnection implements NodeConnection {
         stdout.destroy(error instanceof Error ? error : new Error(String(error)));
         throw error;
       } finally {
-        release();
+        if (channel) void stateOf(channel).gone.then(release);
+        else release();
         // Nothing reads our input any more; writers get an error instead of buffering forever.
         if (!stdin.writableFinished) stdin.destroy();
       }
@@ -159,8 +189,16 @@ export class SshConnection implements NodeConnection {
     this.closed = true;
     const client = this.client;
     this.client = undefined;
-    for (const command of this.active) command.fail(new ConnectionLostError(this.description, 'connection closed by bdr'));
+    const running = [...this.active];
+    for (const command of running) command.fail(new ConnectionLostError(this.description, 'connection closed by bdr'));
     if (client) {
+      // Commands still running are ended on the machine too, while the connection can still carry a kill.
+      const pids: number[] = [];
+      for (const { channel } of running) {
+        const pid = stateOf(channel).pidNow;
+        if (pid !== undefined) pids.push(pid);
+      }
+      if (pids.length > 0) await this.signalRemote(client, 'TERM', pids);
       await new Promise<void>((resolve) => {
         client.once('close', () => resolve());
         client.end();
@@ -169,20 +207,76 @@ export class SshConnection implements NodeConnection {
     }
   }
 
+  /**
+   * Ends a remote command and discards its output: TERM to its process group, KILL when its channel is still
+   * open `killAfterMs` later, and after as long again the channel is closed. Without a pid (a forced command, or
+   * no marker in time) only what sshd may honour is left: a signal request, and closing the channel.
+   */
+  private terminate(channel: ClientChannel): void {
+    const state = stateOf(channel);
+    if (state.terminating || state.isClosed) return;
+    state.terminating = true;
+    // Output no one reads any more must still be consumed, or ssh2 never reports the channel closed.
+    channel.unpipe();
+    channel.resume();
+    void (async () => {
+      const pid = await settleWithin(state.pid, this.options.killAfterMs);
+      if (state.isClosed) return;
+      if (pid === undefined) {
+        channel.signal('KILL');
+        channel.close();
+        return;
+      }
+      for (const signal of ['TERM', 'KILL'] as const) {
+        await this.signalRemote(state.client, signal, [pid]);
+        if ((await settleWithin(state.gone.then(() => true), this.options.killAfterMs)) === true) return;
+      }
+      channel.close();
+    })();
+  }
+
+  /**
+   * Runs `kill` on the machine over a channel of its own, outside `maxChannels` (it must not queue behind the
+   * commands it ends) and one at a time. A connection that is gone cannot carry it: those commands stay.
+   */
+  private signalRemote(client: Client, signal: 'TERM' | 'KILL', pids: readonly number[]): Promise<void> {
+    const run = (): Promise<void> =>
+      new Promise<void>((resolve) => {
+        if (lostClients.has(client)) return resolve();
+        try {
+          client.exec(commandLine(['sh', '-c', KILL_SCRIPT, 'sh', signal, ...pids.map(String)]), (err, channel) => {
+            if (err) return resolve();
+            const timer = setTimeout(() => channel.close(), this.options.killAfterMs);
+            channel.once('close', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            channel.resume();
+            channel.stderr.resume();
+            channel.end();
+          });
+        } catch {
+          resolve();
+        }
+      });
+    const next = this.killing.then(run);
+    this.killing = next;
+    return next;
+  }
+
   /** Opens an exec channel, connecting first if needed. A stale connection found at this point is replaced once. */
   private async openChannel(line: string, signal: AbortSignal | undefined): Promise<ClientChannel> {
+    const request = this.options.forcedCommand ? line : wrapped(line);
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw new CommandAbortedError(this.description, line.split(' ')[0] ?? '');
       const client = await this.connected(signal);
       try {
         return await new Promise<ClientChannel>((resolve, reject) => {
-          client.exec(line, (err, channel) => {
+          client.exec(request, (err, channel) => {
             if (err) return reject(err);
-            // ssh2 parses a whole TCP read in one go: a fast command's exit status can be emitted before a
-            // promise continuation could attach a listener, so record it right here.
-            channel.on('exit', (code: number | null, signalName?: string) => {
-              exitStatus.set(channel, { code, ...(signalName ? { signal: signalName } : {}) });
-            });
+            // ssh2 parses a whole TCP read in one go: a fast command's exit status and stderr can be emitted
+            // before a promise continuation could attach listeners, so they are recorded from right here.
+            channelStates.set(channel, watchChannel(channel, client, !this.options.forcedCommand));
             resolve(channel);
           });
         });
@@ -228,6 +322,8 @@ export class SshConnection implements NodeConnection {
 
   private connectOnce(): Promise<Client> {
     const client = new Client();
+    // Every open channel watches for the connection's end (watchChannel).
+    client.setMaxListeners(this.options.maxChannels + 10);
     let presented: Buffer | undefined;
     const config: ConnectConfig = {
       host: this.target.host,
@@ -249,7 +345,10 @@ export class SshConnection implements NodeConnection {
       client.once('ready', () => {
         settled = true;
         this.connectCount++;
-        client.on('close', () => this.onClientClosed(client));
+        client.on('close', () => {
+          lostClients.add(client);
+          this.onClientClosed(client);
+        });
         resolve(client);
       });
       client.on('error', (error: Error & { level?: string }) => {
@@ -286,17 +385,12 @@ export class SshConnection implements NodeConnection {
     options: ExecOptions,
     { streamStdout = false }: { streamStdout?: boolean } = {},
   ): Promise<ExecResult> {
+    const state = stateOf(channel);
     return new Promise<ExecResult>((resolve, reject) => {
       const out: Buffer[] = [];
-      const err: Buffer[] = [];
       let finished = false;
       let timer: NodeJS.Timeout | undefined;
 
-      const stop = (): void => {
-        // The remote process may ignore the closing channel; the signal request makes sure it ends.
-        channel.signal('KILL');
-        channel.close();
-      };
       const finish = (error: Error | undefined, result?: ExecResult): void => {
         if (finished) return;
         finished = true;
@@ -307,36 +401,39 @@ export class SshConnection implements NodeConnection {
         else if (result) resolve(result);
       };
       const onAbort = (): void => {
-        stop();
+        this.terminate(channel);
         finish(new CommandAbortedError(this.description, program));
       };
-      const entry: ActiveCommand = { fail: (error) => finish(error) };
+      const entry: ActiveCommand = { channel, fail: (error) => finish(error) };
       this.active.add(entry);
 
       if (options.timeoutMs !== undefined) {
         timer = setTimeout(() => {
-          stop();
+          this.terminate(channel);
           finish(new CommandTimeoutError(this.description, program, options.timeoutMs ?? 0));
         }, options.timeoutMs);
       }
       if (options.signal?.aborted) onAbort();
       else options.signal?.addEventListener('abort', onAbort, { once: true });
 
-      // ssh2 emits 'close' only after both streams were consumed, even when they carry nothing.
+      // ssh2 emits 'close' only after both streams were consumed, even when they carry nothing (stderr is
+      // consumed by watchChannel).
       if (!streamStdout) channel.on('data', (chunk: Buffer) => out.push(chunk));
-      channel.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-      channel.on('error', (error: Error) => finish(new ConnectionLostError(this.description, messageOf(error), { cause: error })));
-      channel.on('close', () => {
-        const status = exitStatus.get(channel);
-        const code = status?.code ?? null;
-        const exitSignal = status?.signal;
+      channel.on('error', (error: Error) => {
+        // No one waits for this channel any more; whatever still runs behind it must end (and free its slot).
+        this.terminate(channel);
+        finish(new ConnectionLostError(this.description, messageOf(error), { cause: error }));
+      });
+      void state.closed.then(() => {
+        const code = state.exit?.code ?? null;
+        const exitSignal = state.exit?.signal;
         if (code === null && exitSignal === undefined) {
           finish(new ConnectionLostError(this.description, `${program}: the channel closed without an exit status`));
           return;
         }
         finish(undefined, {
           stdout: Buffer.concat(out).toString('utf8'),
-          stderr: Buffer.concat(err).toString('utf8'),
+          stderr: Buffer.concat(state.stderr).toString('utf8'),
           code,
           ...(exitSignal !== undefined ? { signal: exitSignal } : {}),
         });
@@ -350,8 +447,106 @@ export class SshConnection implements NodeConnection {
   }
 }
 
-/** Exit status per channel, recorded as soon as ssh2 reports it. */
-const exitStatus = new WeakMap<ClientChannel, { code: number | null; signal?: string }>();
+/** Clients whose connection is gone: nothing more can be sent over them. */
+const lostClients = new WeakSet<Client>();
+
+/** What is known of a command's channel, recorded from the moment it opened. */
+interface ChannelState {
+  client: Client;
+  exit?: { code: number | null; signal?: string };
+  /** stderr as the command wrote it, without the wrapper's marker line. */
+  stderr: Buffer[];
+  /** The remote command's pid (and process group); undefined once it can no longer come. */
+  pid: Promise<number | undefined>;
+  pidNow: number | undefined;
+  closed: Promise<void>;
+  isClosed: boolean;
+  /** The channel closed, or its connection did (then ssh2 may never report the channel closed). */
+  gone: Promise<void>;
+  terminating: boolean;
+}
+
+const channelStates = new WeakMap<ClientChannel, ChannelState>();
+
+function stateOf(channel: ClientChannel): ChannelState {
+  const state = channelStates.get(channel);
+  if (!state) throw new Error('a channel not opened by openChannel');
+  return state;
+}
+
+function watchChannel(channel: ClientChannel, client: Client, wrapper: boolean): ChannelState {
+  let setPid: (pid: number | undefined) => void = () => undefined;
+  let setClosed: () => void = () => undefined;
+  let setGone: () => void = () => undefined;
+  const state: ChannelState = {
+    client,
+    stderr: [],
+    pid: new Promise((resolve) => (setPid = resolve)),
+    pidNow: undefined,
+    closed: new Promise((resolve) => (setClosed = resolve)),
+    isClosed: false,
+    gone: new Promise((resolve) => (setGone = resolve)),
+    terminating: false,
+  };
+  const found = (pid: number | undefined): void => {
+    state.pidNow ??= pid;
+    setPid(pid);
+  };
+  if (!wrapper) found(undefined);
+  let preamble: Buffer | undefined = wrapper ? Buffer.alloc(0) : undefined;
+  channel.on('exit', (code: number | null, signalName?: string) => {
+    state.exit = { code, ...(signalName ? { signal: signalName } : {}) };
+  });
+  channel.stderr.on('data', (chunk: Buffer) => {
+    if (preamble === undefined) {
+      state.stderr.push(chunk);
+      return;
+    }
+    preamble = Buffer.concat([preamble, chunk]);
+    const marker = findMarker(preamble);
+    if (marker) {
+      state.stderr.push(preamble.subarray(0, marker.start), preamble.subarray(marker.end));
+      preamble = undefined;
+      found(marker.pid);
+    } else if (preamble.length > PREAMBLE_MAX) {
+      state.stderr.push(preamble);
+      preamble = undefined;
+      found(undefined);
+    }
+  });
+  const onClientClose = (): void => setGone();
+  client.once('close', onClientClose);
+  channel.on('close', () => {
+    if (preamble !== undefined) state.stderr.push(preamble);
+    preamble = undefined;
+    state.isClosed = true;
+    found(undefined);
+    setClosed();
+    setGone();
+    client.off('close', onClientClose);
+  });
+  return state;
+}
+
+const MARKER_LINE = new RegExp(`(?:^|\\n)${PID_MARKER}(\\d+)\\n`);
+
+/** The wrapper's marker line, and the bytes to cut out of stderr (rc-file noise before it stays). Exported for tests. */
+export function findMarker(preamble: Buffer): { pid: number; start: number; end: number } | undefined {
+  // latin1 maps bytes to characters one to one, so string offsets are byte offsets.
+  const m = MARKER_LINE.exec(preamble.toString('latin1'));
+  if (!m) return undefined;
+  return { pid: Number(m[1]), start: m.index + (m[0].startsWith('\n') ? 1 : 0), end: m.index + m[0].length };
+}
+
+/** The promise's value if it settles within `ms`, else undefined. */
+async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

@@ -1,4 +1,4 @@
-/** planning/: pure decision functions (no I/O, time is always an argument). See RETENTION.md for retention. */
+/** planning/: pure decision functions (no I/O, time is always an argument). See RETENTION.md for retention, REPLICATION.md for replication. */
 export { formatDuration, parseDuration, type Parsed } from './duration.ts';
 export {
   DEFAULT_MISSED_RUNS_LIMIT,
@@ -77,3 +77,22 @@ export {
   type MachineRules,
   type Verdict,
 } from './tenancy.ts';
+export {
+  describeStep,
+  negotiateFlags,
+  planReplication,
+  sortOldestFirst,
+  type CommonSnapshot,
+  type EndCapabilities,
+  type HoldAction,
+  type PartialReceive,
+  type Prune,
+  type RefusalReason,
+  type ReplicaSnapshot,
+  type ReplicationInput,
+  type ReplicationPlan,
+  type SendFlags,
+  type SendMode,
+  type SendStep,
+  type TransportWishes,
+} from './replication.ts';

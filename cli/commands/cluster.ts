@@ -42,6 +42,8 @@ export function clusterCommand(): Command {
       'after',
       `
 bdr's CRDs are installed from crds/ at start. Stop with Ctrl-C (SIGINT) or SIGTERM.
+The server speaks HTTPS on 127.0.0.1 and wants the bearer token of the kubeconfig it writes (0600; with
+--state the token survives restarts); /healthz, /livez, /readyz and /version are open.
 
 Example:
   bdr cluster --state .bdr-state --port 6443 &

@@ -1,8 +1,8 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Cluster } from '../../cluster/index.ts';
+import { makePrivateDir, restrictTree } from '../../cluster/private-files.ts';
 import type { Operator, OperatorOptions } from '../../controllers/operator-options.ts';
 import type { SyncReport } from '../../gitops/apply.ts';
 import type { SyncLoop } from '../../gitops/loop.ts';
@@ -85,9 +85,13 @@ function lockStateDir(stateDir: string): () => void {
     }
     if (alive) throw new UserError(`${stateDir} is in use by another bdr up (pid ${pid}); stop it or choose another --state`, EXIT.runtime);
   }
-  writeFileSync(lock, `${process.pid}\n`);
+  writeFileSync(lock, `${process.pid}\n`, { mode: 0o600 });
+  chmodSync(lock, 0o600);
   return () => rmSync(lock, { force: true });
 }
+
+/** What bdr up keeps in its state directory (the cluster tightens its own `cluster/`). */
+const PRIVATE_ENTRIES = ['bdr-up.pid', 'kubeconfig', 'repo', 'sandbox'];
 
 interface UpOptions {
   repo: string;
@@ -143,8 +147,14 @@ async function up(opts: UpOptions): Promise<number> {
   } catch (err) {
     throw new UserError((err as Error).message, EXIT.usage);
   }
-  await mkdir(stateDir, { recursive: true });
-  if (opts.sandboxPool) await prepareSandbox(opts.sandboxPool, stateDir, log);
+  // The state directory holds the API token and every Secret: 0700, its files 0600. Entries an older bdr up
+  // left readable are tightened; only bdr's own entries, in case --state names a directory with other files.
+  makePrivateDir(stateDir);
+  for (const entry of PRIVATE_ENTRIES) restrictTree(join(stateDir, entry));
+  if (opts.sandboxPool) {
+    await prepareSandbox(opts.sandboxPool, stateDir, log);
+    restrictTree(join(stateDir, 'sandbox'));
+  }
   const unlock = lockStateDir(stateDir);
 
   let cluster: Cluster | undefined;
@@ -171,7 +181,11 @@ async function up(opts: UpOptions): Promise<number> {
 
     loop = new SyncLoop({
       source,
-      apply: (rev) => applyRepository(kc, { root: rev.root, commit: rev.commit, log }),
+      apply: (rev) => {
+        // git checks files out with the umask; the clone holds the manifests, Secrets included.
+        if (source.kind === 'remote') restrictTree(rev.root);
+        return applyRepository(kc, { root: rev.root, commit: rev.commit, log });
+      },
       intervalMs: opts.interval,
       log,
     });
@@ -251,6 +265,10 @@ bdr up starts an embedded Kubernetes API server whose data lives in STATE/cluste
 CRDs, applies every YAML document of the repository, and runs the controllers. It writes
 STATE/kubeconfig, so kubectl works against it. A directory is watched and re-applied a moment after
 files change; a remote is fetched into STATE/repo every --interval.
+
+Access: the API server listens on https://127.0.0.1 only and answers nothing but /healthz, /livez,
+/readyz and /version without the bearer token that STATE/kubeconfig holds (with its CA). STATE is made
+0700 and its files 0600: it holds that token and every Secret.
 
 What it applies and prunes:
   - every document under the repository (kustomization.yaml and hidden paths are skipped); bdr kinds

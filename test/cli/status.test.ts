@@ -93,6 +93,7 @@ metadata:
 spec:
   connection: { type: local }
   pools: [${pool}]
+  allowedNamespaces: { names: [default] }
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1
 kind: RetentionPolicy

@@ -1,11 +1,11 @@
-import { appendFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { startCluster, type Cluster, type KubeObject } from '../../cluster/index.ts';
-import { api, FIXTURES, GADGET_CRDS, REPO_ROOT } from './helpers.ts';
+import { api, clusterFetch, connectionFromKubeconfig, FIXTURES, GADGET_CRDS, REPO_ROOT } from './helpers.ts';
 
 interface List {
   metadata: { resourceVersion: string };
@@ -44,6 +44,9 @@ describe('durability with a data directory', () => {
 
     const second = await startCluster({ dataDir });
     try {
+      // Same token and CA: a kubeconfig copied before the restart keeps working.
+      expect(second.token).toBe(first.token);
+      expect(second.ca).toBe(first.ca);
       expect(second.resourceVersion()).toBe(rvBefore);
       expect(await snapshot(second)).toEqual(before);
       expect(before[`${gadgets}/g3`]).toBeUndefined();
@@ -54,7 +57,7 @@ describe('durability with a data directory', () => {
       const created = (await api<KubeObject>(second, 'POST', gadgets, { apiVersion: 'fixtures.bdr.dev/v1alpha1', kind: 'Gadget', metadata: { name: 'later' }, spec: { size: 1 } })).body;
       expect(Number(created.metadata.resourceVersion)).toBe(rvBefore + 1);
       // Watch history does not survive a restart: resuming from an older version must relist (410).
-      const watch = await fetch(`${second.url}${gadgets}?watch=true&resourceVersion=${rvBefore - 5}`);
+      const watch = await clusterFetch(second, `${gadgets}?watch=true&resourceVersion=${rvBefore - 5}`);
       const text = await watch.text();
       expect(JSON.parse(text.split('\n')[0]!)).toMatchObject({ type: 'ERROR', object: { code: 410, reason: 'Expired' } });
     } finally {
@@ -65,35 +68,39 @@ describe('durability with a data directory', () => {
   it('keeps every acknowledged write when the server process is killed', { timeout: 120_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'bdr-cluster-crash-'));
     const child = execa('node', ['--import', 'tsx', join(FIXTURES, 'serve-cluster.ts'), dataDir], { cwd: REPO_ROOT, reject: false });
-    const url = await new Promise<string>((resolve, reject) => {
+    const kubeconfigPath = await new Promise<string>((resolve, reject) => {
       child.stdout!.on('data', (chunk: Buffer) => {
         const line = chunk.toString().split('\n')[0]!;
         try {
-          resolve((JSON.parse(line) as { url: string }).url);
+          resolve((JSON.parse(line) as { kubeconfigPath: string }).kubeconfigPath);
         } catch (err) {
           reject(err instanceof Error ? err : new Error(String(err)));
         }
       });
       child.catch(reject);
     });
-    const remote = { url } as Cluster;
+    const remote = connectionFromKubeconfig(kubeconfigPath);
     for (const doc of parseAllDocuments(readFileSync(GADGET_CRDS, 'utf8'))) {
       expect((await api(remote, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', doc.toJS())).status).toBe(201);
     }
     const acknowledged = new Map<string, string>();
     // Writes race the kill: everything answered before it must survive; what was in flight may or may not.
+    // The kill comes once enough writes were acknowledged (an event, not a time: a slow machine writes fewer).
+    let enough: () => void = () => undefined;
+    const enoughWritten = new Promise<void>((r) => (enough = r));
     const writer = (async () => {
       for (let i = 0; ; i++) {
         try {
           const r = await api<KubeObject>(remote, 'POST', gadgets, { apiVersion: 'fixtures.bdr.dev/v1alpha1', kind: 'Gadget', metadata: { name: `c${i}` }, spec: { size: 1 } });
           if (r.status !== 201) throw new Error(`unexpected ${r.status}`);
           acknowledged.set(r.body.metadata.name!, r.body.metadata.resourceVersion!);
+          if (acknowledged.size === 20) enough();
         } catch {
           return;
         }
       }
     })();
-    await new Promise((r) => setTimeout(r, 400));
+    await Promise.race([enoughWritten, writer]);
     child.kill('SIGKILL');
     await writer;
     await child;
@@ -138,6 +145,51 @@ describe('durability with a data directory', () => {
       expect(names).toEqual(['whole']);
       const next = (await api<KubeObject>(second, 'POST', gadgets, { apiVersion: 'fixtures.bdr.dev/v1alpha1', kind: 'Gadget', metadata: { name: 'next' }, spec: { size: 1 } })).body;
       expect(next.metadata.resourceVersion).toBe(String(rv + 1));
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
+/** Every path under dir (directories included) whose mode has group or other bits, with that mode. */
+function notPrivate(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (p: string): void => {
+    const st = lstatSync(p);
+    if ((st.mode & 0o077) !== 0) out.push(`${p} ${(st.mode & 0o777).toString(8)}`);
+    if (st.isDirectory()) for (const e of readdirSync(p)) walk(join(p, e));
+  };
+  walk(dir);
+  return out;
+}
+
+describe('private data directory', () => {
+  it('keeps the directory 0700 and every file 0600, whatever the umask', async () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), 'bdr-cluster-mode-')), 'data');
+    const before = process.umask(0o000);
+    try {
+      const cluster = await startCluster({ dataDir });
+      installFixtures(cluster);
+      await api(cluster, 'POST', '/api/v1/namespaces/default/secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's' }, stringData: { k: 'v' } });
+      expect(readdirSync(join(dataDir, 'store')).sort()).toEqual(['lock', 'snapshot.json', 'wal.jsonl']);
+      expect(notPrivate(dataDir)).toEqual([]);
+      await cluster.stop();
+    } finally {
+      process.umask(before);
+    }
+  });
+
+  it('tightens a data directory an older version left readable', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'bdr-cluster-old-'));
+    const first = await startCluster({ dataDir });
+    installFixtures(first);
+    await first.stop();
+    for (const p of [dataDir, join(dataDir, 'store')]) chmodSync(p, 0o755);
+    for (const f of ['kubeconfig', 'credentials.json', 'store/snapshot.json', 'store/wal.jsonl']) chmodSync(join(dataDir, f), 0o644);
+    expect(notPrivate(dataDir)).toHaveLength(6);
+    const second = await startCluster({ dataDir });
+    try {
+      expect(notPrivate(dataDir)).toEqual([]);
     } finally {
       await second.stop();
     }

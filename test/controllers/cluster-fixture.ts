@@ -17,6 +17,8 @@ export async function startTestCluster(options: { dataDir?: string } = {}): Prom
   const requests: RequestLogEntry[] = [];
   const cluster = await startCluster({ ...options, onRequest: (e) => requests.push(e) });
   for (const text of allCrdFiles().values()) cluster.apply(parse(text) as KubeObject);
+  // The operator's namespace, which manifests/ creates in a real cluster: its Secrets live there.
+  cluster.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bdr-system' } });
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(cluster.kubeconfigPath);
   return {

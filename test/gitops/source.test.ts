@@ -9,11 +9,10 @@ import { startCluster, type KubeObject } from '../../cluster/index.ts';
 import { applyRepository, installCrds, type SyncReport } from '../../gitops/apply.ts';
 import { SyncLoop } from '../../gitops/loop.ts';
 import { debounce, directorySource, isRemoteUrl, redactUrl, remoteSource, sourceFor, type Revision, type Source } from '../../gitops/source.ts';
-import { silentLogger } from '../../metrics/log.ts';
+import { createLogger, silentLogger } from '../../metrics/log.ts';
 import { commitAll, eventually, git, initRepo, tempDir, writeRepoFile } from './harness.ts';
 
 const MACHINE = KINDS.find((k) => k.kind === 'Machine') ?? KINDS[0]!;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('debounce', () => {
   it('turns a burst into one call, and still calls during an endless burst', () => {
@@ -66,19 +65,30 @@ describe('directory source', () => {
     await initRepo(repo);
     await writeRepoFile(repo, 'a.yaml', 'a: 1\n');
     const c1 = await commitAll(repo, 'one');
-    const source = directorySource(repo, { debounceMs: 300, log: silentLogger });
+    // What the watcher saw, in order: each file event it logs, and each change it reports.
+    const seen: string[] = [];
+    const log = createLogger({ level: 'debug', format: 'json', write: (line) => seen.push(`file ${String((JSON.parse(line) as { file?: string }).file)}`) });
+    // A quiet period long enough that a loaded machine does not split the burst below.
+    const source = directorySource(repo, { debounceMs: 1500, log });
     expect(await source.prepare()).toEqual({ root: repo, commit: c1 });
-    let changes = 0;
-    await source.watch(() => changes++);
+    await source.watch(() => seen.push('change'));
     try {
+      // The sentinel is written after the .git file: once its event is in, an event for .git would be too.
       await mkdir(join(repo, '.git', 'scratch'), { recursive: true });
       await writeFile(join(repo, '.git', 'scratch', 'x'), 'x');
-      await sleep(800);
-      expect(changes).toBe(0);
+      await writeFile(join(repo, 'sentinel.yaml'), 's: 1\n');
+      await eventually(() => (seen.includes('change') ? true : undefined), 'the change of the sentinel');
+      expect(seen.filter((s) => s.includes('.git'))).toEqual([]);
+      expect(seen.filter((s) => s === 'change')).toHaveLength(1);
+      seen.length = 0;
       for (let i = 0; i < 20; i++) await writeFile(join(repo, `f${i % 4}.yaml`), `n: ${i}\n`);
-      await eventually(() => (changes > 0 ? true : undefined), 'a change');
-      await sleep(800);
-      expect(changes).toBe(1);
+      await writeFile(join(repo, 'last.yaml'), 'n: last\n');
+      // The change that follows the burst's last event: every earlier event of the burst is before it.
+      await eventually(() => {
+        const last = seen.indexOf('file last.yaml');
+        return last >= 0 && seen.indexOf('change', last) > last ? true : undefined;
+      }, 'the change after the burst');
+      expect(seen.filter((s) => s === 'change')).toHaveLength(1);
       // Uncommitted edits are applied as they are, and say so in the commit they record.
       expect((await source.prepare()).commit).toBe(`${c1}-dirty`);
     } finally {
@@ -97,13 +107,14 @@ describe('directory source during a git operation', () => {
     await writeRepoFile(repo, 'a.yaml', 'a: 1\n');
     await commitAll(repo, 'one');
     await writeFile(join(repo, '.git', 'index.lock'), '');
-    const source = directorySource(repo, { log: silentLogger });
+    const logged: string[] = [];
+    const source = directorySource(repo, { log: createLogger({ level: 'debug', format: 'json', write: (line) => logged.push((JSON.parse(line) as { msg: string }).msg) }) });
     let done = false;
     const prepared = source.prepare().then((r) => {
       done = true;
       return r;
     });
-    await sleep(600);
+    await eventually(() => (logged.includes('waiting for git to release index.lock') ? true : undefined), 'prepare to see the lock');
     expect(done).toBe(false);
     await unlink(join(repo, '.git', 'index.lock'));
     expect((await prepared).root).toBe(repo);
@@ -178,7 +189,8 @@ describe('sync loop', () => {
     release?.();
     await eventually(() => (applies === 2 ? true : undefined), 'second apply');
     release?.();
-    await sleep(100);
+    // Another queued apply would run before the loop settles.
+    await loop.settled();
     expect(applies).toBe(2);
     await loop.stop();
   });

@@ -37,18 +37,16 @@ async function managedVersions(k: Kubectl): Promise<Map<string, string>> {
 }
 
 /**
- * The versions once the controllers have finished writing status (RetentionPolicy status says which datasets
- * use it): two reads a second apart agree. Idle objects must cause no writes, so this settles.
+ * The versions once the controllers have caught up: the only status they write here is the RetentionPolicies'
+ * (which datasets use each), so every policy's status.observedGeneration equals its generation. Idle objects
+ * cause no further writes.
  */
 async function settledVersions(k: Kubectl): Promise<Map<string, string>> {
-  let previous = await managedVersions(k);
   return eventually(async () => {
-    await new Promise((r) => setTimeout(r, 1000));
-    const now = await managedVersions(k);
-    const same = now.size === previous.size && [...now].every(([key, rv]) => previous.get(key) === rv);
-    previous = now;
-    return same ? now : undefined;
-  }, 'the controllers to stop writing');
+    const policies = await k.json('get', 'retentionpolicies', '-A');
+    const behind = (policies.items ?? []).filter((p) => (p.status as { observedGeneration?: number } | undefined)?.observedGeneration !== p.metadata.generation);
+    return behind.length === 0 ? managedVersions(k) : undefined;
+  }, 'every RetentionPolicy status to observe its generation');
 }
 
 describe('bdr up on a git working tree', { timeout: 180_000 }, () => {

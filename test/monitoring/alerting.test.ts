@@ -24,6 +24,7 @@ metadata: { name: here }
 spec:
   connection: { type: local }
   pools: [${pools.join(', ')}]
+  allowedNamespaces: { names: [default] }
   probeInterval: 5s
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1

@@ -53,6 +53,7 @@ spec:
   connection:
     type: local
   pools: [${pool}]
+  allowedNamespaces: { names: [default] }
   probeInterval: 5s
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1

@@ -61,7 +61,8 @@ beforeAll(async () => {
     vectorKeyEntry({ publicKey: vectorKey.publicKeyNoComment, owner, prefix, guardPath, from: ['127.0.0.1'] }),
     secondary.sshd.authorizedKeysPath,
   );
-  vectorConnection = new SshConnection({ ...secondary.target, privateKey: vectorKey.privateKey });
+  // The guard parses the request itself: command lines go out bare (no pid wrapper).
+  vectorConnection = new SshConnection({ ...secondary.target, privateKey: vectorKey.privateKey }, { forcedCommand: true });
   // Behind the guard `zfs -?` is refused, so the vector side reuses the operator's probe.
   vector = new ZfsMachine(vectorConnection, { capabilities: await operatorOnSecondary.capabilities() });
 });
@@ -379,7 +380,7 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
 
   it('is revoked by removing its entry: later syncs are declined', async () => {
     await revokeKey(secondary.connect(), owner, secondary.sshd.authorizedKeysPath);
-    const revoked = new SshConnection({ ...secondary.target, privateKey: vectorKey.privateKey });
+    const revoked = new SshConnection({ ...secondary.target, privateKey: vectorKey.privateKey }, { forcedCommand: true });
     await expect(revoked.exec(['zfs', 'list', '-H', prefix])).rejects.toMatchObject({ kind: 'authenticationFailed' });
   });
 });

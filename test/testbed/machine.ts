@@ -54,7 +54,8 @@ export interface TestMachineOptions extends TestSshdOptions {
 export async function startTestMachine(options: TestMachineOptions = {}): Promise<TestMachine> {
   const sshd = await startSshd(options);
   const name = options.name ?? 'test-machine';
-  const namespace = options.namespace ?? 'default';
+  // The operator reads Secrets only from its own namespace.
+  const namespace = options.namespace ?? 'bdr-system';
   const operatorKey = await generateKeyPair(sshd.dir, 'operator_ed25519', `bdr-operator@${name}`);
   await appendFile(sshd.authorizedKeysPath, `${operatorKey.publicKey}\n`);
   const secretName = `${name}-ssh`;

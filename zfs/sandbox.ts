@@ -2,6 +2,7 @@
  * A throw-away pool backed by a sparse file on the host bdr runs on, for trying bdr (the quickstart) without
  * touching a real pool. Created only when asked for by name, never over an existing pool; `cachefile=none`
  * keeps it out of the system's pool cache, so it does not come back after a reboot unless bdr creates it again.
+ * Before that, `ensureZfs` makes ZFS answer on this host (installing or starting zfs-fuse where allowed).
  */
 import { constants } from 'node:fs';
 import { access, mkdir, open, readFile } from 'node:fs/promises';

@@ -106,6 +106,18 @@ describe('local connection', () => {
       await expectEnded(sleeper);
     });
 
+    it('of a pipeline shaped like directTransfer on a local Machine', async () => {
+      const pidfile = join(dir, 'pipeline.pid');
+      const controller = new AbortController();
+      // `{ zfs send … || echo … >&2; } | ssh …`, with a sleep (recording its pid) for zfs send and cat for ssh.
+      const script = '{ sh -c \'echo $$ > "$1"; exec sleep 600\' sh "$1" || echo "send failed" >&2; } | cat';
+      const running = local.exec(['sh', '-c', script, 'sh', pidfile], { signal: controller.signal });
+      const sender = await pidFrom(pidfile);
+      controller.abort();
+      await expect(running).rejects.toBeInstanceOf(CommandAbortedError);
+      await expectEnded(sender);
+    });
+
     it('of a stream aborted mid-stream', async () => {
       const pidfile = join(dir, 'stream.pid');
       const controller = new AbortController();
@@ -122,14 +134,14 @@ describe('local connection', () => {
 
     it('of a stream ended with kill()', async () => {
       const pidfile = join(dir, 'kill.pid');
-      const cmd = local.spawn(['sh', '-c', 'cat & echo $! > "$1"; wait', 'sh', pidfile]);
+      const cmd = local.spawn(background(pidfile));
       cmd.stdout.resume();
-      const reader = await pidFrom(pidfile);
+      const sleeper = await pidFrom(pidfile);
       cmd.kill();
       const result = await cmd.done;
       expect(result.code).toBeNull();
       expect(result.signal).toBe('SIGTERM');
-      await expectEnded(reader);
+      await expectEnded(sleeper);
     });
 
     it('on close()', async () => {

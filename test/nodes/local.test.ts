@@ -154,19 +154,32 @@ describe('local connection', () => {
       await expectEnded(sleeper);
     });
 
-    it('when the process that started it exits', async () => {
-      const pidfile = join(dir, 'exit.pid');
-      const script = join(dir, 'exits.mts');
+    /** A separate node process that starts a background sleep through LocalConnection, then ends as `how` says. */
+    async function starterEnding(name: string, how: string) {
+      const pidfile = join(dir, `${name}.pid`);
+      const script = join(dir, `${name}.mts`);
       await writeFile(
         script,
-        `import { LocalConnection } from ${JSON.stringify(join(REPO_ROOT, 'nodes/local.ts'))};\n` +
-          `void new LocalConnection().exec(['sh', '-c', 'sleep 600 & echo $! > "$1"; wait', 'sh', ${JSON.stringify(pidfile)}]);\n` +
-          `const wait = async () => { for (;;) { try { if ((await import('node:fs')).readFileSync(${JSON.stringify(pidfile)}, 'utf8').endsWith('\\n')) break; } catch {} await new Promise((r) => setTimeout(r, 50)); } };\n` +
-          `await wait();\nprocess.exit(0);\n`,
+        `import { readFileSync } from 'node:fs';\n` +
+          `import { LocalConnection } from ${JSON.stringify(join(REPO_ROOT, 'nodes/local.ts'))};\n` +
+          `void new LocalConnection().exec(['sh', '-c', 'sleep 600 & echo $! > "$1"; wait', 'sh', ${JSON.stringify(pidfile)}]).catch(() => undefined);\n` +
+          `for (;;) { try { if (readFileSync(${JSON.stringify(pidfile)}, 'utf8').endsWith('\\n')) break; } catch {} await new Promise((r) => setTimeout(r, 50)); }\n` +
+          `${how}\n`,
       );
       const r = await execa('node', ['--import', 'tsx', script], { cwd: REPO_ROOT, reject: false, timeout: 60_000 });
+      return { r, sleeper: await pidFrom(pidfile) };
+    }
+
+    it('when the process that started it exits', async () => {
+      const { r, sleeper } = await starterEnding('exit', 'process.exit(0);');
       expect(r.exitCode, String(r.stderr)).toBe(0);
-      await expectEnded(await pidFrom(pidfile));
+      await expectEnded(sleeper);
+    });
+
+    it('when the process that started it gets a SIGTERM it does not handle (and still dies of it)', async () => {
+      const { r, sleeper } = await starterEnding('sigterm', "process.kill(process.pid, 'SIGTERM'); await new Promise((r) => setTimeout(r, 30_000));");
+      expect(r.signal, String(r.stderr)).toBe('SIGTERM');
+      await expectEnded(sleeper);
     });
   });
 });

@@ -38,21 +38,28 @@ describe('bdr up --sandbox-pool', () => {
     expect(owned.map((s) => s.name)).toEqual([expect.stringMatching(new RegExp(`^${pool}/demo@bdr-\\d{8}T\\d{6}Z$`))]);
   }, 240_000);
 
-  it('not as root: exits 3 with one line naming what to do, and creates nothing', async () => {
+  it('not as root, with or without --no-install: exits 3 with one line naming what to do, and creates nothing', async () => {
     // nobody cannot reach zfs-fuse's socket: the real situation of a user without root.
     const state = join(dir, 'nobody');
     await chmod(dir, 0o711); // mkdtemp's 0700 would stop nobody before bdr gets to ZFS
     await mkdir(state);
     await chown(state, 65534, 65534);
     const other = uniqueTestName();
-    const r = await execa(
-      'runuser',
-      ['-u', 'nobody', '--', process.execPath, join(REPO_ROOT, 'bin/bdr.js'), 'up', '--repo', join(REPO_ROOT, 'examples/quickstart'), '--state', join(state, 's'), '--sandbox-pool', other, '--once', '--no-metrics'],
-      { cwd: REPO_ROOT, reject: false, timeout: 120_000, env: { NO_COLOR: '1' } },
-    );
+    const asNobody = (...extra: string[]) =>
+      execa(
+        'runuser',
+        ['-u', 'nobody', '--', process.execPath, join(REPO_ROOT, 'bin/bdr.js'), 'up', '--repo', join(REPO_ROOT, 'examples/quickstart'), '--state', join(state, 's'), '--sandbox-pool', other, '--once', '--no-metrics', ...extra],
+        { cwd: REPO_ROOT, reject: false, timeout: 120_000, env: { NO_COLOR: '1' } },
+      );
+    const r = await asNobody();
     expect(r.exitCode, String(r.stderr)).toBe(3);
     expect(r.stderr).toBe(
       'bdr: bdr up --sandbox-pool needs ZFS: zfs-fuse is installed but does not answer to this user; run bdr up as root (it starts the daemon), or start zfs-fuse as root',
+    );
+    const optedOut = await asNobody('--no-install');
+    expect(optedOut.exitCode, String(optedOut.stderr)).toBe(3);
+    expect(optedOut.stderr).toBe(
+      'bdr: bdr up --sandbox-pool needs ZFS: zfs-fuse is installed but does not answer; start it as root (zfs-fuse) (--no-install: bdr up starts nothing)',
     );
     expect((await run(['zpool', 'list', '-H', '-o', 'name', other])).code).not.toBe(0);
   }, 180_000);

@@ -103,24 +103,29 @@ interface UpOptions {
   metrics: boolean;
   interval: number;
   sandboxPool?: string;
+  /** False with --no-install. */
+  install: boolean;
 }
 
 /**
- * The quickstart's pool: a sparse file in the state directory, created when missing. Without ZFS (or without
- * root) bdr still starts, and the Machine and Dataset say in their status what is missing.
+ * The quickstart's pool: a sparse file in the state directory, created when missing. ZFS must answer first: on
+ * Debian or Ubuntu as root bdr installs and starts zfs-fuse (unless --no-install), saying so; anywhere else it
+ * stops with one line naming what to install, rather than start a Dataset that can never become Ready.
  */
-async function prepareSandbox(pool: string, stateDir: string, log: Logger): Promise<void> {
-  const { ensureSandboxPool } = await import('../../zfs/sandbox.ts');
+async function prepareSandbox(pool: string, stateDir: string, install: boolean, log: Logger): Promise<void> {
+  const [{ ensureSandboxPool, ensureZfs }, { ZfsSetupError }] = await Promise.all([import('../../zfs/sandbox.ts'), import('../../zfs/zfs-fuse-daemon.ts')]);
   const file = join(stateDir, 'sandbox', `${pool}.img`);
+  try {
+    await ensureZfs({ install, say: (line) => log.info(line, { pool }) });
+  } catch (err) {
+    if (err instanceof ZfsSetupError) throw new UserError(err.message, EXIT.runtime);
+    throw err;
+  }
   try {
     const sandbox = await ensureSandboxPool(pool, file);
     process.stdout.write(`sandbox:     pool ${pool} ${sandbox.created ? 'created' : 'found'} (backed by ${file})\n`);
   } catch (err) {
-    log.warn('cannot create the sandbox pool; the Dataset will report it', {
-      pool,
-      error: err as Error,
-      hint: 'run as root with ZFS available (OpenZFS, or `apt install zfs-fuse` and a running zfs-fuse daemon)',
-    });
+    throw new UserError(`cannot create the sandbox pool ${pool}: ${(err as Error).message}`, EXIT.runtime);
   }
 }
 
@@ -152,7 +157,7 @@ async function up(opts: UpOptions): Promise<number> {
   makePrivateDir(stateDir);
   for (const entry of PRIVATE_ENTRIES) restrictTree(join(stateDir, entry));
   if (opts.sandboxPool) {
-    await prepareSandbox(opts.sandboxPool, stateDir, log);
+    await prepareSandbox(opts.sandboxPool, stateDir, opts.install, log);
     restrictTree(join(stateDir, 'sandbox'));
   }
   const unlock = lockStateDir(stateDir);
@@ -257,6 +262,7 @@ export function upCommand(): Command {
     .option('--metrics-port <n>', 'port of /metrics, /healthz, /readyz on 127.0.0.1 (0 picks a free one)', parsePort, 9464)
     .option('--no-metrics', 'serve no metrics endpoint')
     .option('--sandbox-pool <name>', 'create a 1 GiB file-backed ZFS pool NAME in the state directory if it does not exist (for trying bdr)')
+    .option('--no-install', "with --sandbox-pool: never install or start zfs-fuse; stop if ZFS does not answer")
     .option('--interval <duration>', 'how often to fetch a remote and re-apply (repairs drift too)', parseInterval, 60_000)
     .addHelpText(
       'after',
@@ -282,6 +288,11 @@ What it applies and prunes:
   - re-applying an unchanged repository writes nothing
 
 A local directory that is a git working tree is read as it is on disk, uncommitted edits included.
+
+--sandbox-pool (the quickstart) needs ZFS on this machine. When \`zpool list\` does not answer and bdr up
+runs as root on Debian or Ubuntu, it installs Debian's zfs-fuse with apt-get (noninteractive) and starts
+its daemon, logging each step; with --no-install, not as root, elsewhere, or without apt-get it exits 3
+with one line naming what to install. Without --sandbox-pool bdr up never installs anything.
 
 Examples:
   bdr up --repo examples/quickstart

@@ -1,6 +1,6 @@
 import { access } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { installDebianPackages, ZfsSetupError } from '../../zfs/zfs-fuse-daemon.ts';
 import { run, TESTBED_ROOT, TestBedError } from './run.ts';
 
 /** Programs the test bed drives, and the Debian package that provides each. */
@@ -20,26 +20,20 @@ async function executable(path: string): Promise<boolean> {
 }
 
 /**
- * Installs zfs-fuse and OpenSSH from Debian when they are missing. Parallel test workers serialise on a
- * lock file (flock), because two apt-get runs at once fail on dpkg's own lock.
+ * Installs zfs-fuse and OpenSSH from Debian when they are missing, with the apt-get step `bdr up --sandbox-pool`
+ * uses too. Parallel test workers serialise on a lock file (flock), because two apt-get runs at once fail on
+ * dpkg's own lock.
  */
 export async function ensurePackages(): Promise<void> {
   const missing = new Set<string>();
   for (const { path, pkg } of REQUIRED) if (!(await executable(path))) missing.add(pkg);
   if (missing.size === 0) return;
-  await mkdir(TESTBED_ROOT, { recursive: true });
   const pkgs = [...missing];
-  const r = await run(
-    [
-      'flock', '-w', '600', `${TESTBED_ROOT}/apt.lock`,
-      'sh', '-c',
-      'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@"',
-      'sh', ...pkgs,
-    ],
-    { timeoutMs: 900_000 },
-  );
-  if (r.code !== 0) {
-    throw new TestBedError(`cannot install ${pkgs.join(', ')} with apt-get (exit ${r.code}): ${r.stderr.trim().slice(-1500)}`);
+  try {
+    await installDebianPackages(pkgs, { lockFile: `${TESTBED_ROOT}/apt.lock` });
+  } catch (err) {
+    if (err instanceof ZfsSetupError) throw new TestBedError(err.message, { cause: err });
+    throw err;
   }
   // Debian starts sshd from postinst; the tests run their own daemons on their own ports.
   await run(['systemctl', 'stop', 'ssh']).catch(() => undefined);

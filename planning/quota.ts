@@ -15,7 +15,7 @@ export function parseSize(text: string): Parsed<number> {
   const unit = UNITS[m[2] ?? ''] ?? 1;
   // BigInt: the product must be checked before it loses precision as a double.
   const bytes = BigInt(digits) * BigInt(unit);
-  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) return { ok: false, problem: `size ${JSON.stringify(text)} is too large (at most 8P)` };
+  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) return { ok: false, problem: `size ${JSON.stringify(text)} is too large (at most 2^53 - 1 bytes, just under 8P)` };
   return { ok: true, value: Number(bytes) };
 }
 

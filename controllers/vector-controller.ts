@@ -194,7 +194,8 @@ export class VectorReconciler implements Reconciler {
       !findCondition(status.conditions, 'Suspended') &&
       !keys.next &&
       now < due &&
-      (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name && known.from === outboundOf(primary).join(',')));
+      (known === undefined || known.from === outboundOf(primary).join(',')) &&
+      (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
     if (settled) return { requeueAfterMs: Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now)) };
 
     try {

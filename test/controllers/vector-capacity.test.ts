@@ -7,8 +7,10 @@
  * controller's probe writes), and no Machine controller runs here. Every machine of the test bed is an sshd on
  * this host talking to the one zfs-fuse daemon, so a real probe of B and of C reports the same pool with the
  * same figures; the pairing input is keyed by the pool of parentDataset, one name for all machines, so neither
- * spec.pools nor distinct pools can separate them, and a second zfs-fuse daemon would need its own mount
- * namespace per sshd, which the test bed does not provide. Everything downstream of the figures is real: the
+ * spec.pools nor distinct pools can separate them. A real separation would be a second zfs-fuse daemon (its
+ * socket is /var/run/zfs/zfs_socket, its cache /etc/zfs) in a private mount namespace with C's sshd started
+ * inside it; the test bed does not provide that, and wrapping C's commands (sshd ForceCommand) would override
+ * the vector key's forced command, the very thing under test. Everything downstream of the figures is real: the
  * StorageTarget controller's report and CapacityOK, the pairing ledger and decision, the guard, the
  * authorized_keys entries and the OpenSSH client and server.
  */

@@ -33,6 +33,12 @@ export interface ObjectSource {
   dataset(namespace: string, name: string): Promise<Dataset | undefined>;
   retentionPolicy(namespace: string, name: string): Promise<RetentionPolicy | undefined>;
   machine(name: string): Promise<Machine | undefined>;
+  /**
+   * The labels of a Namespace, for a Machine whose allowedNamespaces selects by label; undefined when the
+   * source does not know them (a repository that does not declare the Namespace, or a cluster that does not
+   * let you read it).
+   */
+  namespaceLabels(name: string): Promise<Record<string, string> | undefined>;
   /** A connection to the machine (lazy: nothing runs until the first command). */
   connect(machine: Machine): Promise<MachineHandle>;
   /** Closes every connection opened through `connect`. */
@@ -110,8 +116,14 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
     else if (kind === machineKind) machines.set(name, full as unknown as Machine);
   }
   const secrets = new Map<string, SecretData>();
+  const namespaceLabels = new Map<string, Record<string, string>>();
   for (const m of checked.foreign) {
     const o = m.object;
+    if (isRecord(o) && o.kind === 'Namespace' && o.apiVersion === 'v1' && isRecord(o.metadata) && str(o.metadata.name)) {
+      const labels = isRecord(o.metadata.labels) ? o.metadata.labels : {};
+      namespaceLabels.set(str(o.metadata.name) ?? '', Object.fromEntries(Object.entries(labels).filter((e): e is [string, string] => typeof e[1] === 'string')));
+      continue;
+    }
     if (!isRecord(o) || o.kind !== 'Secret' || o.apiVersion !== 'v1' || !isRecord(o.metadata)) continue;
     const name = str(o.metadata.name);
     if (!name) continue;
@@ -136,6 +148,7 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
     dataset: (namespace, name) => Promise.resolve(datasets.get(`${namespace}/${name}`)),
     retentionPolicy: (namespace, name) => Promise.resolve(policies.get(`${namespace}/${name}`)),
     machine: (name) => Promise.resolve(machines.get(name)),
+    namespaceLabels: (name) => Promise.resolve(namespaceLabels.get(name)),
     connect: async (machine) => {
       const conn = machine.spec.connection;
       const ref = conn.type === 'ssh' ? conn.privateKeySecretRef : undefined;
@@ -210,6 +223,14 @@ async function openClusterSource(kubeconfig: string | undefined): Promise<Object
     dataset: (namespace, name) => call('Datasets', () => client.get<Dataset>(DATASET, name, namespace)),
     retentionPolicy: (namespace, name) => call('RetentionPolicies', () => client.get<RetentionPolicy>(resourceOf(retentionPolicyKind), name, namespace)),
     machine: (name) => call('Machines', () => client.get<Machine>(resourceOf(machineKind), name)),
+    namespaceLabels: async (name) => {
+      try {
+        return (await client.core.readNamespace({ name })).metadata?.labels ?? {};
+      } catch {
+        // Missing, or not readable with these credentials: the plan says the labels were not known.
+        return undefined;
+      }
+    },
     connect: async (machine) => {
       try {
         return await connections.get(machine);

@@ -10,7 +10,7 @@ import { datasetLabels, type DatasetCounters } from '../metrics/dataset-metrics.
 import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
-import { datasetPropertiesVerdict, machineSuspendedVerdict, namespaceAllowed, type Verdict } from '../planning/tenancy.ts';
+import { datasetVerdict, machineSuspendedVerdict, type Verdict } from '../planning/tenancy.ts';
 import { ZfsError, type ZfsErrorKind } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 import { datasetPlanInput, datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, policyRules, poolOf } from './dataset-snapshots.ts';
@@ -318,10 +318,8 @@ export class DatasetReconciler implements Reconciler {
   /** The Machine's tenancy rules for this Dataset: its namespace, then its properties. */
   private refusal(ds: Dataset, machine: Machine): Extract<Verdict, { ok: false }> | undefined {
     const ns = ds.metadata.namespace ?? 'default';
-    const allowed = namespaceAllowed(machine, ns, this.deps.namespaceLabels?.(ns) ?? {});
-    if (!allowed.ok) return allowed;
-    const props = datasetPropertiesVerdict(ds.spec.properties, machine);
-    return props.ok ? undefined : props;
+    const verdict = datasetVerdict(machine, { namespace: ns, properties: ds.spec.properties }, this.deps.namespaceLabels?.(ns) ?? {});
+    return verdict.ok ? undefined : verdict;
   }
 
   private inventory(machine: Machine, handle: MachineHandle): Promise<Inventory> {

@@ -55,6 +55,7 @@ export class MachineConnections {
     if (namespace !== this.secretNamespace) {
       throw new MachineSecretError(
         `spec.connection.privateKeySecretRef names Secret ${namespace}/${ref.name}, but bdr reads Secrets only from its own namespace ${this.secretNamespace}; move the Secret there and set privateKeySecretRef.namespace to ${this.secretNamespace} (or leave it out)`,
+        'SecretNamespaceNotAllowed',
       );
     }
     const data = await this.client.readSecret(namespace, ref.name);

@@ -136,8 +136,12 @@ export class MachineReconciler implements Reconciler {
         const fix = kind === 'authenticationFailed' ? 'authorize the public key of the Secret on the machine' : 'fix spec.connection';
         outcome = { state: 'stalled', reason: kind === 'authenticationFailed' ? 'AuthenticationFailed' : 'InvalidSpec', message: `${message}; ${fix}` };
         await events.record(machine, 'Warning', outcome.reason, message);
+      } else if (err instanceof MachineSecretError && err.reason === 'SecretNamespaceNotAllowed') {
+        // Only a change of the Machine (which reconciles it at once) can lift this: no fast retry.
+        outcome = { state: 'stalled', reason: err.reason, message };
+        await events.record(machine, 'Warning', err.reason, message);
       } else if (err instanceof MachineSecretError) {
-        outcome = { state: 'failed', reason: 'SecretNotFound', message };
+        outcome = { state: 'failed', reason: err.reason, message };
         requeueAfterMs = Math.min(interval, UNREACHABLE_RETRY_MS);
       } else if (kind === 'connectFailed' || kind === 'connectionLost' || kind === 'timeout') {
         set({ type: 'Reachable', status: 'False', reason: 'ConnectFailed', message });

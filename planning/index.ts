@@ -63,6 +63,7 @@ export {
   REFUSED_PROPERTIES,
   datasetPropertiesVerdict,
   datasetPropertyProblems,
+  datasetVerdict,
   describeAllowedNamespaces,
   machineSuspendedVerdict,
   mountpointProblem,

@@ -8,6 +8,7 @@
  *   explicitly, like a Gateway's allowedRoutes, never assumed. `selector: {}` is the explicit "every namespace".
  * - `datasetPropertiesVerdict`: Dataset properties are an allowlist of properties whose effect stays inside the
  *   dataset; mountpoint only strictly below the Machine's mountpointRoot; the rest is refused, with a reason.
+ * - `datasetVerdict`: both of the above for one Dataset, in the controller's order.
  * - `machineSuspendedVerdict`: a suspended Machine pauses everything on it.
  * - Roles: a StorageTarget lists Storage machines only; a Vector never receives into a Source machine.
  */
@@ -243,6 +244,20 @@ export function datasetPropertiesVerdict(properties: Readonly<Record<string, str
   if (problems.length === 0) return OK;
   const reason = problems.every((p) => p.startsWith('mountpoint ')) ? 'MountpointNotAllowed' : 'PropertyNotAllowed';
   return { ok: false, reason, message: `spec.properties: ${problems.join('; ')}` };
+}
+
+/**
+ * The Machine's verdict on a Dataset, in the order the Dataset controller applies it (and `bdr plan` shows it):
+ * its namespace, then its properties. A refused Dataset gets no command on the machine.
+ */
+export function datasetVerdict(
+  machine: MachineRules,
+  dataset: { readonly namespace: string; readonly properties?: Readonly<Record<string, string>> | undefined },
+  namespaceLabels: Readonly<Record<string, string>> = {},
+): Verdict {
+  const allowed = namespaceAllowed(machine, dataset.namespace, namespaceLabels);
+  if (!allowed.ok) return allowed;
+  return datasetPropertiesVerdict(dataset.properties, machine);
 }
 
 const roleOf = (machine: MachineRules): string => machine.spec.role ?? 'Source';

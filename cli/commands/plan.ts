@@ -12,6 +12,7 @@ import { datasetPlanInput, policyRules, poolOf } from '../../controllers/dataset
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
 import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';
+import { datasetVerdict, machineSuspendedVerdict } from '../../planning/tenancy.ts';
 import { ZfsError } from '../../zfs/errors.ts';
 import type { Inventory } from '../../zfs/inventory.ts';
 import { EXIT, UserError } from '../errors.ts';
@@ -48,6 +49,13 @@ export interface DatasetPlanReport {
   destroy: PlannedSnapshot[];
   keep: PlannedSnapshot[];
   unmetCaps: string[];
+  /**
+   * The Machine refuses this Dataset (its allowedNamespaces, or a property or mountpoint it does not allow): the
+   * controller runs nothing for it and reports Stalled with this reason. Nothing is planned.
+   */
+  refused?: { reason: string; message: string };
+  /** The Machine is suspended: the controller runs nothing for this Dataset until it is resumed. Nothing is planned. */
+  machineSuspended?: { reason: string; message: string };
   /** Why no plan could be made (the rest of the entry is then mostly empty). */
   error?: string;
 }
@@ -113,6 +121,32 @@ function fillFromPlan(report: DatasetPlanReport, input: DatasetPlanInput, plan: 
   report.unmetCaps = [...plan.unmetCaps];
 }
 
+type Hold = { kind: 'refused' | 'suspended'; verdict: { reason: string; message: string } };
+
+/**
+ * Whether the Dataset controller would leave this Dataset alone because of its Machine: the same tenancy
+ * decisions (planning/tenancy.ts), with the Namespace's labels read only when the rule selects by label.
+ */
+async function machineHold(source: ObjectSource, machine: Machine, ds: Dataset, labelCache: Map<string, Promise<Record<string, string> | undefined>>): Promise<Hold | undefined> {
+  const ns = ds.metadata.namespace ?? DEFAULT_NAMESPACE;
+  const rule = machine.spec.allowedNamespaces;
+  let labels: Record<string, string> | undefined = {};
+  if (rule?.selector && !rule.names?.includes(ns)) {
+    if (!labelCache.has(ns)) labelCache.set(ns, source.namespaceLabels(ns));
+    labels = await labelCache.get(ns);
+  }
+  const verdict = datasetVerdict(machine, { namespace: ns, properties: ds.spec.properties }, labels ?? {});
+  if (!verdict.ok) {
+    const unknown =
+      labels === undefined && verdict.reason === 'NamespaceNotAllowed'
+        ? ` (the labels of Namespace ${ns} are not known to the ${source.description}, so only its name was matched; the operator matches the live Namespace's labels)`
+        : '';
+    return { kind: 'refused', verdict: { reason: verdict.reason, message: `${verdict.message}${unknown}` } };
+  }
+  const paused = machineSuspendedVerdict(machine);
+  return paused.ok ? undefined : { kind: 'suspended', verdict: { reason: paused.reason, message: paused.message } };
+}
+
 /** Selectors are NAME (in -n's namespace, or default) or NAMESPACE/NAME. */
 function selectorKey(sel: string, namespace: string | undefined): string {
   return sel.includes('/') ? sel : `${namespace ?? DEFAULT_NAMESPACE}/${sel}`;
@@ -131,6 +165,7 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
 
   const policyCache = new Map<string, Promise<RetentionPolicy | undefined>>();
   const machineCache = new Map<string, Promise<Machine | undefined>>();
+  const labelCache = new Map<string, Promise<Record<string, string> | undefined>>();
   const reports: DatasetPlanReport[] = [];
   const pending: Pending[] = [];
   for (const ds of datasets) {
@@ -147,21 +182,34 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
     reports.push(report);
     if (ds.spec.suspend) report.suspended = true;
     const schedule = parseSchedule(ds.spec.schedule);
-    if (!schedule.ok) {
-      fail(report, `spec.schedule: ${schedule.problem}`);
-      continue;
-    }
-    report.schedule = describeSchedule(schedule.value);
+    if (schedule.ok) report.schedule = describeSchedule(schedule.value);
     const policyKey = `${ns}/${ds.spec.retentionPolicyRef.name}`;
     if (!policyCache.has(policyKey)) policyCache.set(policyKey, source.retentionPolicy(ns, ds.spec.retentionPolicyRef.name));
     const machineName = ds.spec.machineRef.name;
     if (!machineCache.has(machineName)) machineCache.set(machineName, source.machine(machineName));
     const [policy, machine] = await Promise.all([policyCache.get(policyKey), machineCache.get(machineName)]);
+    if (policy) report.policy = describePolicy(ns, policy);
+    // The controller's order: the Machine's rules come first, then its suspension, then the Dataset itself.
+    if (machine) {
+      const held = await machineHold(source, machine, ds, labelCache);
+      if (held) {
+        if (held.kind === 'refused') {
+          report.refused = held.verdict;
+          failures.set(report, 'invalid');
+        } else {
+          report.machineSuspended = held.verdict;
+        }
+        continue;
+      }
+    }
+    if (!schedule.ok) {
+      fail(report, `spec.schedule: ${schedule.problem}`);
+      continue;
+    }
     if (!policy) {
       fail(report, notDeclared(source, `RetentionPolicy ${policyKey}`));
       continue;
     }
-    report.policy = describePolicy(ns, policy);
     const problems = validateRetentionPolicy(policyRules(policy));
     if (problems.length > 0) {
       fail(report, `RetentionPolicy ${policyKey} is invalid: ${problems.join('; ')}`);
@@ -234,6 +282,14 @@ export function renderPlan(report: PlanReport, at: number, verbose: boolean): st
       out.push(`  error     ${d.error}`);
       continue;
     }
+    if (d.refused) {
+      out.push(`  refused   ${d.refused.reason}: ${d.refused.message}; the controller runs nothing for it (Stalled)`);
+      continue;
+    }
+    if (d.machineSuspended) {
+      out.push(`  suspended ${d.machineSuspended.reason}: ${d.machineSuspended.message}`);
+      continue;
+    }
     if (d.exists === false) out.push(`  create    ${d.dataset} does not exist yet: the controller creates it first (managementPolicy: Create)`);
     if (d.suspended) out.push('  suspended takes no snapshots and destroys nothing (spec.suspend)');
     out.push(`  points    ${d.restorePoints ?? 0} restore point(s) by bdr${d.otherSnapshots ? `, ${d.otherSnapshots} other snapshot(s) (never pruned)` : ''}`);
@@ -255,9 +311,13 @@ export function renderPlan(report: PlanReport, at: number, verbose: boolean): st
   }
   out.push('');
   const failed = report.datasets.filter((d) => d.error).length;
+  const refused = report.datasets.filter((d) => d.refused).length;
+  const paused = report.datasets.filter((d) => d.machineSuspended).length;
   out.push(
     `${report.datasets.length} dataset(s): ${takes} snapshot(s) to take, ${destroys} restore point(s) to destroy` +
       (failed > 0 ? `, ${failed} could not be planned` : '') +
+      (refused > 0 ? `, ${refused} refused by their Machine` : '') +
+      (paused > 0 ? `, ${paused} on a suspended Machine` : '') +
       (report.datasets.length === 0 ? ' (no Dataset selected)' : ''),
   );
   return `${out.join('\n')}\n`;
@@ -291,13 +351,17 @@ The plan is the Dataset controller's own: the same inventory of each machine (on
 machine, however many Datasets live on it), the same mapping and the same planning function
 (planDataset), evaluated at --at instead of the clock. So "destroy" lists exactly what the
 controller's next reconcile destroys, with the retention reason, and "take" the snapshot it takes.
+A Dataset its Machine refuses (namespace not in spec.allowedNamespaces, a property or mountpoint
+the Machine does not allow) is shown as refused with the controller's reason, and one on a
+suspended Machine as suspended: the controller runs nothing for either, so nothing is planned.
 Only snapshots bdr took (user property dev.bdr:owner=bdr, name bdr-<UTC>) are ever destroyed; held
 ones and the newest are kept. Nothing is written: neither the machines nor the cluster.
 
 With --repo, the manifests are checked like bdr validate; invalid documents are reported as
 FILE:LINE and skipped. An SSH Machine's private key comes from a Secret document in the repository.
 
-Exit codes: 0 planned · 1 invalid manifests or a Dataset that cannot be planned · 3 a machine or the
+Exit codes: 0 planned · 1 invalid manifests, or a Dataset that cannot be planned or that its
+Machine refuses · 3 a machine or the
 cluster could not be reached
 
 Examples:

@@ -2,7 +2,8 @@
  * `bdr plan` on real parts: a zfs-fuse pool with restore points taken the way the controller takes them, a
  * local Machine declared in a repository of manifests, and an SSH Machine (real sshd) declared in an embedded
  * cluster. Every expected plan is written out by hand from the fixture (hourly restore points 0h…9h, 2h held,
- * keepLast 2 + hourly 4); nothing on ZFS may change.
+ * keepLast 2 + hourly 4); nothing on ZFS may change. Datasets their Machine refuses (planning/tenancy.ts) or that
+ * sit on a suspended Machine are shown as such, with the controller's reason, and nothing is planned for them.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -32,12 +33,13 @@ describe('bdr plan', () => {
   let vms: string;
   let db: string;
   const policy = { apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'short', namespace: 'default' }, spec: { keepLast: 2, hourly: 4 } };
-  const dataset = (name: string, zfsName: string, machine: string, interval: string) => ({
+  const dataset = (name: string, zfsName: string, machine: string, interval: string, namespace = 'default', extra: Record<string, unknown> = {}) => ({
     apiVersion: 'bdr.dev/v1alpha1',
     kind: 'Dataset',
-    metadata: { name, namespace: 'default' },
-    spec: { machineRef: { name: machine }, name: zfsName, schedule: { interval }, retentionPolicyRef: { name: 'short' } },
+    metadata: { name, namespace },
+    spec: { machineRef: { name: machine }, name: zfsName, schedule: { interval }, retentionPolicyRef: { name: 'short' }, ...extra },
   });
+  const policyIn = (namespace: string) => ({ ...policy, metadata: { ...policy.metadata, namespace } });
 
   /** Everything on the pool that a plan could change: names, holds, ownership. */
   const state = () => runOk(['zfs', 'get', '-H', '-p', '-r', '-o', 'name,property,value', 'type,createtxg,userrefs,dev.bdr:owner', pool.name]);
@@ -69,10 +71,18 @@ describe('bdr plan', () => {
 
     const { namespace: _ns, ...meta } = ssh.machine.metadata;
     tc.apply(ssh.secret);
-    tc.apply({ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name] } });
+    tc.apply({ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
     tc.apply(policy);
     tc.apply(dataset('vms', vms, ssh.name, '1h'));
     tc.apply(dataset('db', db, ssh.name, '1d'));
+    // What the Machines refuse or pause (the API server checks no rule across objects, as in a real cluster).
+    tc.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-b' } });
+    tc.apply(policyIn('team-b'));
+    tc.apply(dataset('vms', vms, ssh.name, '1h', 'team-b'));
+    tc.apply(dataset('share', `${pool.name}/share`, ssh.name, '1h', 'default', { managementPolicy: 'Create', properties: { sharenfs: 'on' } }));
+    tc.apply(dataset('mnt', `${pool.name}/mnt`, ssh.name, '1h', 'default', { managementPolicy: 'Create', properties: { mountpoint: '/srv/mnt' } }));
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'paused' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, suspend: true } });
+    tc.apply(dataset('held', vms, 'paused', '1h'));
   });
 
   afterAll(async () => {
@@ -180,7 +190,7 @@ describe('bdr plan', () => {
     const at = T0 + 10.5 * HOUR;
     const inventories = vi.spyOn(ZfsMachine.prototype, 'inventory');
     try {
-      const r = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-o', 'json']);
+      const r = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-o', 'json', 'vms', 'db']);
       expect(r.code, r.stderr).toBe(0);
       const report = JSON.parse(r.stdout) as PlanReport;
       expect(report.source).toMatch(/^cluster https?:\/\//);
@@ -200,6 +210,104 @@ describe('bdr plan', () => {
       expect((JSON.parse(none.stdout) as PlanReport).datasets).toEqual([]);
     } finally {
       inventories.mockRestore();
+    }
+  });
+
+  it('--kubeconfig: shows what the Machine refuses or pauses, with the reason, and plans nothing for them', async () => {
+    const at = T0 + 10.5 * HOUR;
+    const before = await state();
+    const inventories = vi.spyOn(ZfsMachine.prototype, 'inventory');
+    try {
+      const r = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-o', 'json']);
+      expect(r.code, r.stderr).toBe(1); // a Dataset its Machine refuses needs a fix
+      const report = JSON.parse(r.stdout) as PlanReport;
+      const m = ssh.name;
+      expect(report.datasets.map((d) => [`${d.namespace}/${d.name}`, d.refused, d.machineSuspended, d.error])).toEqual([
+        ['default/db', undefined, undefined, undefined],
+        ['default/held', undefined, { reason: 'MachineSuspended', message: 'Machine paused is suspended (spec.suspend): nothing runs on it until it is resumed' }, undefined],
+        [
+          'default/mnt',
+          { reason: 'MountpointNotAllowed', message: `spec.properties: mountpoint "/srv/mnt" is refused: Machine ${m} declares no spec.mountpointRoot, so a Dataset may only set mountpoint none or legacy` },
+          undefined,
+          undefined,
+        ],
+        ['default/share', { reason: 'PropertyNotAllowed', message: 'spec.properties: sharenfs: refused, it would export the dataset to the network' }, undefined, undefined],
+        ['default/vms', undefined, undefined, undefined],
+        [
+          'team-b/vms',
+          { reason: 'NamespaceNotAllowed', message: `Machine ${m} does not allow namespace team-b: spec.allowedNamespaces allows names [default]; its administrator adds the namespace to spec.allowedNamespaces` },
+          undefined,
+          undefined,
+        ],
+      ]);
+      // Nothing planned for them: no snapshot to take, none to destroy or keep, no next run.
+      for (const d of report.datasets.filter((x) => x.refused || x.machineSuspended)) {
+        expect([d.take, d.next, d.destroy, d.keep, d.restorePoints], `${d.namespace}/${d.name}`).toEqual([undefined, undefined, [], [], undefined]);
+      }
+      // The same vms as default/vms is planned (10h due at 10:30), and only the SSH machine was inventoried: the
+      // suspended one is not even asked.
+      expect(report.datasets.find((d) => d.namespace === 'default' && d.name === 'vms')?.take?.snapshot).toBe(`${vms}@bdr-20260101T103000Z`);
+      expect(inventories).toHaveBeenCalledTimes(1);
+
+      const text = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'team-b']);
+      expect(text.code).toBe(1);
+      expect(text.stdout.split('\n').slice(2)).toEqual([
+        `team-b/vms  ${vms} on Machine ${m}`,
+        '  schedule  every 1h (epoch-aligned, UTC); policy team-b/short (keepLast 2, hourly 4)',
+        `  refused   NamespaceNotAllowed: Machine ${m} does not allow namespace team-b: spec.allowedNamespaces allows names [default]; its administrator adds the namespace to spec.allowedNamespaces; the controller runs nothing for it (Stalled)`,
+        '',
+        '1 dataset(s): 0 snapshot(s) to take, 0 restore point(s) to destroy, 1 refused by their Machine',
+        '',
+      ]);
+    } finally {
+      inventories.mockRestore();
+    }
+    expect(await state()).toBe(before);
+  });
+
+  it('--repo: a suspended Machine, and a label selector on a Namespace declared beside (or not)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bdr-plan-tenancy-'));
+    try {
+      const local = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name }, spec: { connection: { type: 'local' }, pools: [pool.name], ...spec } });
+      const docs = [
+        local('paused', { allowedNamespaces: { names: ['default'] }, suspend: true }),
+        local('teams', { allowedNamespaces: { selector: { matchLabels: { team: 'blue' } } } }),
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'blue', labels: { team: 'blue' } } },
+        policy,
+        policyIn('blue'),
+        policyIn('green'),
+        dataset('held', vms, 'paused', '1h'),
+        dataset('db', db, 'teams', '1d', 'blue'),
+        // green is not declared here: bdr validate leaves the selector to the operator, plan can match only the name.
+        dataset('other', `${pool.name}/other`, 'teams', '1d', 'green', { managementPolicy: 'Create' }),
+      ];
+      await writeFile(join(dir, 'bdr.yaml'), docs.map((d) => stringify(d)).join('---\n'));
+      const r = await bdr(['plan', '--repo', dir, '--at', iso(T0 + 9.5 * HOUR)]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toBe('');
+      expect(r.stdout.split('\n').slice(1)).toEqual([
+        '',
+        // Allowed by the selector through the declared Namespace's labels: planned (db keeps 5h and 0h).
+        `blue/db  ${db} on Machine teams`,
+        '  schedule  every 1d (epoch-aligned, UTC); policy blue/short (keepLast 2, hourly 4)',
+        '  points    2 restore point(s) by bdr',
+        '  next      bdr-20260102T000000Z at 2026-01-02T00:00:00Z (in 14h30m)',
+        '  destroy   nothing',
+        '  keep      2 (-v lists them with their reasons)',
+        '',
+        `default/held  ${vms} on Machine paused`,
+        '  schedule  every 1h (epoch-aligned, UTC); policy default/short (keepLast 2, hourly 4)',
+        '  suspended MachineSuspended: Machine paused is suspended (spec.suspend): nothing runs on it until it is resumed',
+        '',
+        `green/other  ${pool.name}/other on Machine teams`,
+        '  schedule  every 1d (epoch-aligned, UTC); policy green/short (keepLast 2, hourly 4)',
+        `  refused   NamespaceNotAllowed: Machine teams does not allow namespace green: spec.allowedNamespaces allows selector {team=blue}; its administrator adds the namespace to spec.allowedNamespaces (the labels of Namespace green are not known to the repository ${dir}, so only its name was matched; the operator matches the live Namespace's labels); the controller runs nothing for it (Stalled)`,
+        '',
+        '3 dataset(s): 0 snapshot(s) to take, 0 restore point(s) to destroy, 1 refused by their Machine, 1 on a suspended Machine',
+        '',
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

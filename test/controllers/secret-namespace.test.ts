@@ -44,6 +44,7 @@ describe('Secrets only from the operator namespace', () => {
     tc.apply(secret('bdr-system', 'our-key'));
     tc.apply(machine('foreign', { name: 'their-key', namespace: 'tenant-a' }));
     tc.apply(machine('own', { name: 'our-key' }));
+    tc.apply(machine('missing', { name: 'no-such-key' }));
     operator = await startOperator({ kubeConfig: tc.kubeConfig, leaderElection: false, metrics: false, log: silentLogger });
     await operator.ready;
   }, 60_000);
@@ -59,12 +60,26 @@ describe('Secrets only from the operator namespace', () => {
       const m = await client.get<Machine>(resourceOf(machineKind), 'foreign');
       return m?.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'False');
     }, 'Machine/foreign Ready=False');
+    expect(ready.reason).toBe('SecretNamespaceNotAllowed');
     expect(ready.message).toContain('Secret tenant-a/their-key');
     expect(ready.message).toContain('bdr reads Secrets only from its own namespace bdr-system');
     expect(ready.message).not.toContain(PEM.split('\n')[1]!);
     // The Machine in the rule's namespace was read: the operator does reach Secrets, just not those.
     await eventually(() => (secretReads(tc, 'bdr-system').some((r) => r.url.startsWith('/api/v1/namespaces/bdr-system/secrets/our-key')) ? true : undefined), 'the read of bdr-system/our-key');
     expect(secretReads(tc, 'tenant-a')).toEqual([]);
+    // Only a change of the Machine can lift it, so it is Stalled (a human must act), not retried.
+    const m = await client.get<Machine>(resourceOf(machineKind), 'foreign');
+    expect(m?.status?.conditions?.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'SecretNamespaceNotAllowed' });
+  });
+
+  it('keeps SecretNotFound for a Secret missing from the operator namespace', async () => {
+    const client = new KubeClient(tc.kubeConfig);
+    const ready = await eventually(async () => {
+      const m = await client.get<Machine>(resourceOf(machineKind), 'missing');
+      return m?.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'False');
+    }, 'Machine/missing Ready=False');
+    expect(ready.reason).toBe('SecretNotFound');
+    expect(ready.message).toContain('Secret bdr-system/no-such-key does not exist');
   });
 
   it('refuses before reading, for whatever namespace the operator runs in', async () => {
@@ -74,6 +89,7 @@ describe('Secrets only from the operator namespace', () => {
     try {
       for (const ns of ['bdr-system', 'tenant-a', 'kube-system']) {
         await expect(connections.get(machine('m', { name: 'k', namespace: ns }))).rejects.toThrow(MachineSecretError);
+        await expect(connections.get(machine('m', { name: 'k', namespace: ns }))).rejects.toMatchObject({ reason: 'SecretNamespaceNotAllowed' });
       }
       await expect(connections.get(machine('m', { name: 'k', namespace: 'tenant-a' }))).rejects.toThrow(/Secret tenant-a\/k, but bdr reads Secrets only from its own namespace ops/);
       expect(reads).toEqual([]);

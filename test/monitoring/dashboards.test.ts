@@ -1,14 +1,16 @@
 /**
- * The Grafana dashboards against a real Prometheus scraping a real `bdr up` with datasets on zfs-fuse: every
- * panel's query must parse, return data, and read only metrics that bdr exports. The alert rules are loaded
+ * The Grafana dashboards against a real Prometheus scraping a real `bdr up` with datasets on zfs-fuse and a
+ * StorageTarget with one storage machine on the same pool: every panel's query must parse, return data, and
+ * read only metrics that bdr exports. The alert rules are loaded
  * into the same Prometheus and must evaluate without errors, and stay silent while everything is healthy.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/run-bdr.ts';
+import { stringify } from 'yaml';
 import { BdrUp, commitAll, eventually, initRepo, tempDir, writeRepoFile } from '../gitops/harness.ts';
-import { TestBed, type TestPool } from '../testbed/index.ts';
+import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { metricNames } from './promql.ts';
 import { TestPrometheus } from './prometheus.ts';
 import { RULES_FILE } from './rules.ts';
@@ -45,7 +47,8 @@ function expand(expr: string): string {
   return expr.replaceAll('$__rate_interval', '10s').replaceAll('$__interval', '2s').replaceAll('$__range', '1m');
 }
 
-const machine = (pool: string) => `apiVersion: bdr.dev/v1alpha1
+/** The vector's primary side: its key files go to a temporary directory, not /var/lib/bdr. */
+const machine = (pool: string, vectorKeys: string) => `apiVersion: bdr.dev/v1alpha1
 kind: Machine
 metadata:
   name: here
@@ -55,6 +58,56 @@ spec:
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
   probeInterval: 5s
+  paths: { vectorKeys: ${vectorKeys} }
+`;
+/** A second local Machine on the same pool, as the one machine of a StorageTarget (its figures are the pool's). */
+const storageMachine = (pool: string) => `apiVersion: bdr.dev/v1alpha1
+kind: Machine
+metadata:
+  name: store
+spec:
+  connection:
+    type: local
+  role: Storage
+  pools: [${pool}]
+  allowedNamespaces: { names: [default] }
+  probeInterval: 5s
+`;
+const storageTarget = (pool: string) => `apiVersion: bdr.dev/v1alpha1
+kind: StorageTarget
+metadata:
+  name: offsite
+spec:
+  machines:
+    - name: store
+  parentDataset: ${pool}/replicas
+`;
+/**
+ * A Storage machine over SSH (a real sshd as root on this host, so the same pool): a vector's key is only
+ * authorized where the primary can reach it by host and pinned host key. Its files stay in the sshd's directory.
+ */
+const vaultMachine = (m: TestMachine, pool: string) =>
+  stringify({
+    apiVersion: 'bdr.dev/v1alpha1',
+    kind: 'Machine',
+    metadata: { name: 'vault' },
+    spec: {
+      role: 'Storage',
+      connection: m.machine.spec.connection,
+      pools: [pool],
+      allowedNamespaces: { names: ['default'] },
+      probeInterval: '5s',
+      paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
+    },
+  });
+const vector = (pool: string) => `apiVersion: bdr.dev/v1alpha1
+kind: Vector
+metadata:
+  name: web-vault
+  namespace: default
+spec:
+  source: { datasetRef: { name: web } }
+  target: { machineRef: { name: vault }, dataset: ${pool}/vault/web }
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1
 kind: RetentionPolicy
@@ -97,15 +150,21 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
     const tmp = tempDir('bdr-prometheus-');
     const bed = new TestBed();
     let pool: TestPool;
+    let vault: TestMachine;
     let up: BdrUp;
     let prom: TestPrometheus;
     let exported: Set<string>;
 
     beforeAll(async () => {
-      pool = await bed.pool();
+      [pool, vault] = await Promise.all([bed.pool(), bed.machine('dash-vault')]);
       const repo = join(tmp.path, 'repo');
       await initRepo(repo);
-      await writeRepoFile(repo, 'machine.yaml', machine(pool.name));
+      await writeRepoFile(repo, 'machine.yaml', machine(pool.name, join(tmp.path, 'vectors')));
+      await writeRepoFile(repo, 'vault.yaml', vaultMachine(vault, pool.name));
+      await writeRepoFile(repo, 'vault-secret.yaml', stringify(vault.secret));
+      await writeRepoFile(repo, 'vector.yaml', vector(pool.name));
+      await writeRepoFile(repo, 'store.yaml', storageMachine(pool.name));
+      await writeRepoFile(repo, 'target.yaml', storageTarget(pool.name));
       await writeRepoFile(repo, 'policy.yaml', policy);
       await writeRepoFile(repo, 'web.yaml', dataset('web', `${pool.name}/web`));
       await writeRepoFile(repo, 'db.yaml', dataset('db', `${pool.name}/db`));
@@ -118,6 +177,9 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
       // Data has arrived: restore points taken and pruned, 15 s of scrapes for rate() and predict_linear().
       await eventually(async () => ((await prom.query('sum(bdr_dataset_snapshots_created_total) >= 6')).length > 0 ? true : undefined), `restore points in Prometheus\n${prom.output()}`, 120_000);
       await eventually(async () => ((await prom.query('count_over_time(bdr_build_info[1m]) >= 15')).length > 0 ? true : undefined), '15 s of scrapes', 120_000);
+      await eventually(async () => ((await prom.query('bdr_vector_key_age_seconds')).length > 0 ? true : undefined), `the vector's key age in Prometheus\n${prom.output()}`, 120_000);
+      // The target reports its machine once the Machine's first probe is in; predict_linear() needs two samples.
+      await eventually(async () => ((await prom.query('count_over_time(bdr_storage_target_machine_free_bytes[1m]) >= 2')).length > 0 ? true : undefined), `storage target figures in Prometheus\n${prom.output()}`, 120_000);
       const text = await (await fetch(`${metricsUrl}/metrics`)).text();
       exported = new Set([...text.matchAll(/^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/gm)].map((m) => m[1]!));
     }, 240_000);
@@ -159,13 +221,44 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
         ['db', '2'],
         ['web', '2'],
       ]);
-      const size = await prom.query(`bdr_pool_size_bytes{pool="${pool.name}"}`);
+      const size = await prom.query(`bdr_pool_size_bytes{machine="here", pool="${pool.name}"}`);
       expect(size).toHaveLength(1);
       expect(Number(size[0]!.value[1])).toBeGreaterThan(100 * 1024 * 1024);
       const up1 = await prom.query('bdr_machine_up{machine="here"}');
       expect(up1.map((r) => r.value[1])).toEqual(['1']);
       const leader = await prom.query('leader_election_master_status{name="bdr-controller"}');
       expect(leader.map((r) => r.value[1])).toEqual(['1']);
+    });
+
+    it('reports the storage target machine with the figures of the pool it stands on, and no vectors yet', async () => {
+      const sizes = await prom.query('bdr_storage_target_machine_size_bytes');
+      expect(sizes.map((r) => [r.metric.target, r.metric.machine])).toEqual([['offsite', 'store']]);
+      // Independent of bdr: what zpool itself says of the pool's size (zfs-fuse prints it rounded, as "250M").
+      const printed = (await runOk(['zpool', 'list', '-H', '-o', 'size', pool.name])).trim();
+      const m = /^(\d+)([KMG])$/.exec(printed);
+      if (!m) throw new Error(`zpool list printed size ${printed}`);
+      const size = Number(m[1]) * { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2] as 'K' | 'M' | 'G'];
+      expect(Number(sizes[0]!.value[1])).toBe(size);
+      const used = Number((await prom.query('bdr_storage_target_machine_used_bytes'))[0]!.value[1]);
+      const left = Number((await prom.query('bdr_storage_target_machine_free_bytes'))[0]!.value[1]);
+      // Datasets keep taking snapshots meanwhile, so allocation moves: bounds, not equalities.
+      expect(used).toBeGreaterThan(0);
+      expect(left).toBeGreaterThan(0);
+      // zfs-fuse prints each figure rounded to three digits, so allocated + free only add up to size within 1%.
+      expect(Math.abs(used + left - size) / size).toBeLessThan(0.01);
+      // Healthy: below the 80% warning, so the capacity alerts stay silent (checked below).
+      expect(used / size).toBeLessThan(0.8);
+      expect((await prom.query('bdr_storage_target_vectors')).map((r) => r.value[1])).toEqual(['0']);
+      // The controller made the parentDataset on the machine (never mounted).
+      expect((await runOk(['zfs', 'get', '-Hp', '-o', 'value', 'canmount', `${pool.name}/replicas`])).trim()).toBe('off');
+    });
+
+    it("exports the age of the vector's key once it is authorized on the storage machine", async () => {
+      const age = await prom.query('bdr_vector_key_age_seconds');
+      expect(age.map((r) => `${r.metric.namespace}/${r.metric.name}`)).toEqual(['default/web-vault']);
+      expect(Number(age[0]!.value[1])).toBeGreaterThanOrEqual(0);
+      // It stands for a real line in the sshd's authorized_keys, and nothing went to root's own files.
+      expect(readFileSync(vault.sshd.authorizedKeysPath, 'utf8')).toContain('bdr:vector=default/web-vault');
     });
 
     it('counts restore points taken and pruned (keepLast 3 of one every 2 s), and no failures', async () => {

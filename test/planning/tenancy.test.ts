@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   datasetPropertiesVerdict,
+  datasetVerdict,
   machineSuspendedVerdict,
   mountpointProblem,
   namespaceAllowed,
@@ -135,6 +136,22 @@ describe('Dataset properties', () => {
     const both = datasetPropertiesVerdict({ mountpoint: '/etc', sharenfs: 'on' }, m);
     expect(both.ok ? '' : both.reason).toBe('PropertyNotAllowed');
     expect(both.ok ? '' : both.message).toMatch(/mountpoint "\/etc".*; sharenfs: refused|sharenfs: refused.*; mountpoint "\/etc"/);
+  });
+
+  it('judges a Dataset by its namespace first, then its properties (the order the controller and bdr plan show)', () => {
+    const m = machine({ allowedNamespaces: { names: ['team-a'], selector: { matchLabels: { tier: 'gold' } } } });
+    expect(datasetVerdict(m, { namespace: 'team-a', properties: { compression: 'lz4' } })).toEqual({ ok: true });
+    expect(datasetVerdict(m, { namespace: 'team-b' }, { tier: 'gold' })).toEqual({ ok: true });
+    // Both wrong: the namespace is what the user reads about.
+    const both = datasetVerdict(m, { namespace: 'team-b', properties: { sharenfs: 'on' } }, { tier: 'silver' });
+    expect(both.ok ? '' : both.reason).toBe('NamespaceNotAllowed');
+    const props = datasetVerdict(m, { namespace: 'team-a', properties: { sharenfs: 'on' } });
+    expect(props).toEqual({ ok: false, reason: 'PropertyNotAllowed', message: 'spec.properties: sharenfs: refused, it would export the dataset to the network' });
+    expect(datasetVerdict(m, { namespace: 'team-a', properties: { mountpoint: '/srv/x' } })).toEqual({
+      ok: false,
+      reason: 'MountpointNotAllowed',
+      message: 'spec.properties: mountpoint "/srv/x" is refused: Machine nas01 declares no spec.mountpointRoot, so a Dataset may only set mountpoint none or legacy',
+    });
   });
 
   it('checks the shape of a root', () => {

@@ -14,6 +14,13 @@ export const OBJECT_NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([
 export const NAMESPACE_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 /** An absolute path of plain components; `.` and `..` components are refused by planning/tenancy.ts. */
 export const MOUNTPOINT_PATTERN = '^(/[A-Za-z0-9_.:+-]+)+$';
+/**
+ * A size in bytes as people write it: digits with an optional K, M, G, T or P suffix, 1024-based ("500G").
+ * No leading zero and no fraction, so every accepted string is one exact byte figure (planning/quota.ts).
+ */
+export const SIZE_PATTERN = '^[1-9][0-9]{0,17}[KMGTP]?$';
+/** A size, or "none" for no limit at all. */
+export const SIZE_OR_NONE_PATTERN = '^([1-9][0-9]{0,17}[KMGTP]?|none)$';
 /** metav1.Condition reason. */
 const REASON_PATTERN = '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$';
 

@@ -2,6 +2,8 @@
  * Per-object rules a structural schema cannot express (conditional requirements, cron syntax, time zones,
  * bounds between fields). They run after the schema check passed, on the object as written (no defaults).
  */
+import { assertFromPatterns } from '../nodes/authorized-keys.ts';
+import { parseSize } from '../planning/quota.ts';
 import { isValidTimeZone, validateScheduleSpec } from '../planning/schedule.ts';
 import { pathProblem, propertyProblem, selectorProblems, type LabelSelector } from '../planning/tenancy.ts';
 import { kindByName } from './kinds/index.ts';
@@ -55,7 +57,22 @@ function checkMetadata(kind: string, meta: Obj | undefined, out: FieldIssue[]): 
   }
 }
 
+/** The schema's pattern bounds the digits; the byte figure must also stay exact (at most 2^53). */
+function checkSize(value: unknown, path: FieldPath, out: FieldIssue[]): void {
+  if (typeof value !== 'string' || value === 'none') return;
+  const parsed = parseSize(value);
+  if (!parsed.ok) out.push({ path, message: parsed.problem });
+}
+
 function checkMachine(spec: Obj, out: FieldIssue[]): void {
+  if (Array.isArray(spec.outboundAddresses)) {
+    // The rule the Vector controller applies when it writes the from= option (nodes/authorized-keys.ts).
+    try {
+      assertFromPatterns(spec.outboundAddresses.map(String));
+    } catch (err) {
+      out.push({ path: ['spec', 'outboundAddresses'], message: (err as Error).message });
+    }
+  }
   const conn = asObj(spec.connection);
   if (!conn) return;
   const at = (field: string): FieldPath => ['spec', 'connection', field];
@@ -88,6 +105,7 @@ function checkMachine(spec: Obj, out: FieldIssue[]): void {
 
 function checkStorageTarget(spec: Obj, out: FieldIssue[]): void {
   checkZfsName(spec.parentDataset, 'dataset', ['spec', 'parentDataset'], out);
+  checkSize(spec.replicaQuota, ['spec', 'replicaQuota'], out);
   const cap = asObj(spec.capacity);
   const warning = typeof cap?.warningPercent === 'number' ? cap.warningPercent : 80;
   const critical = typeof cap?.criticalPercent === 'number' ? cap.criticalPercent : 90;
@@ -139,6 +157,7 @@ function checkDataset(spec: Obj, out: FieldIssue[]): void {
 
 function checkVector(spec: Obj, out: FieldIssue[]): void {
   checkZfsName(asObj(spec.target)?.dataset, 'dataset', ['spec', 'target', 'dataset'], out);
+  checkSize(asObj(spec.target)?.quota, ['spec', 'target', 'quota'], out);
   checkSchedule(spec.schedule, ['spec', 'schedule'], out);
 }
 

@@ -9,7 +9,7 @@ import { objectSchema } from './crd.ts';
 import { HOST_KEY_PATTERN, HOST_PATTERN, USER_PATTERN } from './kinds/machine.ts';
 import { API_VERSION, KINDS, kindByName, type KindDefinition } from './kinds/index.ts';
 import { DATASET_NAME_PATTERN, POOL_NAME_PATTERN, nameProblem } from './names.ts';
-import { DURATION_PATTERN, MOUNTPOINT_PATTERN, NAMESPACE_PATTERN, OBJECT_NAME_PATTERN } from './schema-parts.ts';
+import { DURATION_PATTERN, MOUNTPOINT_PATTERN, NAMESPACE_PATTERN, OBJECT_NAME_PATTERN, SIZE_OR_NONE_PATTERN, SIZE_PATTERN } from './schema-parts.ts';
 
 export type FieldPath = ReadonlyArray<string | number>;
 
@@ -50,6 +50,8 @@ const PATTERN_HINTS: ReadonlyArray<[string, (value: unknown) => string]> = [
   [USER_PATTERN, () => 'must be a Unix user name: lowercase letters, digits, "_" and "-"'],
   [MOUNTPOINT_PATTERN, () => 'must be an absolute directory such as /srv/tenants (letters, digits and _ . : + - between "/")'],
   [NAMESPACE_PATTERN, () => 'must be a namespace name: lowercase letters, digits and "-", starting and ending alphanumeric'],
+  [SIZE_PATTERN, () => 'must be a size: digits with an optional K, M, G, T or P suffix, 1024-based, e.g. 500G'],
+  [SIZE_OR_NONE_PATTERN, () => 'must be a size (digits with an optional K, M, G, T or P suffix, 1024-based, e.g. 500G) or none'],
 ];
 
 function valueAt(obj: unknown, path: FieldPath): unknown {

@@ -15,13 +15,15 @@
  */
 import { storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../api/types.ts';
-import { authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
+import { assertFromPatterns, authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
 import { installGuard } from '../nodes/guard.ts';
 import { installVectorIdentity, removeVectorIdentity } from '../nodes/identity.ts';
 import { parseDuration } from '../planning/duration.ts';
+import { replicaQuota } from '../planning/quota.ts';
 import { machineSuspendedVerdict, namespaceAllowed, vectorTargetMachineProblem } from '../planning/tenancy.ts';
 import { ZfsError } from '../zfs/errors.ts';
+import { ensureReplicaQuota } from '../zfs/replica.ts';
 import { MachineSecretError } from './machine-errors.ts';
 import type { MachineConnections } from './machine-connections.ts';
 import type { Clock } from './runtime/clock.ts';
@@ -33,7 +35,7 @@ import { objectKey, type Informer } from './runtime/informer.ts';
 import { resourceOf, type KubeClient } from './runtime/kube.ts';
 import { writeStatus } from './runtime/status.ts';
 import type { TaskRunner } from './task-runner.ts';
-import { ensureContainer, identityDir, identityInput, machinePaths, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
+import { ensureContainer, identityDir, identityInput, machinePaths, outboundOf, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 import { PairingLedger } from './vector-pairing.ts';
 
@@ -66,6 +68,8 @@ interface Resolved {
   primary: Machine;
   storage: Machine;
   replica: string;
+  /** The replica dataset's quota (StorageTarget replicaQuota, or the Vector's target.quota); undefined: none. */
+  quotaBytes: number | undefined;
   /** The pairing decision's explanation, for the Paired event. */
   why?: string;
 }
@@ -78,6 +82,8 @@ export interface AppliedVector {
   dataset: string;
   /** Unknown while the source cannot be resolved (its Dataset deleted, say): the storage side still stands. */
   primary?: string;
+  /** The from= patterns the key was authorized with (the primary's outboundAddresses, comma-joined). */
+  from?: string;
 }
 
 /** The failure of one step on one machine, classified for conditions. */
@@ -161,7 +167,7 @@ export class VectorReconciler implements Reconciler {
       const conditions = setCondition(vector.status?.conditions, resolution.paired, vector.metadata.generation ?? 0, new Date(this.deps.clock.now()));
       return this.finish(vector, resolution.outcome, { conditions }, resolution.retryMs);
     }
-    const { primary, storage, replica } = resolution.value;
+    const { primary, storage, replica, quotaBytes } = resolution.value;
     const paused = [primary, storage].map(machineSuspendedVerdict).find((v) => !v.ok);
     if (paused && !paused.ok) {
       // Nothing runs on a suspended Machine; resuming it re-queues the vector (the Machine watch).
@@ -181,12 +187,14 @@ export class VectorReconciler implements Reconciler {
       status.pairing?.machine === storage.metadata.name &&
       status.pairing.dataset === replica &&
       status.pairing.keyFingerprint === keys.current.fingerprint &&
+      status.pairing.quotaBytes === quotaBytes &&
       isTrue(status.conditions, 'KeyAuthorized') &&
       isTrue(status.conditions, 'Ready') &&
       status.observedGeneration === generation &&
       !findCondition(status.conditions, 'Suspended') &&
       !keys.next &&
       now < due &&
+      (known === undefined || known.from === outboundOf(primary).join(',')) &&
       (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
     if (settled) return { requeueAfterMs: Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now)) };
 
@@ -296,7 +304,14 @@ export class VectorReconciler implements Reconciler {
       const verdict = namespaceAllowed(m, ns, this.deps.namespaceLabels?.(ns) ?? {});
       if (!verdict.ok) return invalid(verdict.reason, verdict.message);
     }
-    return { ok: true, value: { primary, storage, replica, ...(why !== undefined ? { why } : {}) } };
+    const quota = replicaQuota(target.storageTargetRef ? storageTargets.get(target.storageTargetRef.name)?.spec.replicaQuota : undefined, target.quota);
+    if (!quota.ok) return invalid('InvalidSpec', quota.problem);
+    try {
+      assertFromPatterns(outboundOf(primary));
+    } catch (err) {
+      return invalid('InvalidSpec', `Machine ${primary.metadata.name} spec.outboundAddresses: ${(err as Error).message}`);
+    }
+    return { ok: true, value: { primary, storage, replica, quotaBytes: quota.value.bytes, ...(why !== undefined ? { why } : {}) } };
   }
 
   /**
@@ -342,7 +357,8 @@ export class VectorReconciler implements Reconciler {
     intervalMs: number,
   ): Promise<ReconcileResult> {
     const { keys: store, events, clock } = this.deps;
-    const { primary, storage, replica } = resolved;
+    const { primary, storage, replica, quotaBytes } = resolved;
+    const from = outboundOf(primary);
     const storageName = storage.metadata.name;
     const paths = machinePaths(storage);
     const owners = ownerTags(key);
@@ -358,6 +374,8 @@ export class VectorReconciler implements Reconciler {
     );
     // The key receives below its dataset, never into it: the operator makes it (never mounted), and keeps it.
     await this.step(storage, `creating ${replica}`, () => ensureContainer(storageZfs, replica));
+    // The quota sits on the guard's prefix, which the key never receives into: no stream can change it.
+    await this.step(storage, `setting the quota of ${replica}`, () => ensureReplicaQuota(storageZfs, replica, quotaBytes));
     // Without a rotation under way, an incoming key's line (left by one that stopped half way) goes in the same
     // edit; with one, the incoming key stays: the primary may already be using it.
     const current = keys.current;
@@ -366,7 +384,7 @@ export class VectorReconciler implements Reconciler {
       editAuthorizedKeys(
         storageConn,
         (c) => {
-          const withCurrent = upsertEntry(c, vectorEntry(storage, key, current.publicKey, replica));
+          const withCurrent = upsertEntry(c, vectorEntry(storage, key, current.publicKey, replica, false, from));
           return staged ? withCurrent : removeEntries(withCurrent, owners.next);
         },
         paths.authorizedKeys,
@@ -386,21 +404,21 @@ export class VectorReconciler implements Reconciler {
       const next = keys.next;
       if (next) {
         await this.step(storage, 'authorizing the incoming key', () =>
-          authorizeKey(storageConn, vectorEntry(storage, key, next.publicKey, replica, true), paths.authorizedKeys),
+          authorizeKey(storageConn, vectorEntry(storage, key, next.publicKey, replica, true, from), paths.authorizedKeys),
         );
         await install(next.privateKey);
         rotatedFrom = keys.current.fingerprint;
         keys = await store.promote(keys);
         const promoted = keys.current;
         await this.step(storage, 'revoking the old key', () =>
-          editAuthorizedKeys(storageConn, (c) => removeEntries(upsertEntry(c, vectorEntry(storage, key, promoted.publicKey, replica)), owners.next), paths.authorizedKeys),
+          editAuthorizedKeys(storageConn, (c) => removeEntries(upsertEntry(c, vectorEntry(storage, key, promoted.publicKey, replica, false, from)), owners.next), paths.authorizedKeys),
         );
       }
     } else {
       await install(keys.current.privateKey);
     }
     const movedFrom = this.applied.get(key)?.primary;
-    this.applied.set(key, { machine: storageName, dataset: replica, primary: primary.metadata.name });
+    this.applied.set(key, { machine: storageName, dataset: replica, primary: primary.metadata.name, from: from.join(',') });
     // The primary moved (a chained source re-paired, or the source Dataset changed): its old files go now; the
     // sweep catches what this misses (an unreachable machine, or a move noticed only after a restart).
     const oldPrimary = movedFrom && movedFrom !== primary.metadata.name ? this.deps.machines.get(movedFrom) : undefined;
@@ -462,7 +480,7 @@ export class VectorReconciler implements Reconciler {
     );
     const next: VectorStatus = {
       conditions,
-      pairing: { machine: storageName, dataset: replica, keyFingerprint: keys.current.fingerprint, authorizedAt },
+      pairing: { machine: storageName, dataset: replica, keyFingerprint: keys.current.fingerprint, authorizedAt, ...(quotaBytes !== undefined ? { quotaBytes } : {}) },
     };
     const due = keys.current.createdAt + intervalMs;
     return this.finish(vector, { state: 'ready', reason: 'Succeeded', message: `key ${keys.current.fingerprint} authorized on ${storageName}` }, next, Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now)));

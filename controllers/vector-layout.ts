@@ -42,11 +42,17 @@ export function identityDir(primary: Machine, vectorKey: string): string {
   return `${machinePaths(primary).vectorKeys.replace(/\/+$/, '')}/${vectorKey}`;
 }
 
+/** The sshd from= patterns a vector key held by `primary` is limited to: its spec.outboundAddresses. */
+export function outboundOf(primary: Machine | undefined): readonly string[] {
+  return primary?.spec.outboundAddresses ?? [];
+}
+
 /**
  * The line a vector's key has in its storage machine's authorized_keys. The incoming key of a rotation has
  * its own tag but the vector's one hold tag, so holds placed with the old key are released with the new.
+ * `from` (the primary's outboundAddresses) adds sshd's from= option: the key is refused from elsewhere.
  */
-export function vectorEntry(storage: Machine, vectorKey: string, publicKey: string, replica: string, next = false) {
+export function vectorEntry(storage: Machine, vectorKey: string, publicKey: string, replica: string, next = false, from: readonly string[] = []) {
   const owners = ownerTags(vectorKey);
   return vectorKeyEntry({
     publicKey,
@@ -54,11 +60,12 @@ export function vectorEntry(storage: Machine, vectorKey: string, publicKey: stri
     prefix: replica,
     guardPath: machinePaths(storage).guard,
     holdTag: vectorHoldTag(owners.current),
+    from,
   });
 }
 
-export function vectorLine(storage: Machine, vectorKey: string, publicKey: string, replica: string): string {
-  return renderEntry(vectorEntry(storage, vectorKey, publicKey, replica));
+export function vectorLine(storage: Machine, vectorKey: string, publicKey: string, replica: string, from: readonly string[] = []): string {
+  return renderEntry(vectorEntry(storage, vectorKey, publicKey, replica, false, from));
 }
 
 export class StorageAddressError extends Error {}

@@ -20,7 +20,7 @@ import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/co
 import type { EventRecorder } from './runtime/events.ts';
 import { objectKey, type Informer } from './runtime/informer.ts';
 import type { AppliedVector } from './vector-controller.ts';
-import { identityInput, machinePaths, ownerTags, vectorEntry, vectorOfOwner } from './vector-layout.ts';
+import { identityInput, machinePaths, outboundOf, ownerTags, vectorEntry, vectorOfOwner } from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 
 const DEFAULT_INTERVAL_MS = 5 * 60_000;
@@ -113,7 +113,11 @@ export class VectorSweepReconciler implements Reconciler {
       const paths = machinePaths(machine);
       const want = new Map<string, string>();
       const conflicts: string[] = [];
+      // The from= of a key is its primary's outboundAddresses: with the primary unknown, its line is left as is.
+      const unknownPrimary = new Set(pairedHere.filter(([, a]) => a.primary === undefined).map(([vk]) => vk));
+      const fromOf = (a: AppliedVector) => outboundOf(a.primary === undefined ? undefined : this.deps.machines.get(a.primary));
       for (const [vk, a] of pairedHere) {
+        if (unknownPrimary.has(vk)) continue;
         const keys: VectorKeys | undefined = allKeys.get(vk);
         if (!keys) {
           if (!leftAlone(vk)) {
@@ -122,7 +126,7 @@ export class VectorSweepReconciler implements Reconciler {
           }
           continue;
         }
-        want.set(vk, renderEntry(vectorEntry(machine, vk, keys.current.publicKey, a.dataset)));
+        want.set(vk, renderEntry(vectorEntry(machine, vk, keys.current.publicKey, a.dataset, false, fromOf(a))));
       }
       await editAuthorizedKeys(
         conn,
@@ -134,7 +138,7 @@ export class VectorSweepReconciler implements Reconciler {
           let out = content;
           for (const { owner, line } of listEntries(content)) {
             const tag = vectorOfOwner(owner);
-            if (!tag || leftAlone(tag.vector)) continue;
+            if (!tag || leftAlone(tag.vector) || unknownPrimary.has(tag.vector)) continue;
             const expected = want.get(tag.vector);
             if (tag.next || expected === undefined) {
               out = removeEntries(out, owner);
@@ -150,7 +154,7 @@ export class VectorSweepReconciler implements Reconciler {
               const a = applied.get(vk);
               if (!keys || !a) continue;
               try {
-                out = upsertEntry(out, vectorEntry(machine, vk, keys.current.publicKey, a.dataset));
+                out = upsertEntry(out, vectorEntry(machine, vk, keys.current.publicKey, a.dataset, false, fromOf(a)));
                 result.restoredEntries.push(ownerTags(vk).current);
               } catch (err) {
                 // A foreign line holding the same key: reported, and the other vectors' drift still fixed.

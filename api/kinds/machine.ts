@@ -46,6 +46,13 @@ export const machineSpec = {
         connectTimeout: { ...duration('Give up connecting after this long.'), default: '10s' },
       },
     },
+    outboundAddresses: {
+      type: 'array',
+      maxItems: 32,
+      items: { type: 'string', minLength: 1, maxLength: 255 },
+      description:
+        'Addresses this machine connects out from, as sshd from= patterns (an address, a CIDR block such as 10.0.0.0/24, or a host pattern; "!" negates). When set, every vector key it holds as a primary is authorized on the storage machine with from="…", so the key is refused from anywhere else. Omitted: no from= restriction.',
+    },
     role: {
       type: 'string',
       enum: ['Source', 'Aggregator', 'Storage'],

@@ -1,4 +1,4 @@
-import { conditions, datasetName, OBJECT_NAME_PATTERN, suspend } from '../schema-parts.ts';
+import { conditions, datasetName, OBJECT_NAME_PATTERN, SIZE_PATTERN, suspend } from '../schema-parts.ts';
 
 export const storageTargetSpec = {
   type: 'object',
@@ -25,6 +25,13 @@ export const storageTargetSpec = {
     parentDataset: {
       ...datasetName,
       description: 'Dataset on each storage machine under which replicas land, as PARENT/NAMESPACE/VECTOR unless a vector names its own.',
+    },
+    replicaQuota: {
+      type: 'string',
+      pattern: SIZE_PATTERN,
+      maxLength: 19,
+      description:
+        "ZFS quota of each vector's replica dataset (the vector's own dataset below parentDataset), so one vector cannot fill a pool shared with others: digits with an optional K, M, G, T or P suffix, 1024-based, e.g. 500G. A receive that reaches it fails (DestinationFull). A Vector's spec.target.quota overrides it. Omitted: no quota.",
     },
     capacity: {
       type: 'object',

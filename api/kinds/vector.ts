@@ -1,4 +1,4 @@
-import { conditions, datasetName, deletionPolicy, duration, localObjectRef, schedule, snapshotRef, suspend } from '../schema-parts.ts';
+import { conditions, datasetName, deletionPolicy, duration, localObjectRef, schedule, SIZE_OR_NONE_PATTERN, snapshotRef, suspend } from '../schema-parts.ts';
 
 export const vectorSpec = {
   type: 'object',
@@ -25,6 +25,13 @@ export const vectorSpec = {
         dataset: {
           ...datasetName,
           description: 'Replica dataset. Required with machineRef; with storageTargetRef it defaults to PARENT/NAMESPACE/VECTOR.',
+        },
+        quota: {
+          type: 'string',
+          pattern: SIZE_OR_NONE_PATTERN,
+          maxLength: 19,
+          description:
+            "ZFS quota of the replica dataset, overriding the StorageTarget's replicaQuota: digits with an optional K, M, G, T or P suffix, 1024-based (e.g. 200G), or none for no quota. Omitted: the StorageTarget's replicaQuota, else no quota.",
         },
       },
       oneOf: [{ required: ['storageTargetRef'] }, { required: ['machineRef', 'dataset'] }],
@@ -81,6 +88,7 @@ export const vectorStatus = {
         dataset: { type: 'string', maxLength: 255 },
         keyFingerprint: { type: 'string', maxLength: 128 },
         authorizedAt: { type: 'string', format: 'date-time' },
+        quotaBytes: { type: 'integer', minimum: 1, description: 'The quota set on the replica dataset, in bytes; absent when it has none.' },
       },
     },
     lastSyncedSnapshot: snapshotRef,

@@ -20,12 +20,17 @@ const condition = (type: string, status: 'True' | 'False' | 'Unknown'): Conditio
   lastTransitionTime: '2026-01-01T00:00:00Z',
 });
 
-const vector = (name: string, conditions?: Condition[], namespace?: string): Vector =>
+const vector = (name: string, conditions?: Condition[], namespace?: string, extra: { suspend?: boolean; creationTimestamp?: string } = {}): Vector =>
   ({
     apiVersion: 'bdr.dev/v1alpha1',
     kind: 'Vector',
-    metadata: { name, ...(namespace ? { namespace } : {}) },
-    spec: { source: { datasetRef: { name: 'web' } }, target: { storageTargetRef: { name: 'offsite' } }, retentionPolicyRef: { name: 'p' } },
+    metadata: { name, ...(namespace ? { namespace } : {}), ...(extra.creationTimestamp ? { creationTimestamp: extra.creationTimestamp } : {}) },
+    spec: {
+      source: { datasetRef: { name: 'web' } },
+      target: { storageTargetRef: { name: 'offsite' } },
+      retentionPolicyRef: { name: 'p' },
+      ...(extra.suspend !== undefined ? { suspend: extra.suspend } : {}),
+    },
     ...(conditions ? { status: { conditions } } : {}),
   }) as Vector;
 
@@ -52,6 +57,21 @@ describe('bdr_vector_stalled and bdr_vector_ready from the conditions', () => {
     // Not reconciled yet: both series exist at 0, so the fleet's vectors are all listed from the first scrape.
     expect(text).toContain('bdr_vector_ready{namespace="prod",name="new"} 0');
     expect(text).toContain('bdr_vector_stalled{namespace="prod",name="new"} 0');
+  });
+
+  it('say suspended for spec.suspend or a Suspended condition (its machine is suspended), and give the creation time', async () => {
+    const text = await scrape([
+      vector('own', [condition('Ready', 'True')], 'prod', { suspend: true, creationTimestamp: '2026-03-10T12:00:00Z' }),
+      vector('machine', [condition('Ready', 'True'), condition('Suspended', 'True')], 'prod'),
+      vector('running', [condition('Ready', 'True'), condition('Suspended', 'False')], 'prod', { suspend: false }),
+    ]);
+    expect(text).toContain('bdr_vector_suspended{namespace="prod",name="own"} 1');
+    expect(text).toContain('bdr_vector_suspended{namespace="prod",name="machine"} 1');
+    expect(text).toContain('bdr_vector_suspended{namespace="prod",name="running"} 0');
+    // 2026-03-10T12:00:00Z: 20522 days after the epoch, plus 12 h.
+    expect(text).toContain(`bdr_vector_created_timestamp_seconds{namespace="prod",name="own"} ${20_522 * 86_400 + 12 * 3600}`);
+    // No creation time (never the case for an object from the API server): no series rather than a zero.
+    expect(text).not.toMatch(/^bdr_vector_created_timestamp_seconds\{namespace="prod",name="machine"\}/m);
   });
 
   it('label a vector without namespace as default, and drop a deleted vector at the next scrape', async () => {
@@ -124,6 +144,8 @@ describe('against a started operator', () => {
       'bdr_vector_ready{namespace="default",name="waiting"} 0',
       'bdr_vector_stalled{namespace="default",name="paused"} 0',
       'bdr_vector_ready{namespace="default",name="paused"} 1',
+      'bdr_vector_suspended{namespace="default",name="paused"} 1',
+      'bdr_vector_suspended{namespace="default",name="stuck"} 0',
     ];
     const text = await eventually(async () => {
       const t = await scrapeOf(leader);
@@ -135,6 +157,9 @@ describe('against a started operator', () => {
     expect(await apiCondition('waiting', 'Stalled')).toBeUndefined();
     expect(await apiCondition('waiting', 'Ready')).toBe('False');
     expect(await apiCondition('paused', 'Ready')).toBe('True');
+    // The creation time is the one the API server stamped.
+    const created = JSON.parse(await kubectlOk(tc.cluster, ['get', '-n', 'default', 'vector/stuck', '-o', 'json'])) as Vector;
+    expect(text).toContain(`bdr_vector_created_timestamp_seconds{namespace="default",name="stuck"} ${Date.parse(created.metadata.creationTimestamp!) / 1000}`);
   });
 
   it('are reported by the leader only', async () => {

@@ -2,11 +2,14 @@
  * Per-vector gauges from the Vector objects in the informer cache, read at scrape time: what `kubectl get vector`
  * shows is what Prometheus sees, and a restart cannot freeze a stale value. Stalled is the vector that needs a
  * human (a diverged target, a refused pairing); its message says what to do. Suspension and the creation time
- * let the RPO alert stay silent for a paused vector and count from the Vector itself before a first replica.
+ * let the RPO alert stay silent for a paused vector and count from the Vector itself before a first replica; the
+ * rotation interval lets the key alert judge each vector's key age against its own schedule.
  */
 import { Gauge, type Registry } from 'prom-client';
 import type { Vector } from '../api/types.ts';
 import { isTrue } from '../controllers/runtime/conditions.ts';
+import { DEFAULT_ROTATION } from '../controllers/vector-controller.ts';
+import { parseDuration } from '../planning/duration.ts';
 
 export function registerVectorConditionMetrics(registry: Registry, vectors: () => readonly Vector[]): void {
   const gauge = (name: string, help: string, value: (v: Vector) => number | undefined) =>
@@ -35,4 +38,8 @@ export function registerVectorConditionMetrics(registry: Registry, vectors: () =
   gauge('bdr_vector_created_timestamp_seconds', 'When the Vector object was created (the RPO alert counts from here until a first replica)', (v) =>
     v.metadata.creationTimestamp ? Date.parse(v.metadata.creationTimestamp) / 1000 : undefined,
   );
+  gauge('bdr_vector_key_rotation_interval_seconds', "How often the vector's SSH key is replaced (spec.keyRotation.interval, default 720h)", (v) => {
+    const interval = parseDuration(v.spec.keyRotation?.interval ?? DEFAULT_ROTATION);
+    return interval.ok ? interval.value / 1000 : undefined;
+  });
 }

@@ -74,6 +74,15 @@ describe('bdr_vector_stalled and bdr_vector_ready from the conditions', () => {
     expect(text).not.toMatch(/^bdr_vector_created_timestamp_seconds\{namespace="prod",name="machine"\}/m);
   });
 
+  it('give the key rotation interval: the spec\'s, else the default 720h; none for one that does not parse', async () => {
+    const withRotation = (name: string, interval: string) => ({ ...vector(name, undefined, 'prod'), spec: { ...vector(name).spec, keyRotation: { interval } } }) as Vector;
+    const text = await scrape([vector('plain', undefined, 'prod'), withRotation('weekly', '168h'), withRotation('daily', '1d'), withRotation('bad', 'soon')]);
+    expect(text).toContain(`bdr_vector_key_rotation_interval_seconds{namespace="prod",name="plain"} ${30 * 86_400}`);
+    expect(text).toContain(`bdr_vector_key_rotation_interval_seconds{namespace="prod",name="weekly"} ${7 * 86_400}`);
+    expect(text).toContain('bdr_vector_key_rotation_interval_seconds{namespace="prod",name="daily"} 86400');
+    expect(text).not.toMatch(/^bdr_vector_key_rotation_interval_seconds\{namespace="prod",name="bad"\}/m);
+  });
+
   it('label a vector without namespace as default, and drop a deleted vector at the next scrape', async () => {
     const vectors = [vector('a', [condition('Stalled', 'True')]), vector('b', [condition('Ready', 'True')], 'prod')];
     const registry = new Registry();

@@ -13,6 +13,7 @@ import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.t
 import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
 import { registerVectorMetrics } from '../metrics/vector-metrics.ts';
 import { registerStorageTargetMetrics } from '../metrics/storage-target-metrics.ts';
+import { registerVectorConditionMetrics } from '../metrics/vector-condition-metrics.ts';
 import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { MachineConnections } from './machine-connections.ts';
 import { DatasetReconciler } from './dataset-controller.ts';
@@ -75,6 +76,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
 
   const datasetMetrics = registerDatasetMetrics(registry, () => (leading ? datasets.list() : []), () => clock.now());
   registerStorageTargetMetrics(registry, () => (leading ? storageTargets.list() : []));
+  registerVectorConditionMetrics(registry, () => (leading ? vectors.list() : []));
   const tasks = options.tasks ?? new TaskRunner(clock);
   // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
   machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));

@@ -43,7 +43,7 @@ export const VECTOR_FINALIZER = 'bdr.dev/vector';
 const VECTOR = resourceOf(vectorKind);
 const STORAGE_TARGET = resourceOf(storageTargetKind);
 const DEPENDENCY_RETRY_MS = 30_000;
-const DEFAULT_ROTATION = '720h';
+export const DEFAULT_ROTATION = '720h';
 /** A settled vector is looked at again at least this often (rotation deadlines further out are re-checked then). */
 const MAX_REQUEUE_MS = 6 * 3_600_000;
 

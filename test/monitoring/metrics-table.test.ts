@@ -14,6 +14,7 @@ import { silentLogger } from '../../metrics/log.ts';
 import { MachineMetrics } from '../../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../../metrics/runtime-metrics.ts';
 import { registerVectorMetrics } from '../../metrics/vector-metrics.ts';
+import { registerVectorConditionMetrics } from '../../metrics/vector-condition-metrics.ts';
 import { REPO_ROOT } from '../helpers/run-bdr.ts';
 import { eventually, startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
 import { DEFAULT_METRIC, metricTable, type MetricRow } from './metrics-table.ts';
@@ -28,6 +29,7 @@ describe('metrics/README.md', () => {
     registerDatasetMetrics(registry, () => []);
     registerStorageTargetMetrics(registry, () => []);
     registerVectorMetrics(registry, () => [], () => 0);
+    registerVectorConditionMetrics(registry, () => []);
     new RuntimeMetrics(registry);
     const fromCode: MetricRow[] = [];
     for (const metric of registry.getMetricsAsArray()) {

@@ -86,11 +86,19 @@ export async function relay(
   const sendError = outcomeError(sendOutcome, sendArgv, source.connection.description);
   const receiveFailed = outcomeError(receiveOutcome, receiveArgv, target.connection.description);
   const receiveSideError = receiveFailed && receiveError(receiveFailed, receiveInto.split('@')[0] ?? receiveInto);
-  const error = failedFirst === 'send' ? (sendError ?? receiveSideError) : (receiveSideError ?? sendError);
+  // A receive whose stream ended early failed because of the sender, even when its exit status arrived first
+  // (the sender's EOF can reach the receiver before the sender's own exit status reaches bdr).
+  const sendEndedOnItsOwn = sendOutcome.status === 'fulfilled' ? sendOutcome.value.signal === undefined : true;
+  const streamCut = receiveFailed !== undefined && STREAM_CUT.test(receiveFailed.message);
+  const blameSend = failedFirst === 'send' || (streamCut && sendError !== undefined && sendEndedOnItsOwn);
+  const error = blameSend ? (sendError ?? receiveSideError) : (receiveSideError ?? sendError);
   if (error) throw error;
   // Both commands succeeded: zfs receive checksums the stream, so a late pipe error changes nothing.
   return { bytes, ms: Date.now() - started };
 }
+
+/** What zfs receive says when its input ends before the stream does. */
+const STREAM_CUT = /failed to read from stream|incomplete stream|premature end|unexpected end of stream/i;
 
 function outcomeError(
   outcome: PromiseSettledResult<{ code: number | null; stderr: string; signal?: string }>,

@@ -163,6 +163,14 @@ export function checkConsistency<Ref>(
     if (roleProblem) issues.push({ ref: d.ref, path: ['spec', 'target', 'machineRef', 'name'], message: roleProblem });
     else requireAllowed(d, ['spec', 'target', 'machineRef', 'name'], targetMachine);
 
+    // A replica outside its StorageTarget's parentDataset would land where no capacity figure or cleanup looks.
+    const stName = str(asObj(target?.storageTargetRef)?.name);
+    const parent = str(asObj(storageTargets.get(`StorageTarget//${stName ?? ''}`)?.spec)?.parentDataset);
+    const explicit = str(target?.dataset);
+    if (stName && parent && explicit && !explicit.startsWith(`${parent}/`)) {
+      issues.push({ ref: d.ref, path: ['spec', 'target', 'dataset'], message: `${explicit} is outside the StorageTarget's parentDataset ${parent}; name a dataset below it, or omit it for ${parent}/NAMESPACE/VECTOR` });
+    }
+
     const loc = vectorTarget(d.obj, nsOf(d.obj), storageTargets);
     if (!loc) continue;
     targetOf.set(objectKey(d.obj, defaultNamespace), loc);

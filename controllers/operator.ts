@@ -11,6 +11,7 @@ import { registerDatasetMetrics } from '../metrics/dataset-metrics.ts';
 import { createLogger } from '../metrics/log.ts';
 import { MachineMetrics, type MachineSample } from '../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../metrics/runtime-metrics.ts';
+import { registerVectorMetrics } from '../metrics/vector-metrics.ts';
 import { registerStorageTargetMetrics } from '../metrics/storage-target-metrics.ts';
 import { serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { MachineConnections } from './machine-connections.ts';
@@ -20,6 +21,9 @@ import { MachineReconciler } from './machine-controller.ts';
 import { RetentionPolicyReconciler } from './retention-policy-controller.ts';
 import { StorageTargetReconciler } from './storage-target-controller.ts';
 import { machineSlots, TaskRunner } from './task-runner.ts';
+import { VectorReconciler } from './vector-controller.ts';
+import { VectorKeyStore } from './vector-keys.ts';
+import { VectorSweepReconciler } from './vector-sweep.ts';
 import type { Operator, OperatorOptions } from './operator-options.ts';
 import { systemClock } from './runtime/clock.ts';
 import { Controller } from './runtime/controller.ts';
@@ -74,6 +78,8 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const tasks = options.tasks ?? new TaskRunner(clock);
   // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
   machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));
+  registerVectorMetrics(registry, () => (leading ? vectors.list() : []), () => clock.now());
+  const vectorKeys = new VectorKeyStore(client, namespace, clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, vectors, clock });
 
@@ -114,7 +120,33 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     targetController.watch(machines, (m) => storageTargets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
     // A vector that moved between targets must update both counts; the event carries only its new state.
     targetController.watch(vectors, () => storageTargets.list().map(objectKey));
-    controllers = [machineController, datasetController, policyController, targetController];
+    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks, namespaceLabels });
+    const vectorController: Controller<Vector> = new Controller({ name: 'vector', informer: vectors, reconciler: vectorReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
+    const vectorsOf = (match: (v: Vector) => boolean) => vectors.list().filter(match).map(objectKey);
+    const onTarget = (v: Vector, machine: string) =>
+      v.spec.target.machineRef?.name === machine ||
+      (storageTargets.get(v.spec.target.storageTargetRef?.name ?? '')?.spec.machines.some((m) => m.name === machine) ?? false);
+    // A vector waiting for a machine, a target or its source is retried when that changes.
+    vectorController.watch(storageTargets, (st) => vectorsOf((v) => v.spec.target.storageTargetRef?.name === st.metadata.name));
+    vectorController.watch(machines, (m) => vectorsOf((v) => onTarget(v, m.metadata.name) || vectorReconciler.primaryOf(v)?.name === m.metadata.name));
+    vectorController.watch(datasets, (d) => vectorsOf((v) => v.metadata.namespace === d.metadata.namespace && v.spec.source.datasetRef?.name === d.metadata.name));
+    vectorController.watch(namespaces, (n) => vectorsOf((v) => v.metadata.namespace === n.metadata.name));
+    vectorController.watch(vectors, (src) => vectorsOf((v) => v.metadata.namespace === src.metadata.namespace && v.spec.source.vectorRef?.name === src.metadata.name));
+    // Drift of vector keys and files, per machine, every probe interval and at every start.
+    const sweep = new VectorSweepReconciler({
+      machines,
+      vectors,
+      connections,
+      keys: vectorKeys,
+      events,
+      appliedOf: (v) => vectorReconciler.appliedOf(v),
+      isBusy: (k) => vectorReconciler.isBusy(k),
+      enqueueVector: (k) => vectorController.enqueue(k),
+      clock,
+      ...(options.probeIntervalMs !== undefined ? { intervalMs: options.probeIntervalMs } : {}),
+    });
+    const sweepController = new Controller({ name: 'vectorsweep', informer: machines, reconciler: sweep, workers: 2, metrics: runtimeMetrics, clock, log });
+    controllers = [machineController, datasetController, policyController, targetController, vectorController, sweepController];
     for (const c of controllers) c.start();
   };
   const stopControllers = async (deadlineMs?: number) => {

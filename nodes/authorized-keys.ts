@@ -15,7 +15,7 @@ import { readRemoteFile, RemoteFileError, writeRemoteFileAtomic } from './remote
 
 export const DEFAULT_AUTHORIZED_KEYS = '/root/.ssh/authorized_keys';
 
-const OWNER_TAG = /^bdr:[a-z]+=[a-z0-9]([a-z0-9.-]*[a-z0-9])?\/[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
+const OWNER_TAG = /^bdr:[a-z]+(-[a-z]+)*=[a-z0-9]([a-z0-9.-]*[a-z0-9])?\/[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
 
 export function assertOwnerTag(owner: string): string {
   if (!OWNER_TAG.test(owner) || owner.length > 300) {

@@ -131,6 +131,22 @@ export class ZfsMachine {
   }
 
   /**
+   * Destroys a file system (never a pool: the name must have a parent), with `recursive` its descendants and
+   * snapshots too (-r; never -R, which would reach clones elsewhere). Returns false when it did not exist.
+   */
+  async destroyDataset(name: string, options: { recursive?: boolean } & CommandOptions = {}): Promise<boolean> {
+    assertName('dataset', name);
+    if (!name.includes('/')) throw new ZfsError('invalidName', `refusing to destroy ${name}: it is a pool`);
+    try {
+      await this.run([this.programs.zfs, 'destroy', ...(options.recursive ? ['-r'] : []), name], options);
+      return true;
+    } catch (error) {
+      if (error instanceof ZfsError && error.kind === 'notFound') return false;
+      throw error;
+    }
+  }
+
+  /**
    * Takes snapshots. Where ZFS allows several names in one command (OpenZFS) they are taken atomically;
    * zfs-fuse takes one name per command, so there they are taken one after the other and `atomic` is false.
    * With `recursive`, each name snapshots its dataset and all descendants atomically (-r), on both.

@@ -6,6 +6,10 @@ export const HOST_KEY_PATTERN =
 /** A hostname or an IPv4/IPv6 literal: nothing an SSH client could read as an option. */
 export const HOST_PATTERN = '^([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)(\\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$|^[0-9A-Fa-f:.]+$';
 export const USER_PATTERN = '^[a-z_][a-z0-9_-]{0,31}$';
+/** An absolute path whose components are plain names (".ssh" is fine, "." and ".." are not): RE2-compatible. */
+export const ABSOLUTE_PATH_PATTERN = '^(/([A-Za-z0-9_+~-][A-Za-z0-9_.+~-]*|\\.[A-Za-z0-9_+~-][A-Za-z0-9_.+~-]*|\\.\\.[A-Za-z0-9_.+~-]+))+$';
+const absolutePath = (description: string, byDefault: string) =>
+  ({ type: 'string', pattern: ABSOLUTE_PATH_PATTERN, maxLength: 1024, default: byDefault, description }) as const;
 
 export const machineSpec = {
   type: 'object',
@@ -64,6 +68,22 @@ export const machineSpec = {
       description: 'Only these pools are reported and used; empty means all.',
     },
     probeInterval: { ...duration('How often bdr checks the machine and its pools.'), default: '5m' },
+    paths: {
+      type: 'object',
+      additionalProperties: false,
+      description: "Where bdr keeps vector files on this machine; the defaults suit SSH as root on Linux.",
+      properties: {
+        authorizedKeys: absolutePath(
+          'Storage: the authorized_keys file sshd reads for spec.connection.user, where vector keys are authorized.',
+          '/root/.ssh/authorized_keys',
+        ),
+        guard: absolutePath('Storage: where bdr installs the forced-command guard that vector keys run.', '/usr/local/libexec/bdr/zfs-guard'),
+        vectorKeys: absolutePath(
+          "Primary: directory of each vector's private key and known_hosts, as DIR/NAMESPACE/VECTOR/.",
+          '/var/lib/bdr/vectors',
+        ),
+      },
+    },
     allowedNamespaces: {
       type: 'object',
       additionalProperties: false,

@@ -12,6 +12,7 @@ import {
   type CoreV1Event,
   type KubeConfig,
   type V1Lease,
+  type V1Secret,
 } from '@kubernetes/client-node';
 import { GROUP, VERSION, type KindDefinition } from '../../api/kinds/index.ts';
 import type { ObjectMeta } from '../../api/types.ts';
@@ -112,12 +113,38 @@ export class KubeClient {
   }
 
   async readSecret(namespace: string, name: string): Promise<Record<string, string> | undefined> {
+    return (await this.getSecret(namespace, name))?.data ?? undefined;
+  }
+
+  async getSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
     try {
       const secret = await this.core.readNamespacedSecret({ namespace, name });
-      return secret.data ?? {};
+      return { ...secret, data: secret.data ?? {} };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
+    }
+  }
+
+  /** Secrets bdr creates itself (vector keys), in the operator's namespace only. */
+  createSecret(namespace: string, secret: V1Secret): Promise<V1Secret> {
+    return this.core.createNamespacedSecret({ namespace, body: secret });
+  }
+
+  async listSecrets(namespace: string, labelSelector: string): Promise<V1Secret[]> {
+    return (await this.core.listNamespacedSecret({ namespace, labelSelector })).items;
+  }
+
+  patchSecret(namespace: string, name: string, patch: Json): Promise<V1Secret> {
+    return this.core.patchNamespacedSecret({ namespace, name, body: patch }, MERGE);
+  }
+
+  /** Deletes; a Secret that is already gone counts as deleted. */
+  async deleteSecret(namespace: string, name: string): Promise<void> {
+    try {
+      await this.core.deleteNamespacedSecret({ namespace, name });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
     }
   }
 

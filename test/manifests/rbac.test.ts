@@ -1,10 +1,11 @@
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startOperator, type Operator } from '../../controllers/operator.ts';
 import { silentLogger } from '../../metrics/log.ts';
 import { REPO_ROOT, runBdr } from '../helpers/run-bdr.ts';
-import { TestBed, type TestMachine } from '../testbed/index.ts';
+import { TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
 
 interface Rule {
@@ -50,13 +51,14 @@ describe('manifests/', () => {
   let tc: TestCluster;
   let operator: Operator;
   let machine: TestMachine;
+  let pool: TestPool;
   const docs: Array<Record<string, unknown>> = [];
 
   beforeAll(async () => {
     const out = await execa('kubectl', ['kustomize', 'manifests/'], { cwd: REPO_ROOT });
     for (const d of parseAllDocuments(out.stdout)) docs.push(d.toJS() as Record<string, unknown>);
 
-    machine = await bed.machine('rbac');
+    [machine, pool] = await Promise.all([bed.machine('rbac'), bed.pool()]);
     tc = await startTestCluster();
     tc.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bdr-system' } });
     // The operator's key lives in bdr-system, as the Role allows.
@@ -89,6 +91,32 @@ describe('manifests/', () => {
       // deletionPolicy Delete: the controller adds its cleanup finalizer.
       spec: { machineRef: { name: 'remote' }, name: 'nopool/none', schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' }, deletionPolicy: 'Delete' },
     });
+    // A storage Machine on the same sshd, with its files in the test machine's directory, and a Vector from the
+    // Dataset above into it, rotating its key every 2 s: Secrets are created, patched (rotation) and listed (drift
+    // check); a stale Secret of an earlier Vector of that name is deleted first.
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Machine',
+      metadata: { name: 'store' },
+      spec: {
+        role: 'Storage',
+        connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } },
+        paths: { authorizedKeys: machine.sshd.authorizedKeysPath, guard: join(machine.sshd.dir, 'zfs-guard'), vectorKeys: join(machine.sshd.dir, 'vectors') },
+        allowedNamespaces: { names: ['default'] },
+      },
+    });
+    tc.apply({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'vector.default.v', namespace: 'bdr-system', labels: { 'bdr.dev/vector-namespace': 'default', 'bdr.dev/vector-name': 'v', 'bdr.dev/vector-uid': 'an-earlier-vector' } },
+      data: { 'ssh-privatekey': Buffer.from('stale').toString('base64') },
+    });
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'v', namespace: 'default' },
+      spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/replicas/v` }, keyRotation: { interval: '2s' } },
+    });
     // Lists a Machine that does not exist: the StorageTarget controller reports it in status, runs nothing.
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'StorageTarget', metadata: { name: 'st' }, spec: { machines: [{ name: 'absent' }], parentDataset: 'tank/replicas' } });
     tc.requests.length = 0;
@@ -105,10 +133,13 @@ describe('manifests/', () => {
       () =>
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/events/')) &&
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/datasets/d/status')) &&
-        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/storagetargets/st/status'))
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/storagetargets/st/status')) &&
+        tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/secrets/vector.default.v')) &&
+        tc.requests.some((r) => r.method === 'GET' && r.url.includes('/secrets?'))
           ? true
           : undefined,
-      'a repeated event, a Dataset status and a StorageTarget status',
+      'a repeated event, a Dataset status, a StorageTarget status, a rotated vector key and a drift check',
+      60_000,
     );
     await operator.stop();
   });

@@ -13,6 +13,7 @@ import { registerStorageTargetMetrics } from '../../metrics/storage-target-metri
 import { silentLogger } from '../../metrics/log.ts';
 import { MachineMetrics } from '../../metrics/machine-metrics.ts';
 import { RuntimeMetrics } from '../../metrics/runtime-metrics.ts';
+import { registerVectorMetrics } from '../../metrics/vector-metrics.ts';
 import { REPO_ROOT } from '../helpers/run-bdr.ts';
 import { eventually, startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
 import { DEFAULT_METRIC, metricTable, type MetricRow } from './metrics-table.ts';
@@ -26,6 +27,7 @@ describe('metrics/README.md', () => {
     new MachineMetrics(registry, () => []);
     registerDatasetMetrics(registry, () => []);
     registerStorageTargetMetrics(registry, () => []);
+    registerVectorMetrics(registry, () => [], () => 0);
     new RuntimeMetrics(registry);
     const fromCode: MetricRow[] = [];
     for (const metric of registry.getMetricsAsArray()) {

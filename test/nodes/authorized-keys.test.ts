@@ -76,6 +76,18 @@ describe('authorized_keys editing (pure)', () => {
     expect(() =>
       renderEntry({ publicKey: keyA.publicKeyNoComment, owner: 'bdr:vector=ns/a', options: ['command="x",permitopen="*:*"'] }),
     ).toThrow(/option/);
+    for (const owner of ['bdr:vector-=ns/a', 'bdr:-vector=ns/a', 'bdr:vector--next=ns/a', 'bdr:Vector=ns/a']) {
+      expect(() => renderEntry({ publicKey: keyA.publicKeyNoComment, owner })).toThrow(/owner tag/);
+    }
+  });
+
+  it("keeps a rotation's two entries of one vector apart: the incoming key has its own tag", () => {
+    const both = upsertEntry(upsertEntry('', { publicKey: keyA.publicKeyNoComment, owner: 'bdr:vector=ns/a' }), {
+      publicKey: keyB.publicKeyNoComment,
+      owner: 'bdr:vector-next=ns/a',
+    });
+    expect(listEntries(both).map((e) => e.owner)).toEqual(['bdr:vector=ns/a', 'bdr:vector-next=ns/a']);
+    expect(listEntries(removeEntries(both, 'bdr:vector-next=ns/a')).map((e) => e.owner)).toEqual(['bdr:vector=ns/a']);
   });
 });
 

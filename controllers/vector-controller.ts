@@ -36,6 +36,7 @@ import type { TaskRunner } from './task-runner.ts';
 import { ensureContainer, identityDir, identityInput, machinePaths, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 import { PairingLedger } from './vector-pairing.ts';
+import { SYNC_READY_REASONS, type VectorSync } from './vector-sync.ts';
 
 export const VECTOR_FINALIZER = 'bdr.dev/vector';
 const VECTOR = resourceOf(vectorKind);
@@ -57,6 +58,8 @@ export interface VectorControllerDeps {
   clock: Clock;
   tasks?: TaskRunner;
   ledger?: PairingLedger;
+  /** Replication runs (vector-sync.ts), once the vector is paired and its key authorized. */
+  sync?: VectorSync;
   /** Labels of a Namespace, for Machines whose allowedNamespaces selects by label. */
   namespaceLabels?: (namespace: string) => Readonly<Record<string, string>>;
 }
@@ -133,6 +136,7 @@ export class VectorReconciler implements Reconciler {
     if (!vector) {
       this.ledger.forget(key);
       this.applied.delete(key);
+      this.deps.sync?.forget(key);
       return;
     }
     this.busy.add(key);
@@ -182,13 +186,17 @@ export class VectorReconciler implements Reconciler {
       status.pairing.dataset === replica &&
       status.pairing.keyFingerprint === keys.current.fingerprint &&
       isTrue(status.conditions, 'KeyAuthorized') &&
-      isTrue(status.conditions, 'Ready') &&
+      // A Ready the sync wrote (a failed or refused run) is not a key problem: the sync looks again itself.
+      (isTrue(status.conditions, 'Ready') || SYNC_READY_REASONS.has(findCondition(status.conditions, 'Ready')?.reason ?? '')) &&
       status.observedGeneration === generation &&
       !findCondition(status.conditions, 'Suspended') &&
       !keys.next &&
       now < due &&
       (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
-    if (settled) return { requeueAfterMs: Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now)) };
+    if (settled) {
+      const keyRequeueMs = Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now));
+      return this.deps.sync ? this.deps.sync.reconcile(vector, resolution.value, ctx, keyRequeueMs) : { requeueAfterMs: keyRequeueMs };
+    }
 
     try {
       return await this.apply(vector, key, resolution.value, keys, now >= due || keys.next !== undefined, intervalMs);

@@ -508,5 +508,7 @@ export function snapshotsOf(inventory: Inventory, dataset: string): ReplicaSnaps
       createdAt: instantOfSnapshotName(s.name.slice(prefix.length)) ?? s.creation * 1000,
       ...(s.createtxg !== undefined ? { createTxg: s.createtxg } : {}),
       usedBytes: s.used,
+      // No hold at all is known without `zfs holds` (which zfs-fuse lacks); which tags hold it is not.
+      ...(s.userrefs === 0 ? { held: [] } : {}),
     }));
 }

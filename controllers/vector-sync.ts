@@ -44,6 +44,10 @@ export const TRANSFER_STATUS_INTERVAL_MS = 10_000;
 /** Failed or refused runs are retried after backoffDelay(consecutiveFailures) with this policy. */
 export const SYNC_BACKOFF: BackoffPolicy = { baseMs: 10_000, capMs: 10 * 60_000 };
 const MAX_REQUEUE_MS = 6 * 3_600_000;
+/** A stream that moves no byte for this long is aborted, and the run retried with backoff (zettarepl's stall monitor). */
+export const STALL_TIMEOUT_MS = 5 * 60_000;
+/** Any new value of this annotation starts a sync now; status.lastHandledSyncRequest echoes the value handled. */
+export const SYNC_REQUESTED_ANNOTATION = 'bdr.dev/sync-requested';
 const DEFAULT_PRIORITY = 100;
 
 /**
@@ -221,6 +225,8 @@ export class VectorSync {
     else if (schedule?.ok) next = nextDue(schedule.value, lastSync, now);
     if (failures > 0 || schedule?.ok) due = next <= now;
     else due = lastSync === undefined || (source.newestGuid !== undefined && source.newestGuid !== status.lastSyncedSnapshot?.guid);
+    const requested = vector.metadata.annotations?.[SYNC_REQUESTED_ANNOTATION];
+    if (requested !== undefined && requested !== status.lastHandledSyncRequest) due = true;
     if (!due) {
       const extra: VectorStatus = Number.isFinite(next) ? { nextSyncTime: iso(next) } : {};
       return this.write(vector, this.outcomeOf(vector), extra, requeue(Math.min(next - now, this.rpoCrossing(vector, now) ?? MAX_REQUEUE_MS)));
@@ -306,6 +312,8 @@ export class VectorSync {
     const targetData = `${replica}/${source.leaf}`;
     const totals = this.totalsOf(vector);
     const started = performance.now();
+    const requested = vector.metadata.annotations?.[SYNC_REQUESTED_ANNOTATION];
+    const handled: VectorStatus = requested !== undefined ? { lastHandledSyncRequest: requested.slice(0, 256) } : {};
     let latest = vector;
     let bytes = 0;
     try {
@@ -327,12 +335,15 @@ export class VectorSync {
         for (const [i, step] of steps.entries()) {
           latest = await this.progress(latest, step, 0);
           let lastWrite = clock.now();
+          let writing: Promise<unknown> = Promise.resolve();
           const sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
             totals.transferBytes = b;
             if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
             lastWrite = clock.now();
-            void this.progress(latest, step, b).then((v) => (latest = v), () => undefined);
+            writing = writing.then(() => this.progress(latest, step, b)).then((v) => (latest = v), () => undefined);
           });
+          // A progress write still in flight must not land after the final status.
+          await writing;
           bytes += sent;
           totals.sentBytes += sent;
           totals.transferBytes = 0;
@@ -356,7 +367,7 @@ export class VectorSync {
       const now = clock.now();
       const { plan } = outcome;
       if (plan.kind === 'wait') {
-        return this.write(vector, { state: 'ready', reason: 'NoSourceSnapshot', message: plan.message }, { consecutiveFailures: 0 }, requeue(30_000), latest);
+        return this.write(vector, { state: 'ready', reason: 'NoSourceSnapshot', message: plan.message }, { consecutiveFailures: 0, ...handled }, requeue(30_000), latest);
       }
       const seconds = (performance.now() - started) / 1000;
       const sent = plan.kind === 'send' ? plan.steps : [];
@@ -381,7 +392,9 @@ export class VectorSync {
         ...(lastSynced ? { lastSyncedSnapshot: lastSynced } : {}),
         ...(common ? { commonSnapshot: common } : {}),
         lastSyncBytes: bytes,
+        lastSyncDuration: `${seconds.toFixed(3)}s`,
         consecutiveFailures: 0,
+        ...handled,
         ...(next !== undefined ? { nextSyncTime: iso(next) } : {}),
       };
       const message = sent.length > 0 ? `replicated ${lastSynced?.name ?? ''} to ${storage.metadata.name} (${bytes} bytes)` : `${targetData} on ${storage.metadata.name} is up to date at ${lastSynced?.name ?? ''}`;
@@ -395,12 +408,12 @@ export class VectorSync {
       if (refusal) {
         totals.stalled += 1;
         await events.record(vector, 'Warning', refusal.reason, refusal.message);
-        return this.write(vector, { state: 'stalled', reason: refusal.reason, message: refusal.message }, { consecutiveFailures: failures }, requeue(retryMs), latest);
+        return this.write(vector, { state: 'stalled', reason: refusal.reason, message: refusal.message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
       }
       totals.failed += 1;
       const message = `sync to ${storage.metadata.name} failed: ${(err as Error).message}; retrying in ${Math.round(retryMs / 1000)}s`;
       await events.record(vector, 'Warning', 'SyncFailed', message);
-      return this.write(vector, { state: 'failed', reason: 'SyncFailed', message }, { consecutiveFailures: failures }, requeue(retryMs), latest);
+      return this.write(vector, { state: 'failed', reason: 'SyncFailed', message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
     }
   }
 
@@ -481,8 +494,34 @@ export class VectorSync {
         route: { host: conn.host ?? '', port: conn.port ?? 22, user: conn.user ?? 'root', identityFile: `${dir}/id`, knownHostsFile: `${dir}/known_hosts` },
       });
     }
-    const { bytes } = await runMeteredTransfer(src.connection, argv, targetData, { signal, onProgress });
-    return bytes;
+    // The stall watchdog: every byte reported re-arms it; when it fires the stream is ended on the machine.
+    const { clock } = this.deps;
+    const stop = new AbortController();
+    let stalled = false;
+    const fire = () => {
+      stalled = true;
+      stop.abort();
+    };
+    let timer = clock.setTimeout(fire, STALL_TIMEOUT_MS);
+    const passOn = () => stop.abort();
+    signal.addEventListener('abort', passOn, { once: true });
+    try {
+      const { bytes } = await runMeteredTransfer(src.connection, argv, targetData, {
+        signal: stop.signal,
+        onProgress: (b) => {
+          clock.clearTimeout(timer);
+          timer = clock.setTimeout(fire, STALL_TIMEOUT_MS);
+          onProgress(b);
+        },
+      });
+      return bytes;
+    } catch (err) {
+      if (stalled) throw new Error(`${describeStep(step)}: no byte moved for ${STALL_TIMEOUT_MS / 60_000} minutes; the stream was ended`);
+      throw err;
+    } finally {
+      clock.clearTimeout(timer);
+      signal.removeEventListener('abort', passOn);
+    }
   }
 }
 

@@ -88,6 +88,12 @@ export const vectorStatus = {
     lastSyncTime: { type: 'string', format: 'date-time' },
     nextSyncTime: { type: 'string', format: 'date-time' },
     lastSyncBytes: { type: 'integer', minimum: 0 },
+    lastSyncDuration: { type: 'string', maxLength: 32, description: 'How long the last successful sync took, e.g. "12.3s".' },
+    lastHandledSyncRequest: {
+      type: 'string',
+      maxLength: 256,
+      description: 'The value of the bdr.dev/sync-requested annotation the last run answered (as Flux echoes reconcile.fluxcd.io/requestedAt).',
+    },
     consecutiveFailures: { type: 'integer', minimum: 0 },
     transfer: {
       type: 'object',

@@ -318,6 +318,32 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect(v.status?.lastSyncedSnapshot?.name).toBe(point(108));
   }, 300_000);
 
+  it('bdr.dev/sync-requested starts a run now, once per value, and the value is echoed in status', async () => {
+    // The user rolls the replica back to its newest received point, as the Stalled message says.
+    await runOk(['zfs', 'destroy', `${target()}@by-hand`]);
+    const ask = async (value: string) => {
+      const current = await vector();
+      const applied = tc.apply({ ...current, metadata: { ...current.metadata, annotations: { 'bdr.dev/sync-requested': value } }, status: undefined } as unknown as KubeObject);
+      await eventually(() => (vectors.get('default/v')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the annotation in the cache');
+    };
+    // The same instant as the refused run: not scheduled before tomorrow 23:00, and its backoff (10 s) has not
+    // passed, so only the request runs it.
+    await ask('first');
+    await reconciler.reconcile('default/v', ctx('default/v'));
+    let v = await vector();
+    expect(v.status?.lastHandledSyncRequest).toBe('first');
+    expect(condition(v, 'Stalled')).toBeUndefined();
+    expect(condition(v, 'Ready')).toMatchObject({ status: 'True', reason: 'UpToDate' });
+    expect(v.status?.consecutiveFailures).toBe(0);
+    expect(v.status?.nextSyncTime).toBe('2026-11-28T23:00:00Z');
+    // The same value again is not a new request: nothing runs (no new sync time).
+    const lastSyncTime = v.status?.lastSyncTime;
+    clock.advance(60_000);
+    await reconciler.reconcile('default/v', ctx('default/v'));
+    v = await vector();
+    expect(v.status?.lastSyncTime).toBe(lastSyncTime);
+  }, 300_000);
+
   const eventsOfDataset = async (reason: string) =>
     (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === 'src' && e.reason === reason);
 });

@@ -52,6 +52,8 @@ export async function runMeteredTransfer(
   let result;
   try {
     const running = connection.spawn(argv, options.signal ? { signal: options.signal } : {});
+    // A failed or aborted command also destroys stdout with its error; `done` reports it.
+    running.stdout.on('error', () => undefined);
     running.stdout.on('data', (chunk: Buffer) => {
       // Only the tail can hold an unfinished number; older progress lines are not needed.
       out = (out + chunk.toString('latin1')).slice(-4096);

@@ -344,6 +344,70 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect(v.status?.lastSyncTime).toBe(lastSyncTime);
   }, 300_000);
 
+  it('a stream that stops moving is ended after the stall timeout; the retry sends incrementally from the held base', async () => {
+    // A new restore point with 32 MiB of new data: more than the pipes and ssh windows between A and B hold.
+    const dir = join(sourcePool.mountpoint ?? '', 'data');
+    await writeFile(join(dir, 'big.bin'), randomBytes(32 * 1024 * 1024));
+    clock.advance(Date.UTC(2026, 10, 28, 0, 0, 0) - clock.now());
+    await dsReconciler.reconcile('default/src', ctx('default/src'));
+    await caughtUp(datasets, resourceOf(datasetKind), 'src', 'default');
+    const base = point(108);
+    const next = point(120);
+    expect(await snapshotsOn(source())).toContain(next);
+    const current = await vector();
+    const applied = tc.apply({ ...current, metadata: { ...current.metadata, annotations: { 'bdr.dev/sync-requested': 'stall' } }, status: undefined } as unknown as KubeObject);
+    await eventually(() => (vectors.get('default/v')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the annotation in the cache');
+
+    let settled = false;
+    const running = reconciler.reconcile('default/v', ctx('default/v')).finally(() => (settled = true));
+    // B's zfs receive (under the guard) stops reading: the stream backs up and dd on A stops counting.
+    const receivePid = await eventually(async () => {
+      const r = await run(['pgrep', '-f', `^zfs receive -u ${target()}$`]);
+      const pid = Number(r.stdout.trim().split('\n')[0]);
+      return pid > 0 ? pid : undefined;
+    }, "B's zfs receive", 60_000, 20);
+    process.kill(receivePid, 'SIGSTOP');
+    try {
+      // Each advance fires the watchdog unless a byte moved since the last one; once the pipes are full, one does.
+      await eventually(() => {
+        clock.advance(5 * 60_000);
+        return settled ? true : undefined;
+      }, 'the stalled stream to be ended', 120_000, 500);
+      await running;
+    } finally {
+      process.kill(receivePid, 'SIGCONT');
+    }
+    await eventually(() => {
+      try {
+        process.kill(receivePid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    }, "B's receive to end");
+    let v = await vector();
+    expect(condition(v, 'Ready')).toMatchObject({ status: 'False', reason: 'SyncFailed' });
+    expect(condition(v, 'Ready')?.message).toMatch(/no byte moved for 5 minutes/);
+    expect(v.status?.consecutiveFailures).toBe(1);
+    expect(v.status?.transfer).toBeUndefined();
+    // Nothing half-received on B; the base still held on both sides.
+    expect(await snapshotsOn(target())).toEqual([point(23), point(47), point(71), point(95), point(108)]);
+    expect(await userrefs(`${target()}@${base}`)).toBe(1);
+    expect(await userrefs(`${source()}@${base}`)).toBe(1);
+
+    clock.advance(10_000);
+    await reconciler.reconcile('default/v', ctx('default/v'));
+    v = await vector();
+    expect(v.status?.lastSyncedSnapshot?.name).toBe(next);
+    expect(v.status?.lastSyncBytes).toBe(await streamBytes(base, next));
+    const done = (await eventsOf('SyncSucceeded')).filter((e) => e.message?.includes(`now at ${next}`));
+    expect(done).toHaveLength(1);
+    expect(done[0]?.message).toContain('sent 1 stream(s)');
+    expect(await userrefs(`${source()}@${base}`)).toBe(0);
+    expect(await userrefs(`${source()}@${next}`)).toBe(1);
+    expect(await userrefs(`${target()}@${next}`)).toBe(1);
+  }, 300_000);
+
   const eventsOfDataset = async (reason: string) =>
     (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === 'src' && e.reason === reason);
 });

@@ -433,6 +433,9 @@ export class VectorSync {
       tgt.zfs.capabilities(),
     ]);
     const targetExists = tgtInv.datasets.some((d) => d.name === targetData);
+    // An interrupted `receive -s` (OpenZFS) would refuse every other stream. Without the token's guids (not read
+    // yet) the planner cannot match it to a step, so it is discarded (`receive -A`) and the step starts again.
+    const token = targetExists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
     const pool = tgtInv.pools.find((p) => p.name === poolOf(targetData));
     const transport = vector.spec.transport;
     return planReplication({
@@ -442,6 +445,7 @@ export class VectorSync {
         dataset: targetData,
         exists: targetExists,
         snapshots: snapshotsOf(tgtInv, targetData),
+        ...(token !== undefined ? { partialReceive: { token } } : {}),
         ...(pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {}),
       },
       remotePolicy: policyRules(policy),

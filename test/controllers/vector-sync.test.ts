@@ -408,6 +408,38 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect(await userrefs(`${target()}@${next}`)).toBe(1);
   }, 300_000);
 
+  it('both ends on one machine: a local pipe on it, counted the same way', async () => {
+    const src = `${replicaPool.name}/local-src`;
+    await runOk(['zfs', 'create', src]);
+    await runOk(['zfs', 'snapshot', `${src}@bdr-20261128T000000Z`]);
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name: 'bsrc', namespace: 'default' },
+      spec: { machineRef: { name: 'b' }, name: src, schedule: { interval: '1h' }, retentionPolicyRef: { name: 'local' } },
+    });
+    await eventually(() => datasets.get('default/bsrc'), 'the dataset in the cache');
+    const applied = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'lv', namespace: 'default' },
+      spec: { source: { datasetRef: { name: 'bsrc' } }, target: { machineRef: { name: 'b' }, dataset: `${replicaPool.name}/lrep` }, retentionPolicyRef: { name: 'remote' } },
+    });
+    await eventually(() => (vectors.get('default/lv')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the vector in the cache');
+    const logins = async () => (await readFile(b.sshd.logPath, 'utf8')).split('\n').filter((l) => l.includes('Accepted publickey')).length;
+    const loginsBefore = await logins();
+    const v = await eventually(async () => {
+      await reconciler.reconcile('default/lv', ctx('default/lv'));
+      const x = await caughtUp(vectors, resourceOf(vectorKind), 'lv', 'default');
+      return x.status?.lastSyncedSnapshot ? x : undefined;
+    }, 'the local sync', 120_000, 200);
+    expect(v.status?.lastSyncedSnapshot?.name).toBe('bdr-20261128T000000Z');
+    expect(await snapshotsOn(`${replicaPool.name}/lrep/local-src`)).toEqual(['bdr-20261128T000000Z']);
+    expect(v.status?.lastSyncBytes).toBe(Number((await runOk(['sh', '-c', `zfs send ${src}@bdr-20261128T000000Z | wc -c`])).trim()));
+    // No ssh session of the vector key: the stream went through a pipe on B (the operator's own session is older).
+    expect(await logins()).toBe(loginsBefore);
+  }, 300_000);
+
   const eventsOfDataset = async (reason: string) =>
     (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === 'src' && e.reason === reason);
 });

@@ -421,6 +421,7 @@ export class VectorReconciler implements Reconciler {
     }
 
     let repairedFrom: string | undefined;
+    let revokedOld = false;
     if (previousMachine && previousMachine !== storageName) {
       repairedFrom = previousMachine;
       const old = this.deps.machines.get(previousMachine);
@@ -430,6 +431,7 @@ export class VectorReconciler implements Reconciler {
           const path = machinePaths(old).authorizedKeys;
           await revokeKey(conn, owners.current, path);
           await revokeKey(conn, owners.next, path);
+          revokedOld = true;
         } catch (err) {
           // The sweep removes it once the machine answers again; the new pairing does not wait for that.
           await events.record(vector, 'Warning', classify(previousMachine, 'revoking the key', err).reason, `could not revoke the key on ${previousMachine} yet: ${(err as Error).message}`);
@@ -444,7 +446,12 @@ export class VectorReconciler implements Reconciler {
       await events.record(vector, 'Normal', 'Paired', `paired with ${storageName}, replica ${replica}${resolved.why ? ` (${resolved.why})` : ''}`);
     }
     if (repairedFrom) {
-      await events.record(vector, 'Normal', 'Repaired', `re-paired from ${repairedFrom} to ${storageName}${resolved.why ? ` (${resolved.why})` : ''}; the key is revoked on ${repairedFrom}`);
+      const old = revokedOld
+        ? `the key is revoked on ${repairedFrom}`
+        : this.deps.machines.get(repairedFrom)
+          ? `the key is still to be revoked on ${repairedFrom}`
+          : `Machine ${repairedFrom} no longer exists`;
+      await events.record(vector, 'Normal', 'Repaired', `re-paired from ${repairedFrom} to ${storageName}${resolved.why ? ` (${resolved.why})` : ''}; ${old}`);
     }
     if (rotatedFrom) {
       await events.record(vector, 'Normal', 'KeyRotated', `key ${rotatedFrom} replaced by ${keys.current.fingerprint} on ${storageName} and ${primary.metadata.name}`);

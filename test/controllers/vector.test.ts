@@ -370,6 +370,14 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     expect(await readFile(b.sshd.authorizedKeysPath, 'utf8')).toBe(before);
   }, 120_000);
 
+  it('a suspended Vector gets no key and runs nothing', async () => {
+    await applyVector('v6', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: `${replicaPool.name}/paused/v6` }, suspend: true });
+    const v = await reconcileUntil('v6', (x) => condition(x, 'Ready')?.reason === 'Suspended', 'v6 to report Suspended');
+    expect(v.status?.pairing).toBeUndefined();
+    expect(await vectorLines(b, 'default/v6')).toEqual([]);
+    expect((await client.core.listNamespacedSecret({ namespace: 'bdr-system', labelSelector: 'bdr.dev/vector-name=v6' })).items).toEqual([]);
+  }, 60_000);
+
   it("chains: a vector from v1's replica has v1's storage machine as its primary", async () => {
     const mirror = `${replicaPool.name}/mirror/v3`;
     await applyVector('v3', { source: { vectorRef: { name: 'v1' } }, target: { machineRef: { name: 'b' }, dataset: mirror } });

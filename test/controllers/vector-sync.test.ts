@@ -41,6 +41,8 @@ describe('Vector sync: sparse replication by the remote policy', () => {
   const bed = new TestBed();
   let a: TestMachine;
   let b: TestMachine;
+  let c: TestMachine;
+  let thirdPool: TestPool;
   let sourcePool: TestPool;
   let replicaPool: TestPool;
   let tc: TestCluster;
@@ -127,20 +129,25 @@ describe('Vector sync: sparse replication by the remote policy', () => {
   };
 
   beforeAll(async () => {
-    [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true }), bed.pool()]);
+    [a, b, c, sourcePool, replicaPool, thirdPool] = await Promise.all([
+      bed.machine('a'), bed.machine('b'), bed.machine('c'), bed.pool({ mounted: true }), bed.pool(), bed.pool(),
+    ]);
     tc = await startTestCluster();
     client = new KubeClient(tc.kubeConfig);
     clock = new FakeClock(START);
     tc.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bdr-system' } });
-    for (const m of [a, b]) tc.apply({ ...m.secret, metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' } });
+    for (const m of [a, b, c]) tc.apply({ ...m.secret, metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' } });
     tc.apply(machineObject(a, 'Source'));
     tc.apply(machineObject(b, 'Storage'));
+    tc.apply(machineObject(c, 'Storage'));
     await markReady('a');
     await markReady('b');
+    await markReady('c');
     await runOk(['zfs', 'create', source()]);
     await mkdir(join(sourcePool.mountpoint ?? '', 'data'), { recursive: true });
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'local', namespace: 'default' }, spec: { hourly: 24 } });
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'remote', namespace: 'default' }, spec: { daily: 7 } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'mirror', namespace: 'default' }, spec: { daily: 2 } });
     tc.apply({
       apiVersion: 'bdr.dev/v1alpha1',
       kind: 'Dataset',
@@ -154,7 +161,7 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
     informers.push(vectors, machines, datasets, policies, targets);
     await Promise.all(informers.map((i) => i.start()));
-    await eventually(() => (machines.list().filter((m) => m.status?.conditions).length === 2 && datasets.get('default/src') && policies.list().length === 2 ? true : undefined), 'the cache');
+    await eventually(() => (machines.list().filter((m) => m.status?.conditions).length === 3 && datasets.get('default/src') && policies.list().length === 3 ? true : undefined), 'the cache');
     const connections = new MachineConnections(client);
     const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
     const tasks = new TaskRunner(clock);
@@ -438,6 +445,34 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect(v.status?.lastSyncBytes).toBe(Number((await runOk(['sh', '-c', `zfs send ${src}@bdr-20261128T000000Z | wc -c`])).trim()));
     // No ssh session of the vector key: the stream went through a pipe on B (the operator's own session is older).
     expect(await logins()).toBe(loginsBefore);
+  }, 300_000);
+
+  it("chains: a vector from v's replica mirrors B on to C, sparse again by its own policy, beside v's hold", async () => {
+    const onB = target();
+    const onC = `${thirdPool.name}/replicas/w/data`;
+    expect(await snapshotsOn(onB)).toEqual([point(23), point(47), point(71), point(95), point(108), point(120)]);
+    const applied = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'w', namespace: 'default' },
+      spec: { source: { vectorRef: { name: 'v' } }, target: { machineRef: { name: 'c' }, dataset: `${thirdPool.name}/replicas/w` }, retentionPolicyRef: { name: 'mirror' } },
+    });
+    await eventually(() => (vectors.get('default/w')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the vector in the cache');
+    const w = await eventually(async () => {
+      await reconciler.reconcile('default/w', ctx('default/w'));
+      const x = await caughtUp(vectors, resourceOf(vectorKind), 'w', 'default');
+      return x.status?.lastSyncedSnapshot ? x : undefined;
+    }, 'the chained sync', 120_000, 200);
+    // daily: 2 keeps Friday's and Saturday's points: a full copy of Friday's, then one -i.
+    expect(w.status?.pairing?.machine).toBe('c');
+    expect(w.status?.lastSyncedSnapshot?.name).toBe(point(120));
+    expect(await snapshotsOn(onC)).toEqual([point(108), point(120)]);
+    const expected = Number((await runOk(['sh', '-c', `zfs send ${onB}@${point(108)} | wc -c`])).trim()) +
+      Number((await runOk(['sh', '-c', `zfs send -i ${onB}@${point(108)} ${onB}@${point(120)} | wc -c`])).trim());
+    expect(w.status?.lastSyncBytes).toBe(expected);
+    // B's newest point is both vectors' base: held by each tag.
+    expect(await userrefs(`${onB}@${point(120)}`)).toBe(2);
+    expect(await userrefs(`${onC}@${point(120)}`)).toBe(1);
   }, 300_000);
 
   const eventsOfDataset = async (reason: string) =>

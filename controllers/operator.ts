@@ -79,8 +79,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const tasks = options.tasks ?? new TaskRunner(clock);
   // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
   machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));
-  const vectorSync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
-  registerVectorMetrics(registry, () => (leading ? vectors.list() : []), () => clock.now(), () => (leading ? vectorSync.metricsTotals() : []));
+  // The totals are read at scrape time, after the sync exists; the sync observes its durations as it runs.
+  const vectorMetrics = registerVectorMetrics(registry, () => (leading ? vectors.list() : []), () => clock.now(), () => (leading ? vectorSync.metricsTotals() : []));
+  const vectorSync: VectorSync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock, metrics: vectorMetrics });
   const vectorKeys = new VectorKeyStore(client, namespace, clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, vectors, clock });

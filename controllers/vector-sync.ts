@@ -35,6 +35,7 @@ import type { EventRecorder } from './runtime/events.ts';
 import { objectKey, type Informer } from './runtime/informer.ts';
 import { resourceOf, type KubeClient } from './runtime/kube.ts';
 import { writeStatus } from './runtime/status.ts';
+import type { VectorSyncMetrics } from '../metrics/vector-metrics.ts';
 import type { TaskRunner } from './task-runner.ts';
 import { identityDir, ownerTags } from './vector-layout.ts';
 
@@ -76,6 +77,7 @@ export interface VectorSyncDeps {
   tasks: TaskRunner;
   events: EventRecorder;
   clock: Clock;
+  metrics?: VectorSyncMetrics;
 }
 
 /** Totals since this process started, per vector: read by the metrics at scrape time. */
@@ -383,6 +385,7 @@ export class VectorSync {
       const common = plan.common ? { name: short(plan.common.target), guid: plan.common.guid, createdAt: iso(plan.common.createdAt) } : undefined;
       const next = schedule ? nextDue(schedule, now, now) : undefined;
       totals.succeeded += 1;
+      this.deps.metrics?.syncDuration.observe({ namespace: totals.namespace, name: totals.name }, seconds);
       if (sent.length > 0) {
         const unavailable = plan.flags.unavailable.length > 0 ? `; not available: ${plan.flags.unavailable.join(', ')}` : '';
         await events.record(vector, 'Normal', 'SyncSucceeded', `sent ${sent.length} stream(s), ${bytes} bytes in ${seconds.toFixed(1)}s; replica ${targetData} now at ${lastSynced?.name ?? '?'}${unavailable}`);

@@ -1,8 +1,13 @@
+/** What the sync observes as it runs (a histogram cannot be rebuilt from status at scrape time). */
+export interface VectorSyncMetrics {
+  syncDuration: { observe(labels: { namespace: string; name: string }, seconds: number): void };
+}
+
 /**
  * Per-vector metrics read at scrape time: gauges from the Vectors' status in the informer cache (as the dataset
  * gauges are), so an alert sees what `kubectl get` shows; counters from the sync's running totals.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Vector } from '../api/types.ts';
 import type { SyncTotals } from '../controllers/vector-sync.ts';
 import { parseDuration } from '../planning/duration.ts';
@@ -33,7 +38,7 @@ export function registerVectorMetrics(
   vectors: () => readonly Vector[],
   now: () => number,
   totals: () => Iterable<SyncTotals> = () => [],
-): void {
+): VectorSyncMetrics {
   statusGauge(registry, vectors, 'bdr_vector_key_age_seconds', "Seconds since the vector's current SSH key was authorized on its storage machine", (v) => {
     const at = v.status?.pairing?.authorizedAt;
     return at ? Math.max(0, (now() - Date.parse(at)) / 1000) : undefined;
@@ -79,4 +84,12 @@ export function registerVectorMetrics(
       }
     },
   });
+  const syncDuration = new Histogram({
+    name: 'bdr_vector_sync_duration_seconds',
+    help: 'How long successful sync runs took, from planning to the last release',
+    labelNames: ['namespace', 'name'] as const,
+    buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600],
+    registers: [registry],
+  });
+  return { syncDuration };
 }

@@ -165,8 +165,8 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     const connections = new MachineConnections(client);
     const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
     const tasks = new TaskRunner(clock);
-    sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
-    registerVectorMetrics(registry, () => vectors.list(), () => clock.now(), () => sync.metricsTotals());
+    const metrics = registerVectorMetrics(registry, () => vectors.list(), () => clock.now(), () => sync.metricsTotals());
+    sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock, metrics });
     dsReconciler = new DatasetReconciler({
       client, datasets, policies, machines, connections, tasks, events, clock,
       inventories: new InventoryCache(2_000, clock),
@@ -248,7 +248,8 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     // The replica is inert: never mounted, read-only.
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'readonly,canmount,mountpoint', target()])).trim().split('\n')).toEqual(['on', 'noauto', 'none']);
     const metrics = await registry.metrics();
-    expect(metrics).toMatch(/bdr_vector_syncs_total\{namespace="default",name="v",result="succeeded"\} \d+/);
+    expect(metrics).toContain('bdr_vector_syncs_total{namespace="default",name="v",result="succeeded"} 4');
+    expect(metrics).toContain('bdr_vector_sync_duration_seconds_count{namespace="default",name="v"} 4');
     expect(metrics).toContain(`bdr_vector_sent_bytes_total{namespace="default",name="v"} ${measured.reduce((x, y) => x + y, 0)}`);
     expect(metrics).toContain(`bdr_vector_newest_replica_timestamp_seconds{namespace="default",name="v"} ${(START + 71 * HOUR) / 1000}`);
   }, 900_000);

@@ -494,6 +494,10 @@ export class VectorReconciler implements Reconciler {
       return;
     }
     try {
+      // The vector's holds go first: once the key is revoked nothing else would ever release them.
+      const sync = this.deps.sync;
+      const either = storage ?? primary;
+      if (sync && either) await this.step(either, 'releasing the holds', () => sync.releaseHolds(vector, { primary, storage }, ctx.signal));
       if (storage) {
         const conn = await this.connection(storage);
         // revokeKey also fails when a line bdr does not own still authorizes the key: the finalizer then

@@ -147,6 +147,31 @@ export class VectorSync {
     return out;
   }
 
+  /**
+   * Releases the vector's holds on both machines (its Vector is being deleted): the source's base would otherwise
+   * stay un-prunable for good. Where they are comes from this process's last run, else from status. A hold already
+   * gone counts as released; an unreachable machine throws (the finalizer stays and tries again).
+   */
+  async releaseHolds(vector: Vector, machines: { primary?: Machine | undefined; storage?: Machine | undefined }, signal?: AbortSignal): Promise<void> {
+    const key = objectKey(vector);
+    const tag = vectorHoldTag(ownerTags(key).current);
+    let bases: { source?: string; target?: string } | undefined = this.bases.get(key);
+    const synced = vector.status?.lastSyncedSnapshot?.name;
+    if (!bases && synced) {
+      const src = this.sourceOf(vector);
+      const replica = vector.status?.pairing?.dataset;
+      bases = 'problem' in src ? {} : { source: `${src.dataset}@${synced}`, ...(replica ? { target: `${replica}/${src.leaf}@${synced}` } : {}) };
+    }
+    const release = async (machine: Machine | undefined, snapshot: string | undefined) => {
+      if (!machine || !snapshot) return;
+      const { zfs } = await this.deps.connections.get(machine);
+      await applyHold(zfs, { op: 'release', side: 'source', snapshot, tag, afterStep: -1, why: 'the vector is deleted' }, signal);
+    };
+    await release(machines.primary, bases?.source);
+    await release(machines.storage, bases?.target);
+    this.forget(key);
+  }
+
   metricsTotals(): Iterable<SyncTotals> {
     return this.totals.values();
   }
@@ -533,10 +558,11 @@ export class VectorSync {
 }
 
 /** A hold that is already there, or a release of one that is gone, is what was wanted: done. */
-async function applyHold(zfs: ZfsMachine, h: HoldAction, signal: AbortSignal): Promise<void> {
+async function applyHold(zfs: ZfsMachine, h: HoldAction, signal?: AbortSignal): Promise<void> {
   try {
-    if (h.op === 'hold') await zfs.hold(h.tag, [h.snapshot], { signal });
-    else await zfs.release(h.tag, [h.snapshot], { signal });
+    const options = signal ? { signal } : {};
+    if (h.op === 'hold') await zfs.hold(h.tag, [h.snapshot], options);
+    else await zfs.release(h.tag, [h.snapshot], options);
   } catch (err) {
     if (err instanceof ZfsError && ((h.op === 'hold' && err.kind === 'exists') || (h.op === 'release' && err.kind === 'notFound'))) return;
     throw err;

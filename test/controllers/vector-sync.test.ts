@@ -474,6 +474,17 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     // B's newest point is both vectors' base: held by each tag.
     expect(await userrefs(`${onB}@${point(120)}`)).toBe(2);
     expect(await userrefs(`${onC}@${point(120)}`)).toBe(1);
+
+    // Deleting w (deletionPolicy Retain) releases its holds on B and C; v's hold on B stays.
+    await client.custom.deleteNamespacedCustomObject({ group: 'bdr.dev', version: 'v1alpha1', namespace: 'default', plural: 'vectors', name: 'w' });
+    await eventually(() => (vectors.get('default/w')?.metadata.deletionTimestamp ? true : undefined), 'the deletion in the cache');
+    await eventually(async () => {
+      await reconciler.reconcile('default/w', ctx('default/w'));
+      return (await client.get<Vector>(resourceOf(vectorKind), 'w', 'default')) === undefined ? true : undefined;
+    }, 'w to be gone');
+    expect(await userrefs(`${onB}@${point(120)}`)).toBe(1);
+    expect(await userrefs(`${onC}@${point(120)}`)).toBe(0);
+    expect(await snapshotsOn(onC)).toEqual([point(108), point(120)]);
   }, 300_000);
 
   const eventsOfDataset = async (reason: string) =>

@@ -25,6 +25,7 @@ import type { Inventory } from '../zfs/inventory.ts';
 import type { ZfsMachine } from '../zfs/machine.ts';
 import { meteredTransferArgv, runMeteredTransfer } from '../zfs/metered-transfer.ts';
 import { enforceReplicaProperties } from '../zfs/replica.ts';
+import { relay } from '../zfs/transfer.ts';
 import { policyRules, poolOf } from './dataset-snapshots.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
 import { backoffDelay, type BackoffPolicy } from './runtime/backoff.ts';
@@ -368,7 +369,7 @@ export class VectorSync {
             if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
             lastWrite = clock.now();
             writing = writing.then(() => this.progress(latest, step, b)).then((v) => (latest = v), () => undefined);
-          });
+          }, vector.spec.transport?.mode ?? 'Direct');
           // A progress write still in flight must not land after the final status.
           await writing;
           bytes += sent;
@@ -502,29 +503,37 @@ export class VectorSync {
     targetData: string,
     signal: AbortSignal,
     onProgress: (bytes: number) => void,
+    mode: 'Direct' | 'Relay',
   ): Promise<number> {
     const { primary, storage } = paired;
-    const sendArgv = step.resumeToken !== undefined
-      ? ['zfs', 'send', '-t', step.resumeToken]
-      : await src.zfs.sendArgv({
-          snapshot: step.to,
-          ...(step.from !== undefined ? { from: step.from, intermediates: step.mode === 'I' } : {}),
-          compressed: flags.compressed,
-          raw: flags.raw,
-          largeBlocks: flags.largeBlocks,
-        });
-    const receiveArgv = await tgt.zfs.receiveArgv(targetData, { noMount: true, resumable: flags.resumable });
-    let argv: string[];
-    if (primary.metadata.name === storage.metadata.name) {
-      argv = meteredTransferArgv(sendArgv, { kind: 'local', receiveArgv });
+    const sendOptions = {
+      snapshot: step.to,
+      ...(step.from !== undefined ? { from: step.from, intermediates: step.mode === 'I' } : {}),
+      compressed: flags.compressed,
+      raw: flags.raw,
+      largeBlocks: flags.largeBlocks,
+    };
+    const receiveOptions = { noMount: true, resumable: flags.resumable };
+    const sameMachine = primary.metadata.name === storage.metadata.name;
+    const relayed = !sameMachine && mode === 'Relay';
+    let stream: (options: { signal: AbortSignal; onProgress: (bytes: number) => void }) => Promise<{ bytes: number }>;
+    if (relayed) {
+      if (step.resumeToken !== undefined) throw new Error('resuming a stream is not supported on the Relay transport');
+      // Through bdr's own connections to both machines (the primary cannot reach the secondary); counted here.
+      stream = (o) => relay(src.zfs, sendOptions, tgt.zfs, targetData, receiveOptions, o);
     } else {
+      const sendArgv = step.resumeToken !== undefined ? ['zfs', 'send', '-t', step.resumeToken] : await src.zfs.sendArgv(sendOptions);
+      const receiveArgv = await tgt.zfs.receiveArgv(targetData, receiveOptions);
       const conn = storage.spec.connection;
       const dir = identityDir(primary, key);
-      argv = meteredTransferArgv(sendArgv, {
-        kind: 'direct',
-        receiveArgv,
-        route: { host: conn.host ?? '', port: conn.port ?? 22, user: conn.user ?? 'root', identityFile: `${dir}/id`, knownHostsFile: `${dir}/known_hosts` },
-      });
+      const argv = sameMachine
+        ? meteredTransferArgv(sendArgv, { kind: 'local', receiveArgv })
+        : meteredTransferArgv(sendArgv, {
+            kind: 'direct',
+            receiveArgv,
+            route: { host: conn.host ?? '', port: conn.port ?? 22, user: conn.user ?? 'root', identityFile: `${dir}/id`, knownHostsFile: `${dir}/known_hosts` },
+          });
+      stream = (o) => runMeteredTransfer(src.connection, argv, targetData, o);
     }
     // The stall watchdog: every byte reported re-arms it; when it fires the stream is ended on the machine.
     const { clock } = this.deps;
@@ -538,7 +547,7 @@ export class VectorSync {
     const passOn = () => stop.abort();
     signal.addEventListener('abort', passOn, { once: true });
     try {
-      const { bytes } = await runMeteredTransfer(src.connection, argv, targetData, {
+      const { bytes } = await stream({
         signal: stop.signal,
         onProgress: (b) => {
           clock.clearTimeout(timer);

@@ -557,6 +557,37 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect(await snapshotsOn(onC)).toEqual([point(108), newest]);
   }, 300_000);
 
+  it("transport mode Relay: the stream goes through bdr's own connections, the vector key never logs in", async () => {
+    const onC = `${thirdPool.name}/replicas/rv/data`;
+    const applied = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'rv', namespace: 'default' },
+      spec: {
+        source: { datasetRef: { name: 'src' } },
+        target: { machineRef: { name: 'c' }, dataset: `${thirdPool.name}/replicas/rv` },
+        retentionPolicyRef: { name: 'mirror' },
+        transport: { mode: 'Relay' },
+      },
+    });
+    await eventually(() => (vectors.get('default/rv')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the vector in the cache');
+    const rv = await eventually(async () => {
+      await reconciler.reconcile('default/rv', ctx('default/rv'));
+      const x = await caughtUp(vectors, resourceOf(vectorKind), 'rv', 'default');
+      return x.status?.lastSyncedSnapshot ? x : undefined;
+    }, 'the relayed sync', 120_000, 200);
+    const onSource = await snapshotsOn(source());
+    const received = await snapshotsOn(onC);
+    expect(received.at(-1)).toBe(onSource.at(-1));
+    expect(rv.status?.lastSyncedSnapshot?.name).toBe(onSource.at(-1));
+    // The bytes bdr counted are those of the streams for the points C now has: a full first one, then -i each.
+    let expected = await streamBytes(undefined, received[0] ?? '');
+    for (let k = 1; k < received.length; k++) expected += await streamBytes(received[k - 1], received[k] ?? '');
+    expect(rv.status?.lastSyncBytes).toBe(expected);
+    const fingerprint = rv.status?.pairing?.keyFingerprint ?? 'none';
+    expect((await readFile(c.sshd.logPath, 'utf8')).split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(fingerprint))).toEqual([]);
+  }, 300_000);
+
   const eventsOfDataset = async (reason: string) =>
     (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === 'src' && e.reason === reason);
 });

@@ -314,17 +314,6 @@ export class VectorSync {
     return result;
   }
 
-  /** Takes the transfer slot of every machine involved, in name order (no two runs can wait on each other). */
-  private withSlots<T>(machines: readonly string[], sourceMachine: string, subject: string, priority: number, run: () => Promise<T>): Promise<T> {
-    const order = [...new Set(machines)].sort();
-    const take = (i: number): Promise<T> => {
-      const machine = order[i];
-      if (machine === undefined) return run();
-      return this.deps.tasks.submit({ machine, kind: 'transfer', action: machine === sourceMachine ? 'send' : 'receive', priority, subject, run: () => take(i + 1) });
-    };
-    return take(0);
-  }
-
   private async run(
     vector: Vector,
     key: string,
@@ -346,7 +335,7 @@ export class VectorSync {
     let bytes = 0;
     try {
       const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
-      const outcome = await this.withSlots([primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
+      const outcome = await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
         const plan = await this.plan(vector, key, source, policy, src, tgt, replica, targetData);
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
@@ -564,6 +553,22 @@ export class VectorSync {
       signal.removeEventListener('abort', passOn);
     }
   }
+}
+
+/**
+ * Runs `run` holding a transfer slot on every machine in `machines`, taken one after the other in name order:
+ * two runs between the same machines in opposite directions (A → B, B → A) then queue on the same first slot
+ * instead of each holding one and waiting for the other's. `sourceMachine`'s slot is a `send` (the failed-send
+ * boost applies to it), the others `receive`.
+ */
+export function withTransferSlots<T>(tasks: TaskRunner, machines: readonly string[], sourceMachine: string, subject: string, priority: number, run: () => Promise<T>): Promise<T> {
+  const order = [...new Set(machines)].sort();
+  const take = (i: number): Promise<T> => {
+    const machine = order[i];
+    if (machine === undefined) return run();
+    return tasks.submit({ machine, kind: 'transfer', action: machine === sourceMachine ? 'send' : 'receive', priority, subject, run: () => take(i + 1) });
+  };
+  return take(0);
 }
 
 /** A hold that is already there, or a release of one that is gone, is what was wanted: done. */

@@ -25,6 +25,7 @@ import { machineSlots, TaskRunner } from './task-runner.ts';
 import { VectorReconciler } from './vector-controller.ts';
 import { VectorKeyStore } from './vector-keys.ts';
 import { VectorSweepReconciler } from './vector-sweep.ts';
+import { VectorSync } from './vector-sync.ts';
 import type { Operator, OperatorOptions } from './operator-options.ts';
 import { systemClock } from './runtime/clock.ts';
 import { Controller } from './runtime/controller.ts';
@@ -80,7 +81,9 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
   const tasks = options.tasks ?? new TaskRunner(clock);
   // spec.slots reaches the task runner as soon as the Machine changes, probed or not.
   machines.on((event, m) => (event === 'delete' ? tasks.forgetSlots(m.metadata.name) : tasks.setSlots(m.metadata.name, machineSlots(m))));
-  registerVectorMetrics(registry, () => (leading ? vectors.list() : []), () => clock.now());
+  // The totals are read at scrape time, after the sync exists; the sync observes its durations as it runs.
+  const vectorMetrics = registerVectorMetrics(registry, () => (leading ? vectors.list() : []), () => clock.now(), () => (leading ? vectorSync.metricsTotals() : []));
+  const vectorSync: VectorSync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock, metrics: vectorMetrics });
   const vectorKeys = new VectorKeyStore(client, namespace, clock);
   const inventories = new InventoryCache(2_000, clock);
   const policyReconciler = new RetentionPolicyReconciler({ client, policies, datasets, vectors, clock });
@@ -101,6 +104,8 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       clock,
       namespaceLabels,
       enqueue: (key) => datasetController.enqueue(key),
+      // A vector's incremental base is never pruned by local retention (its hold would refuse it anyway).
+      protectedSnapshots: (machine) => vectorSync.protectedSnapshots(machine),
       metrics: datasetMetrics,
     });
     const datasetController: Controller<Dataset> = new Controller({ name: 'dataset', informer: datasets, reconciler: datasetReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
@@ -122,7 +127,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
     targetController.watch(machines, (m) => storageTargets.list().filter((t) => t.spec.machines.some((e) => e.name === m.metadata.name)).map(objectKey));
     // A vector that moved between targets must update both counts; the event carries only its new state.
     targetController.watch(vectors, () => storageTargets.list().map(objectKey));
-    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks, namespaceLabels });
+    const vectorReconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets, connections, keys: vectorKeys, events, clock, tasks, namespaceLabels, sync: vectorSync });
     const vectorController: Controller<Vector> = new Controller({ name: 'vector', informer: vectors, reconciler: vectorReconciler, workers: 4, metrics: runtimeMetrics, clock, log });
     const vectorsOf = (match: (v: Vector) => boolean) => vectors.list().filter(match).map(objectKey);
     const onTarget = (v: Vector, machine: string) =>

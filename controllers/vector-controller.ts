@@ -38,6 +38,7 @@ import type { TaskRunner } from './task-runner.ts';
 import { ensureContainer, identityDir, identityInput, machinePaths, outboundOf, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 import { PairingLedger } from './vector-pairing.ts';
+import { SYNC_READY_REASONS, type VectorSync } from './vector-sync.ts';
 
 export const VECTOR_FINALIZER = 'bdr.dev/vector';
 const VECTOR = resourceOf(vectorKind);
@@ -59,6 +60,8 @@ export interface VectorControllerDeps {
   clock: Clock;
   tasks?: TaskRunner;
   ledger?: PairingLedger;
+  /** Replication runs (vector-sync.ts), once the vector is paired and its key authorized. */
+  sync?: VectorSync;
   /** Labels of a Namespace, for Machines whose allowedNamespaces selects by label. */
   namespaceLabels?: (namespace: string) => Readonly<Record<string, string>>;
 }
@@ -139,6 +142,7 @@ export class VectorReconciler implements Reconciler {
     if (!vector) {
       this.ledger.forget(key);
       this.applied.delete(key);
+      this.deps.sync?.forget(key);
       return;
     }
     this.busy.add(key);
@@ -189,14 +193,18 @@ export class VectorReconciler implements Reconciler {
       status.pairing.keyFingerprint === keys.current.fingerprint &&
       status.pairing.quotaBytes === quotaBytes &&
       isTrue(status.conditions, 'KeyAuthorized') &&
-      isTrue(status.conditions, 'Ready') &&
+      // A Ready the sync wrote (a failed or refused run) is not a key problem: the sync looks again itself.
+      (isTrue(status.conditions, 'Ready') || SYNC_READY_REASONS.has(findCondition(status.conditions, 'Ready')?.reason ?? '')) &&
       status.observedGeneration === generation &&
       !findCondition(status.conditions, 'Suspended') &&
       !keys.next &&
       now < due &&
       (known === undefined || known.from === outboundOf(primary).join(',')) &&
       (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
-    if (settled) return { requeueAfterMs: Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now)) };
+    if (settled) {
+      const keyRequeueMs = Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now));
+      return this.deps.sync ? this.deps.sync.reconcile(vector, resolution.value, ctx, keyRequeueMs) : { requeueAfterMs: keyRequeueMs };
+    }
 
     try {
       return await this.apply(vector, key, resolution.value, keys, now >= due || keys.next !== undefined, intervalMs);
@@ -504,6 +512,10 @@ export class VectorReconciler implements Reconciler {
       return;
     }
     try {
+      // The vector's holds go first: once the key is revoked nothing else would ever release them.
+      const sync = this.deps.sync;
+      const either = storage ?? primary;
+      if (sync && either) await this.step(either, 'releasing the holds', () => sync.releaseHolds(vector, { primary, storage }, ctx.signal));
       if (storage) {
         const conn = await this.connection(storage);
         // revokeKey also fails when a line bdr does not own still authorizes the key: the finalizer then

@@ -167,6 +167,31 @@ export function assertSshOptions(options: readonly string[]): string[] {
 }
 
 /**
+ * The primary's OpenSSH command line that runs `remoteArgv` on the secondary over `route` (the vector key,
+ * the pinned host key, batch mode): the receiving half of every direct pipeline.
+ */
+export function directSshArgv(route: DirectRoute, remoteArgv: readonly string[]): string[] {
+  for (const path of [route.identityFile, route.knownHostsFile]) {
+    if (!/^\/[A-Za-z0-9_./-]+$/.test(path)) throw new ZfsError('invalidName', `unsafe path ${JSON.stringify(path)}`, { retriable: false });
+  }
+  if (!/^[A-Za-z0-9.:-]+$/.test(route.host) || !/^[a-z_][a-z0-9_-]*$/.test(route.user) || !Number.isInteger(route.port)) {
+    throw new ZfsError('invalidName', 'invalid ssh route', { retriable: false });
+  }
+  const sshOptions = assertSshOptions(route.sshOptions ?? []);
+  return [
+    'ssh', '-i', route.identityFile, '-p', String(route.port),
+    // ssh keeps the first value it gets for an option: the route's tuning comes before bdr's default
+    // keepalive, and none of the allowlisted options can override the security settings that follow.
+    ...sshOptions.flatMap((o) => ['-o', o]),
+    '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=yes',
+    '-o', `UserKnownHostsFile=${route.knownHostsFile}`, '-o', 'ServerAliveInterval=15',
+    `${route.user}@${route.host}`,
+    // The remote side runs this through its shell (or the guard): quoted once more, as one argument.
+    commandLine(remoteArgv),
+  ];
+}
+
+/**
  * The direct path's command on the primary: `zfs send … | ssh … 'zfs receive …'`, one shell pipeline
  * whose every word went through `commandLine`. `set -o pipefail` is not POSIX, so the send's exit status
  * is carried out of the pipeline explicitly.
@@ -179,26 +204,9 @@ export async function directTransferArgv(
   receive: ReceiveOptions,
   receiveCapabilities: ZfsMachine,
 ): Promise<string[]> {
-  for (const path of [route.identityFile, route.knownHostsFile]) {
-    if (!/^\/[A-Za-z0-9_./-]+$/.test(path)) throw new ZfsError('invalidName', `unsafe path ${JSON.stringify(path)}`, { retriable: false });
-  }
-  if (!/^[A-Za-z0-9.:-]+$/.test(route.host) || !/^[a-z_][a-z0-9_-]*$/.test(route.user) || !Number.isInteger(route.port)) {
-    throw new ZfsError('invalidName', 'invalid ssh route', { retriable: false });
-  }
-  const sshOptions = assertSshOptions(route.sshOptions ?? []);
   const sendArgv = await source.sendArgv(send);
   const receiveArgv = await receiveCapabilities.receiveArgv(receiveInto, receive);
-  const ssh = [
-    'ssh', '-i', route.identityFile, '-p', String(route.port),
-    // ssh keeps the first value it gets for an option: the route's tuning comes before bdr's default
-    // keepalive, and none of the allowlisted options can override the security settings that follow.
-    ...sshOptions.flatMap((o) => ['-o', o]),
-    '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=yes',
-    '-o', `UserKnownHostsFile=${route.knownHostsFile}`, '-o', 'ServerAliveInterval=15',
-    `${route.user}@${route.host}`,
-    // The remote side runs this through its shell (or the guard): quoted once more, as one argument.
-    commandLine(receiveArgv),
-  ];
+  const ssh = directSshArgv(route, receiveArgv);
   const script = `{ ${commandLine(sendArgv)} || echo "bdr: zfs send failed with status $?" >&2; } | ${commandLine(ssh)}`;
   return ['sh', '-c', script];
 }

@@ -50,6 +50,13 @@ export const vectorSpec = {
       additionalProperties: false,
       properties: {
         type: { type: 'string', enum: ['SSH'], default: 'SSH' },
+        mode: {
+          type: 'string',
+          enum: ['Direct', 'Relay'],
+          default: 'Direct',
+          description:
+            "Direct: the primary's own OpenSSH sends to the storage machine with the vector key (the stream never passes through bdr). Relay: through bdr's connections to both machines, for a primary that cannot reach the storage machine.",
+        },
         compressed: { type: 'boolean', default: true, description: 'Send compressed blocks as stored (zfs send -c) where supported.' },
         raw: { type: 'boolean', default: false, description: 'Send encrypted datasets raw (zfs send -w): the target never sees the key.' },
         largeBlocks: { type: 'boolean', default: true, description: 'zfs send -L where supported.' },
@@ -96,6 +103,12 @@ export const vectorStatus = {
     lastSyncTime: { type: 'string', format: 'date-time' },
     nextSyncTime: { type: 'string', format: 'date-time' },
     lastSyncBytes: { type: 'integer', minimum: 0 },
+    lastSyncDuration: { type: 'string', maxLength: 32, description: 'How long the last successful sync took, e.g. "12.3s".' },
+    lastHandledSyncRequest: {
+      type: 'string',
+      maxLength: 256,
+      description: 'The value of the bdr.dev/sync-requested annotation the last run answered (as Flux echoes reconcile.fluxcd.io/requestedAt).',
+    },
     consecutiveFailures: { type: 'integer', minimum: 0 },
     transfer: {
       type: 'object',

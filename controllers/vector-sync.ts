@@ -1,0 +1,600 @@
+/**
+ * The Vector controller, part 2: replication runs. Called by the Vector reconciler once the vector is paired and
+ * its key authorized (vector-controller.ts); this module decides whether a sync is due, runs it, and writes the
+ * sync half of the status.
+ *
+ * One run: both machines' transfer slots (taken in machine-name order, so A → B and B → A never wait on each
+ * other), one inventory per machine over the operator's own connections, `planReplication` with the vector's
+ * remote RetentionPolicy, then the plan in order: holds before each step (new before old), each stream through
+ * the primary's own OpenSSH with the vector key (or a local pipe when both ends are one machine) with its bytes
+ * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`), the target pruned
+ * by the remote policy, the old holds released. A refusal (diverged or unrelated target) stalls the vector and
+ * destroys nothing. The held bases are offered to the Dataset controller (`protectedSnapshots`).
+ */
+import { performance } from 'node:perf_hooks';
+import { vectorKind } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '../api/types.ts';
+import { vectorHoldTag } from '../nodes/guard.ts';
+import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
+import { parseDuration } from '../planning/duration.ts';
+import { describeStep, planReplication, type HoldAction, type ReplicaSnapshot, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
+import { validateRetentionPolicy } from '../planning/retention.ts';
+import { nextDue, parseSchedule, type Schedule } from '../planning/schedule.ts';
+import { ZfsError } from '../zfs/errors.ts';
+import type { Inventory } from '../zfs/inventory.ts';
+import type { ZfsMachine } from '../zfs/machine.ts';
+import { meteredTransferArgv, runMeteredTransfer } from '../zfs/metered-transfer.ts';
+import { enforceReplicaProperties } from '../zfs/replica.ts';
+import { relay } from '../zfs/transfer.ts';
+import { policyRules, poolOf } from './dataset-snapshots.ts';
+import type { MachineConnections, MachineHandle } from './machine-connections.ts';
+import { backoffDelay, type BackoffPolicy } from './runtime/backoff.ts';
+import type { Clock } from './runtime/clock.ts';
+import { findCondition, setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
+import type { ReconcileContext, ReconcileResult } from './runtime/controller.ts';
+import type { EventRecorder } from './runtime/events.ts';
+import { objectKey, type Informer } from './runtime/informer.ts';
+import { resourceOf, type KubeClient } from './runtime/kube.ts';
+import { writeStatus } from './runtime/status.ts';
+import type { VectorSyncMetrics } from '../metrics/vector-metrics.ts';
+import type { TaskRunner } from './task-runner.ts';
+import { identityDir, ownerTags } from './vector-layout.ts';
+
+const VECTOR = resourceOf(vectorKind);
+/** status.transfer is rewritten at most this often during a run, so status writes stay few. */
+export const TRANSFER_STATUS_INTERVAL_MS = 10_000;
+/** Failed or refused runs are retried after backoffDelay(consecutiveFailures) with this policy. */
+export const SYNC_BACKOFF: BackoffPolicy = { baseMs: 10_000, capMs: 10 * 60_000 };
+const MAX_REQUEUE_MS = 6 * 3_600_000;
+/** A stream that moves no byte for this long is aborted, and the run retried with backoff (zettarepl's stall monitor). */
+export const STALL_TIMEOUT_MS = 5 * 60_000;
+/** Any new value of this annotation starts a sync now; status.lastHandledSyncRequest echoes the value handled. */
+export const SYNC_REQUESTED_ANNOTATION = 'bdr.dev/sync-requested';
+const DEFAULT_PRIORITY = 100;
+
+/**
+ * Ready reasons this module writes. The key half of the reconciler treats a vector whose Ready carries one of
+ * them as settled (its keys are fine; the sync decides when to look again).
+ */
+export const SYNC_READY_REASONS: ReadonlySet<string> = new Set([
+  'Synced', 'UpToDate', 'SyncFailed', 'NoSourceSnapshot', 'NoCommonSnapshot', 'TargetDiverged', 'NameCollision',
+  'RawSendUnsupported', 'InvalidSchedule', 'RetentionPolicyNotFound', 'InvalidRetentionPolicy', 'SourceNotReady',
+]);
+
+/** What the Vector reconciler resolved: the machines and the vector's dataset on the storage machine. */
+export interface PairedVector {
+  primary: Machine;
+  storage: Machine;
+  /** The vector's dataset (the guard's prefix); the replica itself is received below it. */
+  replica: string;
+}
+
+export interface VectorSyncDeps {
+  client: KubeClient;
+  vectors: Informer<Vector>;
+  datasets: Informer<Dataset>;
+  policies: Informer<RetentionPolicy>;
+  connections: MachineConnections;
+  tasks: TaskRunner;
+  events: EventRecorder;
+  clock: Clock;
+  metrics?: VectorSyncMetrics;
+}
+
+/** Totals since this process started, per vector: read by the metrics at scrape time. */
+export interface SyncTotals {
+  namespace: string;
+  name: string;
+  sentBytes: number;
+  succeeded: number;
+  failed: number;
+  stalled: number;
+  /** Bytes of the stream running now (0 between runs). */
+  transferBytes: number;
+}
+
+interface Source {
+  /** Source dataset on the primary. */
+  dataset: string;
+  /** The dataset's last path component: the replica is `<vector dataset>/<leaf>`. */
+  leaf: string;
+  /** The source's newest restore point as its controller last reported it (no command needed). */
+  newestGuid: string | undefined;
+  policyName: string | undefined;
+  priority: number;
+}
+
+interface Bases {
+  sourceMachine: string;
+  source: string;
+  targetMachine: string;
+  target: string;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+const short = (name: string) => name.slice(name.indexOf('@') + 1);
+
+/** A refusal of the planner, or a receive that found the target changed: needs a human, nothing destroyed. */
+class Refusal extends Error {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class VectorSync {
+  private readonly bases = new Map<string, Bases>();
+  private readonly lastAttempt = new Map<string, number>();
+  private readonly totals = new Map<string, SyncTotals>();
+
+  constructor(private readonly deps: VectorSyncDeps) {}
+
+  /** The snapshots on `machine` that a vector needs as its next incremental base (never pruned by local retention). */
+  protectedSnapshots(machine: string): ReadonlySet<string> {
+    const out = new Set<string>();
+    for (const b of this.bases.values()) {
+      if (b.sourceMachine === machine) out.add(b.source);
+      if (b.targetMachine === machine) out.add(b.target);
+    }
+    // After a restart, status names the base until the first run: the hold protects it too, this says why.
+    for (const v of this.deps.vectors.list()) {
+      if (this.bases.has(objectKey(v))) continue;
+      const synced = v.status?.lastSyncedSnapshot?.name;
+      const src = synced ? this.sourceOf(v) : undefined;
+      if (synced && src && 'dataset' in src && this.primaryNameOf(v) === machine) out.add(`${src.dataset}@${synced}`);
+    }
+    return out;
+  }
+
+  /**
+   * Releases the vector's holds on both machines (its Vector is being deleted): the source's base would otherwise
+   * stay un-prunable for good. Where they are comes from this process's last run, else from status. A hold already
+   * gone counts as released; an unreachable machine throws (the finalizer stays and tries again).
+   */
+  async releaseHolds(vector: Vector, machines: { primary?: Machine | undefined; storage?: Machine | undefined }, signal?: AbortSignal): Promise<void> {
+    const key = objectKey(vector);
+    const tag = vectorHoldTag(ownerTags(key).current);
+    let bases: { source?: string; target?: string } | undefined = this.bases.get(key);
+    const synced = vector.status?.lastSyncedSnapshot?.name;
+    if (!bases && synced) {
+      const src = this.sourceOf(vector);
+      const replica = vector.status?.pairing?.dataset;
+      bases = 'problem' in src ? {} : { source: `${src.dataset}@${synced}`, ...(replica ? { target: `${replica}/${src.leaf}@${synced}` } : {}) };
+    }
+    const release = async (machine: Machine | undefined, snapshot: string | undefined) => {
+      if (!machine || !snapshot) return;
+      const { zfs } = await this.deps.connections.get(machine);
+      await applyHold(zfs, { op: 'release', side: 'source', snapshot, tag, afterStep: -1, why: 'the vector is deleted' }, signal);
+    };
+    await release(machines.primary, bases?.source);
+    await release(machines.storage, bases?.target);
+    this.forget(key);
+  }
+
+  metricsTotals(): Iterable<SyncTotals> {
+    return this.totals.values();
+  }
+
+  forget(vectorKey: string): void {
+    this.bases.delete(vectorKey);
+    this.lastAttempt.delete(vectorKey);
+    this.totals.delete(vectorKey);
+  }
+
+  private totalsOf(vector: Vector): SyncTotals {
+    const key = objectKey(vector);
+    let t = this.totals.get(key);
+    if (!t) {
+      t = { namespace: vector.metadata.namespace ?? 'default', name: vector.metadata.name, sentBytes: 0, succeeded: 0, failed: 0, stalled: 0, transferBytes: 0 };
+      this.totals.set(key, t);
+    }
+    return t;
+  }
+
+  private primaryNameOf(vector: Vector): string | undefined {
+    const ns = vector.metadata.namespace ?? 'default';
+    if (vector.spec.source.datasetRef) return this.deps.datasets.get(`${ns}/${vector.spec.source.datasetRef.name}`)?.spec.machineRef.name;
+    const src = vector.spec.source.vectorRef ? this.deps.vectors.get(`${ns}/${vector.spec.source.vectorRef.name}`) : undefined;
+    return src?.status?.pairing?.machine;
+  }
+
+  /** The source dataset and what the vector inherits from it; a chained vector's source is its source vector's replica. */
+  private sourceOf(vector: Vector, depth = 0): Source | { problem: string } {
+    const ns = vector.metadata.namespace ?? 'default';
+    const own = vector.spec.retentionPolicyRef?.name;
+    if (vector.spec.source.datasetRef) {
+      const ds = this.deps.datasets.get(`${ns}/${vector.spec.source.datasetRef.name}`);
+      if (!ds) return { problem: `Dataset ${ns}/${vector.spec.source.datasetRef.name} does not exist` };
+      const leaf = ds.spec.name.split('/').at(-1) ?? ds.spec.name;
+      return { dataset: ds.spec.name, leaf, newestGuid: ds.status?.restorePoints?.newest?.guid, policyName: own ?? ds.spec.retentionPolicyRef.name, priority: ds.spec.priority ?? DEFAULT_PRIORITY };
+    }
+    const ref = vector.spec.source.vectorRef;
+    if (!ref || depth > 8) return { problem: 'spec.source names neither a Dataset nor a Vector (or the chain is too long)' };
+    const upstream = this.deps.vectors.get(`${ns}/${ref.name}`);
+    if (!upstream) return { problem: `Vector ${ns}/${ref.name} does not exist` };
+    const up = this.sourceOf(upstream, depth + 1);
+    if ('problem' in up) return up;
+    const replica = upstream.status?.pairing?.dataset;
+    if (!replica) return { problem: `source Vector ${ns}/${ref.name} is not paired yet` };
+    return { dataset: `${replica}/${up.leaf}`, leaf: up.leaf, newestGuid: upstream.status?.lastSyncedSnapshot?.guid, policyName: own ?? up.policyName, priority: up.priority };
+  }
+
+  /**
+   * Runs a sync when one is due, else only refreshes InSync. `keyRequeueMs` is when the key half wants to look
+   * again (rotation); the result asks for the earlier of the two.
+   */
+  async reconcile(vector: Vector, paired: PairedVector, ctx: ReconcileContext, keyRequeueMs: number): Promise<ReconcileResult> {
+    const { clock } = this.deps;
+    const key = objectKey(vector);
+    const now = clock.now();
+    const status = vector.status ?? {};
+    const requeue = (ms: number) => ({ requeueAfterMs: Math.max(1_000, Math.min(MAX_REQUEUE_MS, keyRequeueMs, ms)) });
+
+    const source = this.sourceOf(vector);
+    if ('problem' in source) return this.write(vector, { state: 'failed', reason: 'SourceNotReady', message: source.problem }, {}, requeue(30_000));
+    const schedule = vector.spec.schedule ? parseSchedule(vector.spec.schedule) : undefined;
+    if (schedule && !schedule.ok) return this.write(vector, { state: 'stalled', reason: 'InvalidSchedule', message: schedule.problem }, {}, requeue(MAX_REQUEUE_MS));
+    const ns = vector.metadata.namespace ?? 'default';
+    const policy = source.policyName ? this.deps.policies.get(`${ns}/${source.policyName}`) : undefined;
+    if (!policy) {
+      return this.write(vector, { state: 'failed', reason: 'RetentionPolicyNotFound', message: `RetentionPolicy ${ns}/${source.policyName ?? '?'} (the remote policy) does not exist` }, {}, requeue(30_000));
+    }
+    const problems = validateRetentionPolicy(policyRules(policy));
+    if (problems.length > 0) return this.write(vector, { state: 'stalled', reason: 'InvalidRetentionPolicy', message: problems.join('; ') }, {}, requeue(MAX_REQUEUE_MS));
+
+    // When: after a failure, by backoff; with a schedule, by it; without, after each new source restore point.
+    const failures = status.consecutiveFailures ?? 0;
+    const lastSync = status.lastSyncTime ? Date.parse(status.lastSyncTime) : undefined;
+    let due: boolean;
+    let next = Number.POSITIVE_INFINITY;
+    if (failures > 0) next = (this.lastAttempt.get(key) ?? 0) + backoffDelay(failures, SYNC_BACKOFF);
+    else if (schedule?.ok) next = nextDue(schedule.value, lastSync, now);
+    if (failures > 0 || schedule?.ok) due = next <= now;
+    else due = lastSync === undefined || (source.newestGuid !== undefined && source.newestGuid !== status.lastSyncedSnapshot?.guid);
+    const requested = vector.metadata.annotations?.[SYNC_REQUESTED_ANNOTATION];
+    if (requested !== undefined && requested !== status.lastHandledSyncRequest) due = true;
+    if (!due) {
+      const extra: VectorStatus = Number.isFinite(next) ? { nextSyncTime: iso(next) } : {};
+      return this.write(vector, this.outcomeOf(vector), extra, requeue(Math.min(next - now, this.rpoCrossing(vector, now) ?? MAX_REQUEUE_MS)));
+    }
+    this.lastAttempt.set(key, now);
+    return this.run(vector, key, paired, source, policy, ctx, requeue, schedule?.ok ? schedule.value : undefined);
+  }
+
+  /** When the newest replicated point will pass the RPO, from now (undefined: no RPO, or already past). */
+  private rpoCrossing(vector: Vector, now: number): number | undefined {
+    const rpo = vector.spec.rpo ? parseDuration(vector.spec.rpo) : undefined;
+    const newest = vector.status?.lastSyncedSnapshot?.createdAt;
+    if (!rpo?.ok || !newest) return undefined;
+    const at = Date.parse(newest) + rpo.value - now;
+    return at > 0 ? at + 1_000 : undefined;
+  }
+
+  /** The Ready outcome a vector keeps between runs: what its last run said. */
+  private outcomeOf(vector: Vector): Outcome {
+    const ready = findCondition(vector.status?.conditions, 'Ready');
+    const stalled = findCondition(vector.status?.conditions, 'Stalled');
+    if (ready && SYNC_READY_REASONS.has(ready.reason)) {
+      if (stalled?.status === 'True') return { state: 'stalled', reason: stalled.reason, message: stalled.message };
+      if (ready.status === 'False') return { state: 'failed', reason: ready.reason, message: ready.message };
+      return { state: 'ready', reason: ready.reason, message: ready.message };
+    }
+    return { state: 'ready', reason: ready?.reason ?? 'Succeeded', message: ready?.message ?? 'paired' };
+  }
+
+  private inSync(vector: Vector, status: VectorStatus, now: number): ConditionInput {
+    const newest = status.lastSyncedSnapshot;
+    if (!newest?.createdAt) return { type: 'InSync', status: 'False', reason: 'NeverSynced', message: 'no restore point has been replicated yet' };
+    const rpo = vector.spec.rpo ? parseDuration(vector.spec.rpo) : undefined;
+    const age = now - Date.parse(newest.createdAt);
+    if (rpo?.ok) {
+      return age > rpo.value
+        ? { type: 'InSync', status: 'False', reason: 'RpoExceeded', message: `the newest replicated restore point ${newest.name} is ${Math.round(age / 1000)}s old, over the rpo ${vector.spec.rpo ?? ''}` }
+        : { type: 'InSync', status: 'True', reason: 'WithinRpo', message: `the newest replicated restore point ${newest.name} is within the rpo ${vector.spec.rpo ?? ''}` };
+    }
+    return (status.consecutiveFailures ?? 0) > 0
+      ? { type: 'InSync', status: 'False', reason: 'SyncFailing', message: `the last ${status.consecutiveFailures ?? 0} run(s) failed; newest replicated restore point ${newest.name}` }
+      : { type: 'InSync', status: 'True', reason: 'Synced', message: `newest replicated restore point ${newest.name}` };
+  }
+
+  /** Writes the sync half of status (the key half's fields stay as they are) with Ready/Stalled and InSync. */
+  private async write(vector: Vector, outcome: Outcome, fields: VectorStatus, result: ReconcileResult, current?: Vector): Promise<ReconcileResult> {
+    const base = current ?? vector;
+    const now = this.deps.clock.now();
+    const generation = base.metadata.generation ?? 0;
+    const status: VectorStatus = { ...(base.status ?? {}), ...fields };
+    delete status.transfer;
+    let conditions = summarize(status.conditions, outcome, generation, new Date(now));
+    conditions = setCondition(conditions, this.inSync(base, status, now), generation, new Date(now));
+    status.conditions = conditions;
+    status.observedGeneration = generation;
+    await writeStatus(this.deps.client, VECTOR, base, status);
+    return result;
+  }
+
+  private async run(
+    vector: Vector,
+    key: string,
+    paired: PairedVector,
+    source: Source,
+    policy: RetentionPolicy,
+    ctx: ReconcileContext,
+    requeue: (ms: number) => ReconcileResult,
+    schedule: Schedule | undefined,
+  ): Promise<ReconcileResult> {
+    const { clock, events, connections } = this.deps;
+    const { primary, storage, replica } = paired;
+    const targetData = `${replica}/${source.leaf}`;
+    const totals = this.totalsOf(vector);
+    const started = performance.now();
+    const requested = vector.metadata.annotations?.[SYNC_REQUESTED_ANNOTATION];
+    const handled: VectorStatus = requested !== undefined ? { lastHandledSyncRequest: requested.slice(0, 256) } : {};
+    let latest = vector;
+    let bytes = 0;
+    try {
+      const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
+      const outcome = await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
+        const plan = await this.plan(vector, key, source, policy, src, tgt, replica, targetData);
+        if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
+        if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
+        const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
+        const holdsAfter = async (step: number) => {
+          for (const h of plan.holds.filter((x) => x.afterStep === step)) await applyHold(zfsOf(h.side), h, ctx.signal);
+        };
+        if (plan.kind === 'send') {
+          await events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`);
+          if (plan.discardPartialReceive) await tgt.zfs.run(['zfs', 'receive', '-A', targetData], { signal: ctx.signal });
+        }
+        await holdsAfter(-1);
+        const steps = plan.kind === 'send' ? plan.steps : [];
+        for (const [i, step] of steps.entries()) {
+          latest = await this.progress(latest, step, 0);
+          let lastWrite = clock.now();
+          let writing: Promise<unknown> = Promise.resolve();
+          const sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
+            totals.transferBytes = b;
+            if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
+            lastWrite = clock.now();
+            writing = writing.then(() => this.progress(latest, step, b)).then((v) => (latest = v), () => undefined);
+          }, vector.spec.transport?.mode ?? 'Direct');
+          // A progress write still in flight must not land after the final status.
+          await writing;
+          bytes += sent;
+          totals.sentBytes += sent;
+          totals.transferBytes = 0;
+          await holdsAfter(i);
+        }
+        if (steps.length > 0 || plan.kind === 'upToDate') await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
+        let pruned: string[] = [];
+        if (plan.prunes.length > 0) {
+          const results = await tgt.zfs.destroySnapshots(plan.prunes.map((p) => p.name), { signal: ctx.signal });
+          pruned = results.filter((r) => r.destroyed).map((r) => r.snapshot);
+          const failed = results.filter((r): r is Extract<typeof r, { destroyed: false }> => !r.destroyed);
+          if (pruned.length > 0) {
+            const why = plan.prunes.filter((p) => pruned.includes(p.name)).map((p) => `${short(p.name)} (${p.reasons.join(', ')})`);
+            await events.record(vector, 'Normal', 'ReplicaPruned', `destroyed ${pruned.length} on ${storage.metadata.name} by the remote policy: ${why.join('; ')}`);
+          }
+          if (failed.length > 0) await events.record(vector, 'Warning', 'ReplicaPruneBlocked', failed.map((f) => `${short(f.snapshot)}: ${f.error.message}`).join('; '));
+        }
+        return { plan, bytes, pruned };
+      });
+
+      const now = clock.now();
+      const { plan } = outcome;
+      if (plan.kind === 'wait') {
+        return this.write(vector, { state: 'ready', reason: 'NoSourceSnapshot', message: plan.message }, { consecutiveFailures: 0, ...handled }, requeue(30_000), latest);
+      }
+      const seconds = (performance.now() - started) / 1000;
+      const sent = plan.kind === 'send' ? plan.steps : [];
+      const newest = sent.at(-1);
+      const basesAfter = plan.basesAfter;
+      this.bases.set(key, { sourceMachine: primary.metadata.name, source: basesAfter.source, targetMachine: storage.metadata.name, target: basesAfter.target });
+      const previous = vector.status?.lastSyncedSnapshot;
+      const lastSynced = newest
+        ? { name: short(newest.to), guid: newest.toGuid, createdAt: iso(newest.toCreatedAt) }
+        : plan.kind === 'upToDate'
+          ? { name: short(plan.common.source), guid: plan.common.guid, createdAt: iso(plan.common.createdAt) }
+          : previous;
+      const common = plan.common ? { name: short(plan.common.target), guid: plan.common.guid, createdAt: iso(plan.common.createdAt) } : undefined;
+      const next = schedule ? nextDue(schedule, now, now) : undefined;
+      totals.succeeded += 1;
+      this.deps.metrics?.syncDuration.observe({ namespace: totals.namespace, name: totals.name }, seconds);
+      if (sent.length > 0) {
+        const unavailable = plan.flags.unavailable.length > 0 ? `; not available: ${plan.flags.unavailable.join(', ')}` : '';
+        await events.record(vector, 'Normal', 'SyncSucceeded', `sent ${sent.length} stream(s), ${bytes} bytes in ${seconds.toFixed(1)}s; replica ${targetData} now at ${lastSynced?.name ?? '?'}${unavailable}`);
+      }
+      const fields: VectorStatus = {
+        lastSyncTime: iso(now),
+        ...(lastSynced ? { lastSyncedSnapshot: lastSynced } : {}),
+        ...(common ? { commonSnapshot: common } : {}),
+        lastSyncBytes: bytes,
+        lastSyncDuration: `${seconds.toFixed(3)}s`,
+        consecutiveFailures: 0,
+        ...handled,
+        ...(next !== undefined ? { nextSyncTime: iso(next) } : {}),
+      };
+      const message = sent.length > 0 ? `replicated ${lastSynced?.name ?? ''} to ${storage.metadata.name} (${bytes} bytes)` : `${targetData} on ${storage.metadata.name} is up to date at ${lastSynced?.name ?? ''}`;
+      return this.write(vector, { state: 'ready', reason: sent.length > 0 ? 'Synced' : 'UpToDate', message }, fields, requeue(next !== undefined ? next - now : MAX_REQUEUE_MS), latest);
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      totals.transferBytes = 0;
+      const failures = (vector.status?.consecutiveFailures ?? 0) + 1;
+      const retryMs = backoffDelay(failures, SYNC_BACKOFF);
+      const refusal = err instanceof Refusal ? err : err instanceof ZfsError && err.kind === 'conflict' ? new Refusal('TargetDiverged', `the receive into ${targetData} on ${storage.metadata.name} was refused because the replica changed since its newest snapshot (${err.message}); copy off what is needed, then roll it back to its newest snapshot with \`zfs rollback\` (or destroy the replica for a full resend); nothing was destroyed`) : undefined;
+      if (refusal) {
+        totals.stalled += 1;
+        await events.record(vector, 'Warning', refusal.reason, refusal.message);
+        return this.write(vector, { state: 'stalled', reason: refusal.reason, message: refusal.message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
+      }
+      totals.failed += 1;
+      const message = `sync to ${storage.metadata.name} failed: ${(err as Error).message}; retrying in ${Math.round(retryMs / 1000)}s`;
+      await events.record(vector, 'Warning', 'SyncFailed', message);
+      return this.write(vector, { state: 'failed', reason: 'SyncFailed', message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
+    }
+  }
+
+  /** Writes status.transfer for the step running now; returns the object as written (for the next merge patch). */
+  private async progress(vector: Vector, step: SendStep, bytes: number): Promise<Vector> {
+    const startedAt = vector.status?.transfer?.snapshot === short(step.to) ? vector.status.transfer.startedAt : iso(this.deps.clock.now());
+    const transfer = { snapshot: short(step.to), bytes, ...(startedAt ? { startedAt } : {}) };
+    return (await writeStatus(this.deps.client, VECTOR, vector, { ...(vector.status ?? {}), transfer })).object;
+  }
+
+  private async plan(vector: Vector, key: string, source: Source, policy: RetentionPolicy, src: MachineHandle, tgt: MachineHandle, replica: string, targetData: string): Promise<ReplicationPlan> {
+    // One listing per machine; the target's is of the vector's dataset only.
+    const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
+      src.zfs.inventory({ roots: [source.dataset] }),
+      tgt.zfs.inventory({ roots: [replica] }),
+      src.zfs.capabilities(),
+      tgt.zfs.capabilities(),
+    ]);
+    const targetExists = tgtInv.datasets.some((d) => d.name === targetData);
+    // An interrupted `receive -s` (OpenZFS) would refuse every other stream. Without the token's guids (not read
+    // yet) the planner cannot match it to a step, so it is discarded (`receive -A`) and the step starts again.
+    const token = targetExists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
+    const pool = tgtInv.pools.find((p) => p.name === poolOf(targetData));
+    const transport = vector.spec.transport;
+    return planReplication({
+      now: this.deps.clock.now(),
+      source: { dataset: source.dataset, snapshots: snapshotsOf(srcInv, source.dataset) },
+      target: {
+        dataset: targetData,
+        exists: targetExists,
+        snapshots: snapshotsOf(tgtInv, targetData),
+        ...(token !== undefined ? { partialReceive: { token } } : {}),
+        ...(pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {}),
+      },
+      remotePolicy: policyRules(policy),
+      capabilities: { source: srcCaps, target: tgtCaps },
+      ...(transport
+        ? {
+            transport: {
+              ...(transport.compressed !== undefined ? { compressed: transport.compressed } : {}),
+              ...(transport.raw !== undefined ? { raw: transport.raw } : {}),
+              ...(transport.largeBlocks !== undefined ? { largeBlocks: transport.largeBlocks } : {}),
+              ...(transport.resumable !== undefined ? { resumable: transport.resumable } : {}),
+            },
+          }
+        : {}),
+      holdTag: vectorHoldTag(ownerTags(key).current),
+    });
+  }
+
+  private async transfer(
+    key: string,
+    step: SendStep,
+    flags: { compressed: boolean; raw: boolean; largeBlocks: boolean; resumable: boolean },
+    paired: PairedVector,
+    src: MachineHandle,
+    tgt: MachineHandle,
+    targetData: string,
+    signal: AbortSignal,
+    onProgress: (bytes: number) => void,
+    mode: 'Direct' | 'Relay',
+  ): Promise<number> {
+    const { primary, storage } = paired;
+    const sendOptions = {
+      snapshot: step.to,
+      ...(step.from !== undefined ? { from: step.from, intermediates: step.mode === 'I' } : {}),
+      compressed: flags.compressed,
+      raw: flags.raw,
+      largeBlocks: flags.largeBlocks,
+    };
+    const receiveOptions = { noMount: true, resumable: flags.resumable };
+    const sameMachine = primary.metadata.name === storage.metadata.name;
+    const relayed = !sameMachine && mode === 'Relay';
+    let stream: (options: { signal: AbortSignal; onProgress: (bytes: number) => void }) => Promise<{ bytes: number }>;
+    if (relayed) {
+      if (step.resumeToken !== undefined) throw new Error('resuming a stream is not supported on the Relay transport');
+      // Through bdr's own connections to both machines (the primary cannot reach the secondary); counted here.
+      stream = (o) => relay(src.zfs, sendOptions, tgt.zfs, targetData, receiveOptions, o);
+    } else {
+      const sendArgv = step.resumeToken !== undefined ? ['zfs', 'send', '-t', step.resumeToken] : await src.zfs.sendArgv(sendOptions);
+      const receiveArgv = await tgt.zfs.receiveArgv(targetData, receiveOptions);
+      const conn = storage.spec.connection;
+      const dir = identityDir(primary, key);
+      const argv = sameMachine
+        ? meteredTransferArgv(sendArgv, { kind: 'local', receiveArgv })
+        : meteredTransferArgv(sendArgv, {
+            kind: 'direct',
+            receiveArgv,
+            route: { host: conn.host ?? '', port: conn.port ?? 22, user: conn.user ?? 'root', identityFile: `${dir}/id`, knownHostsFile: `${dir}/known_hosts` },
+          });
+      stream = (o) => runMeteredTransfer(src.connection, argv, targetData, o);
+    }
+    // The stall watchdog: every byte reported re-arms it; when it fires the stream is ended on the machine.
+    const { clock } = this.deps;
+    const stop = new AbortController();
+    let stalled = false;
+    const fire = () => {
+      stalled = true;
+      stop.abort();
+    };
+    let timer = clock.setTimeout(fire, STALL_TIMEOUT_MS);
+    const passOn = () => stop.abort();
+    signal.addEventListener('abort', passOn, { once: true });
+    try {
+      const { bytes } = await stream({
+        signal: stop.signal,
+        onProgress: (b) => {
+          clock.clearTimeout(timer);
+          timer = clock.setTimeout(fire, STALL_TIMEOUT_MS);
+          onProgress(b);
+        },
+      });
+      return bytes;
+    } catch (err) {
+      if (stalled) throw new Error(`${describeStep(step)}: no byte moved for ${STALL_TIMEOUT_MS / 60_000} minutes; the stream was ended`);
+      throw err;
+    } finally {
+      clock.clearTimeout(timer);
+      signal.removeEventListener('abort', passOn);
+    }
+  }
+}
+
+/**
+ * Runs `run` holding a transfer slot on every machine in `machines`, taken one after the other in name order:
+ * two runs between the same machines in opposite directions (A → B, B → A) then queue on the same first slot
+ * instead of each holding one and waiting for the other's. `sourceMachine`'s slot is a `send` (the failed-send
+ * boost applies to it), the others `receive`.
+ */
+export function withTransferSlots<T>(tasks: TaskRunner, machines: readonly string[], sourceMachine: string, subject: string, priority: number, run: () => Promise<T>): Promise<T> {
+  const order = [...new Set(machines)].sort();
+  const take = (i: number): Promise<T> => {
+    const machine = order[i];
+    if (machine === undefined) return run();
+    return tasks.submit({ machine, kind: 'transfer', action: machine === sourceMachine ? 'send' : 'receive', priority, subject, run: () => take(i + 1) });
+  };
+  return take(0);
+}
+
+/** A hold that is already there, or a release of one that is gone, is what was wanted: done. */
+async function applyHold(zfs: ZfsMachine, h: HoldAction, signal?: AbortSignal): Promise<void> {
+  try {
+    const options = signal ? { signal } : {};
+    if (h.op === 'hold') await zfs.hold(h.tag, [h.snapshot], options);
+    else await zfs.release(h.tag, [h.snapshot], options);
+  } catch (err) {
+    if (err instanceof ZfsError && ((h.op === 'hold' && err.kind === 'exists') || (h.op === 'release' && err.kind === 'notFound'))) return;
+    throw err;
+  }
+}
+
+/** One dataset's snapshots from an inventory, as the planner takes them; a bdr name's instant is the point's time. */
+export function snapshotsOf(inventory: Inventory, dataset: string): ReplicaSnapshot[] {
+  const prefix = `${dataset}@`;
+  return inventory.snapshots
+    .filter((s) => s.name.startsWith(prefix))
+    .map((s) => ({
+      name: s.name,
+      guid: s.guid,
+      createdAt: instantOfSnapshotName(s.name.slice(prefix.length)) ?? s.creation * 1000,
+      ...(s.createtxg !== undefined ? { createTxg: s.createtxg } : {}),
+      usedBytes: s.used,
+      // No hold at all is known without `zfs holds` (which zfs-fuse lacks); which tags hold it is not.
+      ...(s.userrefs === 0 ? { held: [] } : {}),
+    }));
+}

@@ -1,0 +1,75 @@
+import { commandLine } from '../nodes/quote.ts';
+import type { NodeConnection } from '../nodes/connection.ts';
+import { asZfsError, receiveError, zfsCommandError } from './errors.ts';
+import { directSshArgv, type DirectRoute } from './transfer.ts';
+
+/**
+ * One replication stream run by a single shell pipeline on the sending machine, with its bytes counted there:
+ *
+ *   { { zfs send … || echo "bdr: zfs send failed…" >&2; } | dd bs=128k status=progress 2>&3 | RECEIVE >/dev/null; } 3>&1
+ *
+ * RECEIVE is `ssh … 'zfs receive …'` (direct: the primary's own OpenSSH with the vector key, the stream never
+ * passes through bdr) or `zfs receive …` itself (both ends on one machine: a local pipe). `dd` copies the stream
+ * unchanged and reports the bytes it copied (about once a second, and exactly at the end) on the pipeline's
+ * stdout, which is all bdr reads of the stream. `status=progress` is GNU coreutils' (busybox dd ignores it).
+ */
+export type MeteredReceive = { kind: 'local'; receiveArgv: readonly string[] } | { kind: 'direct'; route: DirectRoute; receiveArgv: readonly string[] };
+
+export function meteredTransferArgv(sendArgv: readonly string[], receive: MeteredReceive): string[] {
+  const receiving = receive.kind === 'local' ? [...receive.receiveArgv] : directSshArgv(receive.route, receive.receiveArgv);
+  const script =
+    `{ { ${commandLine(sendArgv)} || echo "bdr: zfs send failed with status $?" >&2; } ` +
+    `| dd bs=131072 status=progress 2>&3 | ${commandLine(receiving)} >/dev/null; } 3>&1`;
+  return ['sh', '-c', script];
+}
+
+/** The largest byte count dd has reported so far in `text` (its progress and final lines both start with it). */
+export function bytesReported(text: string): number {
+  let max = 0;
+  for (const m of text.matchAll(/(\d+) bytes/g)) max = Math.max(max, Number(m[1]));
+  return max;
+}
+
+export interface MeteredOptions {
+  signal?: AbortSignal;
+  /** The running byte count, each time dd reports one. */
+  onProgress?: (bytes: number) => void;
+}
+
+/**
+ * Runs `meteredTransferArgv` on `connection` (the sending machine) and returns the bytes that crossed the pipe.
+ * A failure of either side throws the classified ZfsError (a diverged target is `conflict`, a full one
+ * DestinationFull), with `receiveInto` as the dataset the receive was writing.
+ */
+export async function runMeteredTransfer(
+  connection: NodeConnection,
+  argv: readonly string[],
+  receiveInto: string,
+  options: MeteredOptions = {},
+): Promise<{ bytes: number }> {
+  let out = '';
+  let bytes = 0;
+  let result;
+  try {
+    const running = connection.spawn(argv, options.signal ? { signal: options.signal } : {});
+    // A failed or aborted command also destroys stdout with its error; `done` reports it.
+    running.stdout.on('error', () => undefined);
+    running.stdout.on('data', (chunk: Buffer) => {
+      // Only the tail can hold an unfinished number; older progress lines are not needed.
+      out = (out + chunk.toString('latin1')).slice(-4096);
+      const now = bytesReported(out);
+      if (now > bytes) {
+        bytes = now;
+        options.onProgress?.(bytes);
+      }
+    });
+    result = await running.done;
+  } catch (error) {
+    throw asZfsError(error, argv);
+  }
+  if (result.code !== 0 || /bdr: zfs send failed/.test(result.stderr)) {
+    // zfs send never reports a full disk of its own, so "out of space" here is the receiving side's.
+    throw receiveError(zfsCommandError(['zfs', 'send|receive', ...argv.slice(2)], result, connection.description), receiveInto.split('@')[0] ?? receiveInto);
+  }
+  return { bytes: Math.max(bytes, bytesReported(out)) };
+}

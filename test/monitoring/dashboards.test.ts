@@ -1,7 +1,8 @@
 /**
- * The Grafana dashboards against a real Prometheus scraping a real `bdr up` with datasets on zfs-fuse and a
- * StorageTarget with one storage machine on the same pool: every panel's query must parse, return data, and
- * read only metrics that bdr exports. The alert rules are loaded
+ * The Grafana dashboards against a real Prometheus scraping a real `bdr up` with datasets on zfs-fuse, a
+ * StorageTarget with one storage machine on the same pool, and a Vector replicating every 5 s into a Storage
+ * machine behind a real sshd (its files in the sshd's directory, root's own untouched): once a sync succeeded,
+ * every panel's query must parse, return data, and read only metrics that bdr exports. The alert rules are loaded
  * into the same Prometheus and must evaluate without errors, and stay silent while everything is healthy.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -108,6 +109,8 @@ metadata:
 spec:
   source: { datasetRef: { name: web } }
   target: { machineRef: { name: vault }, dataset: ${pool}/vault/web }
+  schedule: { interval: 5s }
+  rpo: 1h
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1
 kind: RetentionPolicy
@@ -133,7 +136,7 @@ spec:
 describe('dashboards and rules against a real Prometheus scraping bdr up', { timeout: 240_000 }, () => {
   it('has well-formed dashboards: a datasource variable, unique panel ids, every query on that datasource', () => {
     const all = dashboards();
-    expect(all.map((d) => d.file).sort()).toEqual(['fleet.json', 'operator.json']);
+    expect(all.map((d) => d.file).sort()).toEqual(['fleet.json', 'operator.json', 'replication.json']);
     for (const { file, dashboard } of all) {
       expect(dashboard.uid, file).toMatch(/^bdr-/);
       expect(dashboard.templating.list).toContainEqual(expect.objectContaining({ name: 'datasource', type: 'datasource', query: 'prometheus' }));
@@ -178,6 +181,8 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
       await eventually(async () => ((await prom.query('sum(bdr_dataset_snapshots_created_total) >= 6')).length > 0 ? true : undefined), `restore points in Prometheus\n${prom.output()}`, 120_000);
       await eventually(async () => ((await prom.query('count_over_time(bdr_build_info[1m]) >= 15')).length > 0 ? true : undefined), '15 s of scrapes', 120_000);
       await eventually(async () => ((await prom.query('bdr_vector_key_age_seconds')).length > 0 ? true : undefined), `the vector's key age in Prometheus\n${prom.output()}`, 120_000);
+      // The vector replicates into the sshd machine's pool: a sync succeeded and its replica's age is known.
+      await eventually(async () => ((await prom.query('bdr_vector_syncs_total{result="succeeded"} > 0 and on (namespace, name) bdr_vector_newest_replica_timestamp_seconds')).length > 0 ? true : undefined), `a successful sync in Prometheus\n${prom.output()}\n${up.stdout.slice(-3000)}`, 180_000);
       // The target reports its machine once the Machine's first probe is in; predict_linear() needs two samples.
       await eventually(async () => ((await prom.query('count_over_time(bdr_storage_target_machine_free_bytes[1m]) >= 2')).length > 0 ? true : undefined), `storage target figures in Prometheus\n${prom.output()}`, 120_000);
       const text = await (await fetch(`${metricsUrl}/metrics`)).text();
@@ -259,6 +264,18 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
       expect(Number(age[0]!.value[1])).toBeGreaterThanOrEqual(0);
       // It stands for a real line in the sshd's authorized_keys, and nothing went to root's own files.
       expect(readFileSync(vault.sshd.authorizedKeysPath, 'utf8')).toContain('bdr:vector=default/web-vault');
+    });
+
+    it('replicates the vector into the sshd machine\'s pool, as the replication panels show', async () => {
+      // Independent of bdr's metrics: the replica's restore points as zfs lists them (the source's leaf name
+      // below spec.target.dataset).
+      const replica = `${pool.name}/vault/web/web`;
+      const snaps = (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-d', '1', replica])).split('\n').filter(Boolean);
+      expect(snaps.some((s) => s.startsWith(`${replica}@bdr-`)), snaps.join('\n')).toBe(true);
+      expect(Number((await prom.query('bdr_vector_sent_bytes_total{name="web-vault"}'))[0]?.value[1])).toBeGreaterThan(0);
+      expect((await prom.query('bdr_vector_rpo_seconds{name="web-vault"}')).map((r) => r.value[1])).toEqual(['3600']);
+      expect((await prom.query('bdr_vector_syncs_total{name="web-vault", result!="succeeded"}')).map((r) => r.value[1])).toEqual(['0', '0']);
+      expect((await prom.query('bdr_vector_consecutive_failures{name="web-vault"}')).map((r) => r.value[1])).toEqual(['0']);
     });
 
     it('counts restore points taken and pruned (keepLast 3 of one every 2 s), and no failures', async () => {

@@ -30,7 +30,14 @@ interface Dashboard {
   uid: string;
   title: string;
   panels: Panel[];
-  templating: { list: Array<{ name: string; type: string; query: string }> };
+  templating: { list: Variable[] };
+}
+interface Variable {
+  name: string;
+  type: string;
+  query: string | { query: string };
+  includeAll?: boolean;
+  allValue?: string;
 }
 
 function dashboards(): Array<{ file: string; dashboard: Dashboard }> {
@@ -43,9 +50,26 @@ function panels(d: Dashboard): Panel[] {
   return d.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
 }
 
-/** What Grafana substitutes before sending a query; with a 1 s scrape, 10 s holds enough samples for rate(). */
-function expand(expr: string): string {
-  return expr.replaceAll('$__rate_interval', '10s').replaceAll('$__interval', '2s').replaceAll('$__range', '1m');
+/** A dashboard's query variables (a drop-down filled by Grafana's label_values()), with their PromQL. */
+function queryVariables(d: Dashboard): Array<{ name: string; allValue: string; metricExpr: string; label: string }> {
+  return d.templating.list
+    .filter((v) => v.type === 'query')
+    .map((v) => {
+      const q = typeof v.query === 'string' ? v.query : v.query.query;
+      const m = /^label_values\((.+),\s*([a-zA-Z_]+)\)$/.exec(q);
+      if (!m || !v.includeAll || v.allValue === undefined) throw new Error(`${d.uid} variable ${v.name}: expected label_values(selector, label) with an All value, got ${q}`);
+      return { name: v.name, allValue: v.allValue, metricExpr: m[1]!, label: m[2]! };
+    });
+}
+
+/**
+ * What Grafana substitutes before sending a query: its interval macros (with a 1 s scrape, 10 s holds enough
+ * samples for rate()) and each query variable at "All", its allValue.
+ */
+function expand(expr: string, d: Dashboard): string {
+  let out = expr.replaceAll('$__rate_interval', '10s').replaceAll('$__interval', '2s').replaceAll('$__range', '1m');
+  for (const v of queryVariables(d)) out = out.replaceAll(`$${v.name}`, v.allValue);
+  return out;
 }
 
 /** The vector's primary side: its key files go to a temporary directory, not /var/lib/bdr. */
@@ -208,11 +232,23 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
             if (names.length === 0) failures.push(`${where}: names no metric`);
             for (const n of names) if (!exported.has(n)) failures.push(`${where}: bdr does not export ${n}`);
             try {
-              const result = await prom.query(expand(t.expr));
+              const result = await prom.query(expand(t.expr, dashboard));
               if (result.length === 0) failures.push(`${where}: no data`);
             } catch (err) {
               failures.push(`${where}: ${(err as Error).message}`);
             }
+          }
+        }
+        // Each drop-down's label_values() as the PromQL Grafana runs for it: it must offer at least one value.
+        for (const v of queryVariables(dashboard)) {
+          const where = `${file} variable ${v.name}: ${v.metricExpr}`;
+          for (const n of metricNames(v.metricExpr)) if (!exported.has(n)) failures.push(`${where}: bdr does not export ${n}`);
+          try {
+            const values = await prom.query(`count by (${v.label}) (${expand(v.metricExpr, dashboard)})`);
+            // count by() of a label no series carries still answers one series, with that label empty.
+            if (!values.some((r) => r.metric[v.label])) failures.push(`${where}: no values`);
+          } catch (err) {
+            failures.push(`${where}: ${(err as Error).message}`);
           }
         }
       }

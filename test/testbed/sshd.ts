@@ -18,7 +18,10 @@ export interface TestSshd {
   readonly logPath: string;
   /** Ends the daemon for good (and removes its directory when the test bed made it). */
   stop(): Promise<void>;
-  /** Ends the daemon but keeps its directory: the machine goes down as a crashed or stopped sshd would. */
+  /**
+   * Ends the listening daemon but keeps its directory: new connections are refused, as after `systemctl stop
+   * ssh`; sessions already open (each its own sshd process) keep running, as they would there.
+   */
   pause(): Promise<void>;
   /** Starts the daemon again with the same port, host key, config and authorized_keys; resolves once it answers. */
   resume(): Promise<void>;

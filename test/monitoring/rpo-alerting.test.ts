@@ -4,7 +4,8 @@
  * the sshd's directory, root's own untouched). Stopping that sshd makes every sync fail, the newest replica ages
  * past the RPO and the alert fires (seen through /api/v1/alerts); restarting `bdr up` meanwhile (a real scrape
  * gap) neither resolves nor restarts it; starting the sshd again on the same port and host key lets a sync
- * succeed and resolves it. The rules are bdr.rules.yaml with only that alert's `for` shortened from 5m to 2s.
+ * succeed and resolves it. BdrVectorSyncsFailing goes the same way (three failed runs in a row fire it). The
+ * rules are bdr.rules.yaml with only these two alerts' `for` shortened from 5m to 2s.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,8 @@ import { writeRulesWithFor } from './rules.ts';
 import { Up } from './up.ts';
 
 const ALERT = 'BdrVectorPastRPO';
+/** Fires too while the secondary is down (3 failed runs in a row), and is checked the same way. */
+const FAILING = 'BdrVectorSyncsFailing';
 const RPO_SECONDS = 20;
 
 /** The primary, local; the vector's key files go to a temporary directory, not /var/lib/bdr. */
@@ -78,6 +81,7 @@ describe('vector RPO alerting end to end', { timeout: 600_000 }, () => {
   let up: Up;
   let prom: TestPrometheus;
   const pastRpo = async (): Promise<Alert[]> => (await prom.alerts()).filter((a) => a.labels.alertname === ALERT);
+  const failing = async (): Promise<Alert[]> => (await prom.alerts()).filter((a) => a.labels.alertname === FAILING);
   const has = async (expr: string) => ((await prom.query(expr)).length > 0 ? true : undefined);
   const diagnostics = () => `${prom.output()}\n${up.output()}`;
 
@@ -93,7 +97,7 @@ describe('vector RPO alerting end to end', { timeout: 600_000 }, () => {
     await writeRepoFile(repo, 'vector.yaml', vector(pool.name));
     await commitAll(repo, 'fleet');
 
-    const rules = writeRulesWithFor(join(tmp.path, 'rules.yaml'), { [ALERT]: '2s' });
+    const rules = writeRulesWithFor(join(tmp.path, 'rules.yaml'), { [ALERT]: '2s', [FAILING]: '2s' });
     const metricsPort = await freePort();
     up = new Up(['--repo', repo, '--state', join(tmp.path, 'state'), '--port', '0', '--metrics-port', String(metricsPort), '--interval', '1h']);
     await up.start();
@@ -107,11 +111,12 @@ describe('vector RPO alerting end to end', { timeout: 600_000 }, () => {
     tmp.remove();
   });
 
-  it('fires when the secondary\'s sshd stops, holds through an operator restart, and resolves once it is back', async () => {
+  it('fires (past RPO, then syncs failing) when the secondary\'s sshd stops, holds through an operator restart, and resolves once it is back', async () => {
     // Healthy first: a sync succeeded, the replica is younger than the RPO, the alert silent.
     await eventually(() => has('bdr_vector_syncs_total{name="web-vault", result="succeeded"} > 0'), `a successful sync\n${diagnostics()}`, 180_000);
     await eventually(() => has(`time() - bdr_vector_newest_replica_timestamp_seconds{name="web-vault"} < ${RPO_SECONDS}`), `a replica younger than the RPO\n${diagnostics()}`, 120_000);
     expect((await pastRpo()).filter((a) => a.state === 'firing')).toEqual([]);
+    expect((await failing()).filter((a) => a.state === 'firing')).toEqual([]);
     const replica = `${pool.name}/vault/web`;
     expect((await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-d', '1', replica])).split('\n').filter((l) => l.startsWith(`${replica}@bdr-`)).length).toBeGreaterThan(0);
 
@@ -121,13 +126,18 @@ describe('vector RPO alerting end to end', { timeout: 600_000 }, () => {
     // Why it fires: the syncs failed, and the newest replica is older than the RPO.
     expect((await prom.query('bdr_vector_consecutive_failures{name="web-vault"} > 0')).length).toBe(1);
     expect((await prom.query(`time() - bdr_vector_newest_replica_timestamp_seconds{name="web-vault"} > ${RPO_SECONDS}`)).length).toBe(1);
+    // Retried with backoff (10 s, 20 s, …): the third failure in a row fires the failing-syncs alert.
+    const failingFiring = await eventually(async () => (await failing()).find((a) => a.state === 'firing'), `${FAILING} to fire\n${diagnostics()}`, 300_000);
+    expect(failingFiring.labels).toMatchObject({ alertname: FAILING, namespace: 'default', name: 'web-vault', severity: 'warning' });
 
     // Restart the operator while watching the alert: it stays firing, with the same activeAt.
     const seen: Alert[][] = [];
+    const seenFailing: Alert[][] = [];
     let watching = true;
     const watcher = (async () => {
       while (watching) {
         seen.push(await pastRpo());
+        seenFailing.push(await failing());
         await new Promise((r) => setTimeout(r, 200));
       }
     })();
@@ -143,10 +153,14 @@ describe('vector RPO alerting end to end', { timeout: 600_000 }, () => {
     expect(seen.length).toBeGreaterThan(10);
     const flaps = seen.filter((s) => s.length !== 1 || s[0]!.state !== 'firing' || s[0]!.activeAt !== firing.activeAt || s[0]!.labels.name !== 'web-vault');
     expect(flaps).toEqual([]);
+    const failingFlaps = seenFailing.filter((s) => s.length !== 1 || s[0]!.state !== 'firing' || s[0]!.activeAt !== failingFiring.activeAt);
+    expect(failingFlaps).toEqual([]);
 
     // The secondary comes back on the same port with the same host key: a sync succeeds, the alert resolves.
     await secondary.sshd.resume();
     await eventually(async () => ((await pastRpo()).length === 0 ? true : undefined), `${ALERT} to resolve\n${diagnostics()}`, 600_000);
+    // Once the successes of the last hour outnumber its failures again (the counters' increase() spans the restart).
+    await eventually(async () => ((await failing()).length === 0 ? true : undefined), `${FAILING} to resolve\n${diagnostics()}`, 600_000);
     expect((await prom.query(`time() - bdr_vector_newest_replica_timestamp_seconds{name="web-vault"} <= ${RPO_SECONDS}`)).length).toBe(1);
     expect((await prom.query('bdr_vector_consecutive_failures{name="web-vault"} == 0')).length).toBe(1);
   });

@@ -5,16 +5,13 @@
  * scrape gap, `up` 0) neither resolves nor restarts it; fixing the Machine in Git resolves it. The rules are
  * bdr.rules.yaml with only that alert's `for` shortened from 5m to 2s.
  */
-import { execa, type ResultPromise } from 'execa';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { commitAll, eventually, initRepo, tempDir, writeRepoFile } from '../gitops/harness.ts';
-import { REPO_ROOT } from '../helpers/run-bdr.ts';
 import { TestBed, type TestPool } from '../testbed/index.ts';
 import { freePort, TestPrometheus, type Alert } from './prometheus.ts';
-import { RULES_FILE, type RuleGroup } from './rules.ts';
+import { writeRulesWithFor } from './rules.ts';
+import { Up } from './up.ts';
 
 const ALERT = 'BdrDatasetRestorePointOverdue';
 
@@ -43,29 +40,6 @@ spec:
   managementPolicy: Create
 `;
 
-/** A `bdr up` on a fixed metrics port, so that Prometheus scrapes the same target across a restart. */
-class Up {
-  private proc?: ResultPromise;
-  private stdout = '';
-  constructor(private readonly args: string[]) {}
-
-  async start(): Promise<void> {
-    this.stdout = '';
-    const proc = execa('node', [join(REPO_ROOT, 'bin/bdr.js'), 'up', ...this.args], { cwd: REPO_ROOT, reject: false, buffer: false, env: { NO_COLOR: '1', BDR_LOG_FORMAT: 'json' } });
-    let stderr = '';
-    proc.stdout?.on('data', (c: Buffer) => (this.stdout += c.toString('utf8')));
-    proc.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString('utf8')).slice(-4000)));
-    this.proc = proc;
-    await eventually(() => (this.stdout.includes('watching for changes') ? true : undefined), `bdr up to start\n${stderr}`, 150_000);
-  }
-
-  async stop(): Promise<void> {
-    this.proc?.kill('SIGTERM');
-    await this.proc;
-    this.proc = undefined;
-  }
-}
-
 describe('alerting end to end', { timeout: 300_000 }, () => {
   const tmp = tempDir('bdr-alerting-');
   const bed = new TestBed();
@@ -87,10 +61,7 @@ describe('alerting end to end', { timeout: 300_000 }, () => {
     await writeRepoFile(repo, 'late.yaml', dataset('late', `${other.name}/late`, '5s'));
     await commitAll(repo, 'fleet');
 
-    const groups = (parse(readFileSync(RULES_FILE, 'utf8')) as { groups: RuleGroup[] }).groups;
-    for (const g of groups) for (const r of g.rules) if (r.alert === ALERT) r.for = '2s';
-    const rules = join(tmp.path, 'rules.yaml');
-    writeFileSync(rules, stringify({ groups }));
+    const rules = writeRulesWithFor(join(tmp.path, 'rules.yaml'), { [ALERT]: '2s' });
 
     const metricsPort = await freePort();
     up = new Up(['--repo', repo, '--state', join(tmp.path, 'state'), '--port', '0', '--metrics-port', String(metricsPort), '--interval', '1h']);

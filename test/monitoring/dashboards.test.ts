@@ -1,7 +1,8 @@
 /**
- * The Grafana dashboards against a real Prometheus scraping a real `bdr up` with datasets on zfs-fuse and a
- * StorageTarget with one storage machine on the same pool: every panel's query must parse, return data, and
- * read only metrics that bdr exports. The alert rules are loaded
+ * The Grafana dashboards against a real Prometheus scraping a real `bdr up` with datasets on zfs-fuse, a
+ * StorageTarget with one storage machine on the same pool, and a Vector replicating every 5 s into a Storage
+ * machine behind a real sshd (its files in the sshd's directory, root's own untouched): once a sync succeeded,
+ * every panel's query must parse, return data, and read only metrics that bdr exports. The alert rules are loaded
  * into the same Prometheus and must evaluate without errors, and stay silent while everything is healthy.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -29,7 +30,14 @@ interface Dashboard {
   uid: string;
   title: string;
   panels: Panel[];
-  templating: { list: Array<{ name: string; type: string; query: string }> };
+  templating: { list: Variable[] };
+}
+interface Variable {
+  name: string;
+  type: string;
+  query: string | { query: string };
+  includeAll?: boolean;
+  allValue?: string;
 }
 
 function dashboards(): Array<{ file: string; dashboard: Dashboard }> {
@@ -42,9 +50,26 @@ function panels(d: Dashboard): Panel[] {
   return d.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
 }
 
-/** What Grafana substitutes before sending a query; with a 1 s scrape, 10 s holds enough samples for rate(). */
-function expand(expr: string): string {
-  return expr.replaceAll('$__rate_interval', '10s').replaceAll('$__interval', '2s').replaceAll('$__range', '1m');
+/** A dashboard's query variables (a drop-down filled by Grafana's label_values()), with their PromQL. */
+function queryVariables(d: Dashboard): Array<{ name: string; allValue: string; metricExpr: string; label: string }> {
+  return d.templating.list
+    .filter((v) => v.type === 'query')
+    .map((v) => {
+      const q = typeof v.query === 'string' ? v.query : v.query.query;
+      const m = /^label_values\((.+),\s*([a-zA-Z_]+)\)$/.exec(q);
+      if (!m || !v.includeAll || v.allValue === undefined) throw new Error(`${d.uid} variable ${v.name}: expected label_values(selector, label) with an All value, got ${q}`);
+      return { name: v.name, allValue: v.allValue, metricExpr: m[1]!, label: m[2]! };
+    });
+}
+
+/**
+ * What Grafana substitutes before sending a query: its interval macros (with a 1 s scrape, 10 s holds enough
+ * samples for rate()) and each query variable at "All", its allValue.
+ */
+function expand(expr: string, d: Dashboard): string {
+  let out = expr.replaceAll('$__rate_interval', '10s').replaceAll('$__interval', '2s').replaceAll('$__range', '1m');
+  for (const v of queryVariables(d)) out = out.replaceAll(`$${v.name}`, v.allValue);
+  return out;
 }
 
 /** The vector's primary side: its key files go to a temporary directory, not /var/lib/bdr. */
@@ -108,6 +133,8 @@ metadata:
 spec:
   source: { datasetRef: { name: web } }
   target: { machineRef: { name: vault }, dataset: ${pool}/vault/web }
+  schedule: { interval: 5s }
+  rpo: 1h
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1
 kind: RetentionPolicy
@@ -133,7 +160,7 @@ spec:
 describe('dashboards and rules against a real Prometheus scraping bdr up', { timeout: 240_000 }, () => {
   it('has well-formed dashboards: a datasource variable, unique panel ids, every query on that datasource', () => {
     const all = dashboards();
-    expect(all.map((d) => d.file).sort()).toEqual(['fleet.json', 'operator.json']);
+    expect(all.map((d) => d.file).sort()).toEqual(['fleet.json', 'operator.json', 'replication.json']);
     for (const { file, dashboard } of all) {
       expect(dashboard.uid, file).toMatch(/^bdr-/);
       expect(dashboard.templating.list).toContainEqual(expect.objectContaining({ name: 'datasource', type: 'datasource', query: 'prometheus' }));
@@ -178,6 +205,8 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
       await eventually(async () => ((await prom.query('sum(bdr_dataset_snapshots_created_total) >= 6')).length > 0 ? true : undefined), `restore points in Prometheus\n${prom.output()}`, 120_000);
       await eventually(async () => ((await prom.query('count_over_time(bdr_build_info[1m]) >= 15')).length > 0 ? true : undefined), '15 s of scrapes', 120_000);
       await eventually(async () => ((await prom.query('bdr_vector_key_age_seconds')).length > 0 ? true : undefined), `the vector's key age in Prometheus\n${prom.output()}`, 120_000);
+      // The vector replicates into the sshd machine's pool: a sync succeeded and its replica's age is known.
+      await eventually(async () => ((await prom.query('bdr_vector_syncs_total{result="succeeded"} > 0 and on (namespace, name) bdr_vector_newest_replica_timestamp_seconds')).length > 0 ? true : undefined), `a successful sync in Prometheus\n${prom.output()}\n${up.stdout.slice(-3000)}`, 180_000);
       // The target reports its machine once the Machine's first probe is in; predict_linear() needs two samples.
       await eventually(async () => ((await prom.query('count_over_time(bdr_storage_target_machine_free_bytes[1m]) >= 2')).length > 0 ? true : undefined), `storage target figures in Prometheus\n${prom.output()}`, 120_000);
       const text = await (await fetch(`${metricsUrl}/metrics`)).text();
@@ -203,11 +232,23 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
             if (names.length === 0) failures.push(`${where}: names no metric`);
             for (const n of names) if (!exported.has(n)) failures.push(`${where}: bdr does not export ${n}`);
             try {
-              const result = await prom.query(expand(t.expr));
+              const result = await prom.query(expand(t.expr, dashboard));
               if (result.length === 0) failures.push(`${where}: no data`);
             } catch (err) {
               failures.push(`${where}: ${(err as Error).message}`);
             }
+          }
+        }
+        // Each drop-down's label_values() as the PromQL Grafana runs for it: it must offer at least one value.
+        for (const v of queryVariables(dashboard)) {
+          const where = `${file} variable ${v.name}: ${v.metricExpr}`;
+          for (const n of metricNames(v.metricExpr)) if (!exported.has(n)) failures.push(`${where}: bdr does not export ${n}`);
+          try {
+            const values = await prom.query(`count by (${v.label}) (${expand(v.metricExpr, dashboard)})`);
+            // count by() of a label no series carries still answers one series, with that label empty.
+            if (!values.some((r) => r.metric[v.label])) failures.push(`${where}: no values`);
+          } catch (err) {
+            failures.push(`${where}: ${(err as Error).message}`);
           }
         }
       }
@@ -259,6 +300,18 @@ describe('dashboards and rules against a real Prometheus scraping bdr up', { tim
       expect(Number(age[0]!.value[1])).toBeGreaterThanOrEqual(0);
       // It stands for a real line in the sshd's authorized_keys, and nothing went to root's own files.
       expect(readFileSync(vault.sshd.authorizedKeysPath, 'utf8')).toContain('bdr:vector=default/web-vault');
+    });
+
+    it('replicates the vector into the sshd machine\'s pool, as the replication panels show', async () => {
+      // Independent of bdr's metrics: the replica's restore points as zfs lists them (the source's leaf name
+      // below spec.target.dataset).
+      const replica = `${pool.name}/vault/web/web`;
+      const snaps = (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-d', '1', replica])).split('\n').filter(Boolean);
+      expect(snaps.some((s) => s.startsWith(`${replica}@bdr-`)), snaps.join('\n')).toBe(true);
+      expect(Number((await prom.query('bdr_vector_sent_bytes_total{name="web-vault"}'))[0]?.value[1])).toBeGreaterThan(0);
+      expect((await prom.query('bdr_vector_rpo_seconds{name="web-vault"}')).map((r) => r.value[1])).toEqual(['3600']);
+      expect((await prom.query('bdr_vector_syncs_total{name="web-vault", result!="succeeded"}')).map((r) => r.value[1])).toEqual(['0', '0']);
+      expect((await prom.query('bdr_vector_consecutive_failures{name="web-vault"}')).map((r) => r.value[1])).toEqual(['0']);
     });
 
     it('counts restore points taken and pruned (keepLast 3 of one every 2 s), and no failures', async () => {

@@ -5,14 +5,14 @@
  * silent; suspending the stalled one resolves it. The rules are bdr.rules.yaml with only that alert's `for`
  * shortened from 10m to 2s.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { BdrUp, commitAll, eventually, initRepo, Kubectl, tempDir, writeRepoFile } from '../gitops/harness.ts';
 import { TestBed, type TestPool } from '../testbed/index.ts';
 import { TestPrometheus, type Alert } from './prometheus.ts';
-import { RULES_FILE, type RuleGroup } from './rules.ts';
+import { writeRulesWithFor } from './rules.ts';
 
 const ALERT = 'BdrVectorStalled';
 
@@ -73,10 +73,7 @@ describe('vector alerting end to end', { timeout: 300_000 }, () => {
     await writeRepoFile(repo, 'web.yaml', dataset(pool.name));
     await commitAll(repo, 'fleet');
 
-    const groups = (parse(readFileSync(RULES_FILE, 'utf8')) as { groups: RuleGroup[] }).groups;
-    for (const g of groups) for (const r of g.rules) if (r.alert === ALERT) r.for = '2s';
-    const rules = join(tmp.path, 'rules.yaml');
-    writeFileSync(rules, stringify({ groups }));
+    const rules = writeRulesWithFor(join(tmp.path, 'rules.yaml'), { [ALERT]: '2s' });
 
     up = new BdrUp(['--repo', repo, '--interval', '1h'], join(tmp.path, 'state'));
     await up.ready();

@@ -16,7 +16,15 @@ export interface TestSshd {
   readonly authorizedKeysPath: string;
   readonly configPath: string;
   readonly logPath: string;
+  /** Ends the daemon for good (and removes its directory when the test bed made it). */
   stop(): Promise<void>;
+  /**
+   * Ends the listening daemon but keeps its directory: new connections are refused, as after `systemctl stop
+   * ssh`; sessions already open (each its own sshd process) keep running, as they would there.
+   */
+  pause(): Promise<void>;
+  /** Starts the daemon again with the same port, host key, config and authorized_keys; resolves once it answers. */
+  resume(): Promise<void>;
 }
 
 export interface TestSshdOptions {
@@ -106,39 +114,57 @@ export async function startSshd(options: TestSshdOptions = {}): Promise<TestSshd
       if (ownsDir) await rm(dir, { recursive: true, force: true });
       throw error;
     });
-    const log = await open(logPath, 'a');
-    const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-f', configPath, '-E', logPath], {
-      stdio: ['ignore', log.fd, log.fd],
-    });
-    await log.close();
-    let exited = false;
-    child.once('exit', () => {
-      exited = true;
-    });
-    const deadline = Date.now() + 15_000;
-    while (!exited && Date.now() < deadline) {
-      if (await accepts(port)) {
-        return {
-          port,
-          host: '127.0.0.1',
-          hostKey: hostKeyPair.publicKeyNoComment,
-          dir,
-          authorizedKeysPath,
-          configPath,
-          logPath,
-          stop: async () => {
-            await stopChild(child, pidPath);
-            if (ownsDir) await rm(dir, { recursive: true, force: true });
-          },
-        };
-      }
-      await sleep(100);
+    let child = await launch(configPath, logPath, port);
+    if (child) {
+      return {
+        port,
+        host: '127.0.0.1',
+        hostKey: hostKeyPair.publicKeyNoComment,
+        dir,
+        authorizedKeysPath,
+        configPath,
+        logPath,
+        stop: async () => {
+          if (child) await stopChild(child, pidPath);
+          if (ownsDir) await rm(dir, { recursive: true, force: true });
+        },
+        pause: async () => {
+          if (child) await stopChild(child, pidPath);
+        },
+        resume: async () => {
+          if (child && child.exitCode === null && child.signalCode === null) return;
+          // The port stays ours while nothing else binds it; a test that lost it would see sshd's log here.
+          child = await launch(configPath, logPath, port);
+          if (!child) throw new TestBedError(`sshd did not start again on port ${port}: ${await logTail(logPath)}`);
+        },
+      };
     }
-    if (!exited) child.kill('SIGKILL');
-    lastError = (await readFile(logPath, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join(' | ');
+    lastError = await logTail(logPath);
   }
   if (ownsDir) await rm(dir, { recursive: true, force: true });
   throw new TestBedError(`sshd did not start (tried 5 ports); its log says: ${lastError || '(empty)'}`);
+}
+
+const logTail = async (logPath: string) => (await readFile(logPath, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join(' | ');
+
+/** Spawns sshd on `port` and waits until it answers; undefined (and no process left) when it exits or hangs. */
+async function launch(configPath: string, logPath: string, port: number): Promise<ChildProcess | undefined> {
+  const log = await open(logPath, 'a');
+  const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-f', configPath, '-E', logPath], {
+    stdio: ['ignore', log.fd, log.fd],
+  });
+  await log.close();
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  const deadline = Date.now() + 15_000;
+  while (!exited && Date.now() < deadline) {
+    if (await accepts(port)) return child;
+    await sleep(100);
+  }
+  if (!exited) child.kill('SIGKILL');
+  return undefined;
 }
 
 async function stopChild(child: ChildProcess, pidPath: string): Promise<void> {

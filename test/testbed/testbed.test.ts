@@ -89,4 +89,22 @@ describe('test bed', () => {
     expect((await ssh.exec(['zfs', 'list', '-H', '-o', 'name', '-d', '0'])).code).toBe(0);
     await ssh.close();
   });
+
+  it('pauses a machine\'s sshd and resumes it on the same port, with the same host key and authorized keys', async () => {
+    const machine = await bed.machine('paused');
+    const { port } = machine.sshd;
+    // The real OpenSSH client, pinned to the host key: it proves port, host key and authorized_keys all survive.
+    const known = join(machine.sshd.dir, 'known_hosts');
+    await writeFile(known, `[127.0.0.1]:${port} ${machine.sshd.hostKey}\n`);
+    const ssh = () =>
+      run(['ssh', '-i', machine.operatorKey.privateKeyPath, '-p', String(port), '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'ConnectTimeout=5', 'root@127.0.0.1', 'echo', 'here']);
+    expect((await ssh()).stdout.trim()).toBe('here');
+    await machine.sshd.pause();
+    const refused = await ssh();
+    expect(refused.code).toBe(255);
+    expect(refused.stderr).toMatch(/Connection refused/);
+    await machine.sshd.resume();
+    expect(machine.sshd.port).toBe(port);
+    expect((await ssh()).stdout.trim()).toBe('here');
+  });
 });

@@ -9,8 +9,8 @@ import { access } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { toStructural, objectSchema } from '../api/crd.ts';
-import { datasetKind, kindByName, machineKind, retentionPolicyKind, type KindDefinition } from '../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy } from '../api/types.ts';
+import { datasetKind, kindByName, machineKind, retentionPolicyKind, vectorKind, type KindDefinition } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, Vector } from '../api/types.ts';
 import { compileSchema, normalize, type CompiledSchema } from '../cluster/schema.ts';
 import type { JsonObject } from '../cluster/types.ts';
 // The SSH and Kubernetes clients load only when a command needs them: `bdr --help` stays fast.
@@ -33,6 +33,11 @@ export interface ObjectSource {
   dataset(namespace: string, name: string): Promise<Dataset | undefined>;
   retentionPolicy(namespace: string, name: string): Promise<RetentionPolicy | undefined>;
   machine(name: string): Promise<Machine | undefined>;
+  /**
+   * Every Vector, or those of one namespace. Only a cluster knows their status (the bases they hold); a
+   * repository's Vectors have none.
+   */
+  vectors(namespace?: string): Promise<Vector[]>;
   /**
    * The labels of a Namespace, for a Machine whose allowedNamespaces selects by label; undefined when the
    * source does not know them (a repository that does not declare the Namespace, or a cluster that does not
@@ -103,6 +108,7 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
   const datasets = new Map<string, Dataset>();
   const policies = new Map<string, RetentionPolicy>();
   const machines = new Map<string, Machine>();
+  const vectors = new Map<string, Vector>();
   for (const m of checked.valid) {
     const obj = m.object as JsonObject;
     const kind = kindByName(String(obj.kind));
@@ -114,6 +120,7 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
     if (kind === datasetKind) datasets.set(`${ns}/${name}`, { ...(full as unknown as Dataset), metadata: { ...meta, name, namespace: ns } });
     else if (kind === retentionPolicyKind) policies.set(`${ns}/${name}`, { ...(full as unknown as RetentionPolicy), metadata: { ...meta, name, namespace: ns } });
     else if (kind === machineKind) machines.set(name, full as unknown as Machine);
+    else if (kind === vectorKind) vectors.set(`${ns}/${name}`, { ...(full as unknown as Vector), metadata: { ...meta, name, namespace: ns } });
   }
   const secrets = new Map<string, SecretData>();
   const namespaceLabels = new Map<string, Record<string, string>>();
@@ -148,6 +155,7 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
     dataset: (namespace, name) => Promise.resolve(datasets.get(`${namespace}/${name}`)),
     retentionPolicy: (namespace, name) => Promise.resolve(policies.get(`${namespace}/${name}`)),
     machine: (name) => Promise.resolve(machines.get(name)),
+    vectors: (namespace) => Promise.resolve([...vectors.values()].filter((v) => namespace === undefined || v.metadata.namespace === namespace)),
     namespaceLabels: (name) => Promise.resolve(namespaceLabels.get(name)),
     connect: async (machine) => {
       const conn = machine.spec.connection;
@@ -223,6 +231,13 @@ async function openClusterSource(kubeconfig: string | undefined): Promise<Object
     dataset: (namespace, name) => call('Datasets', () => client.get<Dataset>(DATASET, name, namespace)),
     retentionPolicy: (namespace, name) => call('RetentionPolicies', () => client.get<RetentionPolicy>(resourceOf(retentionPolicyKind), name, namespace)),
     machine: (name) => call('Machines', () => client.get<Machine>(resourceOf(machineKind), name)),
+    vectors: (namespace) =>
+      call('Vectors', async () => {
+        const VECTOR = resourceOf(vectorKind);
+        if (namespace === undefined) return (await client.list<Vector>(VECTOR)).items;
+        const list = (await client.custom.listNamespacedCustomObject({ group: VECTOR.group, version: VECTOR.version, plural: VECTOR.plural, namespace })) as { items: Vector[] };
+        return list.items;
+      }),
     namespaceLabels: async (name) => {
       try {
         return (await client.core.readNamespace({ name })).metadata?.labels ?? {};

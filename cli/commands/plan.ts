@@ -7,7 +7,7 @@
  * machine are `zfs get` and `zpool list` (and the read-only capability probe).
  */
 import { Command, Option } from 'commander';
-import type { Dataset, Machine, RetentionPolicy } from '../../api/types.ts';
+import type { Dataset, Machine, RetentionPolicy, Vector } from '../../api/types.ts';
 import { datasetPlanInput, policyRules, poolOf } from '../../controllers/dataset-snapshots.ts';
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
@@ -147,6 +147,26 @@ async function machineHold(source: ObjectSource, machine: Machine, ds: Dataset, 
   return paused.ok ? undefined : { kind: 'suspended', verdict: { reason: paused.reason, message: paused.message } };
 }
 
+/**
+ * The snapshots each machine's Vectors hold as their next incremental base, by machine: what the operator passes
+ * the Dataset controller as `protectedSnapshots` after a restart (status.lastSyncedSnapshot of a Vector whose
+ * source is a Dataset), so the plan never shows as "destroy" what the controller keeps. A repository's Vectors
+ * have no status: there, as for the operator before a Vector's first sync, the holds on ZFS protect the base.
+ */
+async function vectorBases(source: ObjectSource, vectors: readonly Vector[]): Promise<Map<string, Set<string>>> {
+  const out = new Map<string, Set<string>>();
+  for (const v of vectors) {
+    const synced = v.status?.lastSyncedSnapshot?.name;
+    const ref = v.spec.source.datasetRef;
+    if (!synced || !ref) continue;
+    const ds = await source.dataset(v.metadata.namespace ?? DEFAULT_NAMESPACE, ref.name);
+    if (!ds) continue;
+    const machine = ds.spec.machineRef.name;
+    out.set(machine, (out.get(machine) ?? new Set<string>()).add(`${ds.spec.name}@${synced}`));
+  }
+  return out;
+}
+
 /** Selectors are NAME (in -n's namespace, or default) or NAMESPACE/NAME. */
 function selectorKey(sel: string, namespace: string | undefined): string {
   return sel.includes('/') ? sel : `${namespace ?? DEFAULT_NAMESPACE}/${sel}`;
@@ -228,6 +248,7 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
   }
 
   // One connection and one inventory per machine: the controller's own (spec.pools, or every pool).
+  const bases = await vectorBases(source, await source.vectors());
   const byMachine = new Map<string, Pending[]>();
   for (const p of pending) byMachine.set(p.machine.metadata.name, [...(byMachine.get(p.machine.metadata.name) ?? []), p]);
   await Promise.all(
@@ -259,7 +280,7 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
           continue;
         }
         if (!exists) p.report.exists = false;
-        const input = datasetPlanInput(p.ds, p.schedule, p.policy, inventory, at);
+        const input = datasetPlanInput(p.ds, p.schedule, p.policy, inventory, at, bases.get(machine.metadata.name));
         fillFromPlan(p.report, input, planDataset(input));
       }
     }),
@@ -355,7 +376,8 @@ A Dataset its Machine refuses (namespace not in spec.allowedNamespaces, a proper
 the Machine does not allow) is shown as refused with the controller's reason, and one on a
 suspended Machine as suspended: the controller runs nothing for either, so nothing is planned.
 Only snapshots bdr took (user property dev.bdr:owner=bdr, name bdr-<UTC>) are ever destroyed; held
-ones and the newest are kept. Nothing is written: neither the machines nor the cluster.
+ones, the newest, and each Vector's incremental base (its status.lastSyncedSnapshot, "protected")
+are kept. Nothing is written: neither the machines nor the cluster.
 
 With --repo, the manifests are checked like bdr validate; invalid documents are reported as
 FILE:LINE and skipped. An SSH Machine's private key comes from a Secret document in the repository.

@@ -10,7 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
+import { vectorKind } from '../../api/kinds/index.ts';
+import type { Vector } from '../../api/types.ts';
 import type { DatasetPlanReport, PlanReport } from '../../cli/commands/plan.ts';
+import { KubeClient, resourceOf } from '../../controllers/runtime/kube.ts';
+import { writeStatus } from '../../controllers/runtime/status.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
 import { runBdr, runBdrInProcess } from '../helpers/run-bdr.ts';
@@ -212,6 +216,34 @@ describe('bdr plan', () => {
       inventories.mockRestore();
     }
   });
+
+  it("--kubeconfig: a Vector's incremental base (status.lastSyncedSnapshot) is kept as protected, never destroyed", async () => {
+    const at = T0 + 10.5 * HOUR;
+    const client = new KubeClient(tc.kubeConfig);
+    const VECTOR = resourceOf(vectorKind);
+    const applied = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'offsite', namespace: 'default' },
+      spec: { source: { datasetRef: { name: 'vms' } }, target: { machineRef: { name: ssh.name }, dataset: `${pool.name}/replica` } },
+    }) as unknown as Vector;
+    // As the Vector controller records it after a sync that ended at 4h: 4h is the next incremental base.
+    await writeStatus(client, VECTOR, applied, { lastSyncedSnapshot: { name: hour(4) } });
+    try {
+      const before = await state();
+      const r = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-o', 'json', 'vms']);
+      expect(r.code, r.stderr).toBe(0);
+      const vmsPlan = (JSON.parse(r.stdout) as PlanReport).datasets[0] as DatasetPlanReport;
+      // Without the vector 6, 5, 4, 3, 1, 0 expire (test above); 4h is now the vector's base.
+      expect(vmsPlan.destroy.map((d) => [d.snapshot, d.reasons])).toEqual([6, 5, 3, 1, 0].map((h) => [`${vms}@${hour(h)}`, ['expired']]));
+      expect(vmsPlan.keep.find((k) => k.snapshot === `${vms}@${hour(4)}`)?.reasons).toContain('protected');
+      const text = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-v', 'vms']);
+      expect(text.stdout.split('\n').filter((l) => l.includes(hour(4)))).toEqual([`            ${hour(4)}  protected`]);
+      expect(await state()).toBe(before);
+    } finally {
+      await client.custom.deleteNamespacedCustomObject({ group: VECTOR.group, version: VECTOR.version, plural: VECTOR.plural, namespace: 'default', name: 'offsite' });
+    }
+  }, 120_000);
 
   it('--kubeconfig: shows what the Machine refuses or pauses, with the reason, and plans nothing for them', async () => {
     const at = T0 + 10.5 * HOUR;

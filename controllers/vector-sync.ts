@@ -17,7 +17,7 @@ import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '..
 import { vectorHoldTag } from '../nodes/guard.ts';
 import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
 import { parseDuration } from '../planning/duration.ts';
-import { describeStep, planReplication, type HoldAction, type ReplicaSnapshot, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
+import { describeStep, planReplication, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
 import { nextDue, parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { ZfsError } from '../zfs/errors.ts';
@@ -454,32 +454,19 @@ export class VectorSync {
     // An interrupted `receive -s` (OpenZFS) would refuse every other stream. Without the token's guids (not read
     // yet) the planner cannot match it to a step, so it is discarded (`receive -A`) and the step starts again.
     const token = targetExists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
-    const pool = tgtInv.pools.find((p) => p.name === poolOf(targetData));
-    const transport = vector.spec.transport;
-    return planReplication({
-      now: this.deps.clock.now(),
-      source: { dataset: source.dataset, snapshots: snapshotsOf(srcInv, source.dataset) },
-      target: {
-        dataset: targetData,
-        exists: targetExists,
-        snapshots: snapshotsOf(tgtInv, targetData),
-        ...(token !== undefined ? { partialReceive: { token } } : {}),
-        ...(pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {}),
-      },
-      remotePolicy: policyRules(policy),
-      capabilities: { source: srcCaps, target: tgtCaps },
-      ...(transport
-        ? {
-            transport: {
-              ...(transport.compressed !== undefined ? { compressed: transport.compressed } : {}),
-              ...(transport.raw !== undefined ? { raw: transport.raw } : {}),
-              ...(transport.largeBlocks !== undefined ? { largeBlocks: transport.largeBlocks } : {}),
-              ...(transport.resumable !== undefined ? { resumable: transport.resumable } : {}),
-            },
-          }
-        : {}),
-      holdTag: vectorHoldTag(ownerTags(key).current),
-    });
+    return planReplication(
+      replicationInput({
+        now: this.deps.clock.now(),
+        vector,
+        sourceDataset: source.dataset,
+        sourceInventory: srcInv,
+        targetDataset: targetData,
+        targetInventory: tgtInv,
+        policy,
+        capabilities: { source: srcCaps, target: tgtCaps },
+        ...(token !== undefined ? { resumeToken: token } : {}),
+      }),
+    );
   }
 
   private async transfer(
@@ -581,6 +568,52 @@ async function applyHold(zfs: ZfsMachine, h: HoldAction, signal?: AbortSignal): 
     if (err instanceof ZfsError && ((h.op === 'hold' && err.kind === 'exists') || (h.op === 'release' && err.kind === 'notFound'))) return;
     throw err;
   }
+}
+
+/**
+ * The planner's input for one vector from both ends' inventories: shared by the sync and by `bdr plan`, so the
+ * printed plan is the acted one.
+ */
+export function replicationInput(a: {
+  now: number;
+  vector: Vector;
+  sourceDataset: string;
+  sourceInventory: Inventory;
+  targetDataset: string;
+  targetInventory: Inventory;
+  policy: RetentionPolicy;
+  capabilities: ReplicationInput['capabilities'];
+  resumeToken?: string;
+}): ReplicationInput {
+  const targetData = a.targetDataset;
+  const targetExists = a.targetInventory.datasets.some((d) => d.name === targetData);
+  const pool = a.targetInventory.pools.find((p) => p.name === poolOf(targetData));
+  const transport = a.vector.spec.transport;
+  const token = a.resumeToken;
+  return {
+    now: a.now,
+    source: { dataset: a.sourceDataset, snapshots: snapshotsOf(a.sourceInventory, a.sourceDataset) },
+    target: {
+      dataset: targetData,
+      exists: targetExists,
+      snapshots: snapshotsOf(a.targetInventory, targetData),
+      ...(token !== undefined ? { partialReceive: { token } } : {}),
+      ...(pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {}),
+    },
+    remotePolicy: policyRules(a.policy),
+    capabilities: a.capabilities,
+    ...(transport
+      ? {
+          transport: {
+            ...(transport.compressed !== undefined ? { compressed: transport.compressed } : {}),
+            ...(transport.raw !== undefined ? { raw: transport.raw } : {}),
+            ...(transport.largeBlocks !== undefined ? { largeBlocks: transport.largeBlocks } : {}),
+            ...(transport.resumable !== undefined ? { resumable: transport.resumable } : {}),
+          },
+        }
+      : {}),
+    holdTag: vectorHoldTag(ownerTags(objectKey(a.vector)).current),
+  };
 }
 
 /** One dataset's snapshots from an inventory, as the planner takes them; a bdr name's instant is the point's time. */

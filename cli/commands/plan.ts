@@ -9,6 +9,8 @@
 import { Command, Option } from 'commander';
 import type { Dataset, Machine, RetentionPolicy, Vector } from '../../api/types.ts';
 import { datasetPlanInput, policyRules, poolOf } from '../../controllers/dataset-snapshots.ts';
+import { replicationInput } from '../../controllers/vector-sync.ts';
+import { planReplication, shortNameOf, type ReplicationPlan, type SendMode } from '../../planning/replication.ts';
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
 import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';
@@ -60,11 +62,49 @@ export interface DatasetPlanReport {
   error?: string;
 }
 
+/** One step of a Vector's next sync: `zfs send [-i|-I from] to`, as the Vector controller would run it. */
+export interface PlannedStep {
+  mode: SendMode;
+  /** Incremental base (full source name); absent for a full send. */
+  from?: string;
+  to: string;
+  /** Snapshots the step brings to the target. */
+  points: number;
+  why: string;
+  /** Not known: bdr does not ask ZFS for a send estimate (zfs-fuse has no `send -n -v -P`), so always null, printed "?". */
+  estimatedBytes: number | null;
+}
+
+/** One Vector's next sync, computed with the Vector controller's own input and planner (planReplication). */
+export interface VectorPlanReport {
+  namespace: string;
+  name: string;
+  /** POOL/DATASET on its Machine, and the replica on the paired storage machine. */
+  source?: { machine: string; dataset: string };
+  target?: { machine: string; dataset: string };
+  /** upToDate, send, wait (no restore point on the source yet) or refuse (the controller sets Stalled). */
+  kind?: 'upToDate' | 'send' | 'wait' | 'refuse';
+  /** The common snapshot both ends hold (matched by guid), the base of the first incremental step. */
+  base?: string;
+  steps: PlannedStep[];
+  /** Target snapshots destroyed after the sends, with the remote policy's reasons. */
+  prunes: { snapshot: string; reasons: string[] }[];
+  unmetCaps: string[];
+  /** Why the controller would not send (wait / refuse): its reason and message. */
+  blocked?: { reason: string; message: string };
+  /** The Vector is not paired yet (no status.pairing: a repository's Vectors never are); nothing can be planned. */
+  notPaired?: string;
+  suspended?: boolean;
+  error?: string;
+}
+
 export interface PlanReport {
   /** The instant the plan is evaluated at. */
   at: string;
   source: string;
   datasets: DatasetPlanReport[];
+  /** Each Vector's next sync (only when no Dataset is selected by name). */
+  vectors: VectorPlanReport[];
   /** Invalid manifests that were skipped (repository mode), `file:line: …`. */
   problems: string[];
 }
@@ -248,7 +288,8 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
   }
 
   // One connection and one inventory per machine: the controller's own (spec.pools, or every pool).
-  const bases = await vectorBases(source, await source.vectors());
+  const vectors = await source.vectors();
+  const bases = await vectorBases(source, vectors);
   const byMachine = new Map<string, Pending[]>();
   for (const p of pending) byMachine.set(p.machine.metadata.name, [...(byMachine.get(p.machine.metadata.name) ?? []), p]);
   await Promise.all(
@@ -285,7 +326,119 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
       }
     }),
   );
-  return { at: isoSeconds(at), source: source.description, datasets: reports, problems: [...source.problems] };
+  const vectorReports = selectors.length > 0 ? [] : await planVectors(source, at, vectors.filter((v) => namespace === undefined || (v.metadata.namespace ?? DEFAULT_NAMESPACE) === namespace));
+  return { at: isoSeconds(at), source: source.description, datasets: reports, vectors: vectorReports, problems: [...source.problems] };
+}
+
+const vectorFailures = new WeakSet<VectorPlanReport>();
+
+/**
+ * Each Vector's next sync as the Vector controller plans it: the same inventories (the source dataset on its
+ * Machine, the replica on the paired storage machine; connections are shared with the Dataset plan), the same
+ * input (controllers/vector-sync.ts `replicationInput`) and planReplication, at `at`.
+ */
+async function planVectors(source: ObjectSource, at: number, vectors: readonly Vector[]): Promise<VectorPlanReport[]> {
+  const sorted = [...vectors].sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
+  return Promise.all(
+    sorted.map(async (v) => {
+      const ns = v.metadata.namespace ?? DEFAULT_NAMESPACE;
+      const report: VectorPlanReport = { namespace: ns, name: v.metadata.name, steps: [], prunes: [], unmetCaps: [] };
+      const failWith = (message: string): VectorPlanReport => {
+        report.error = message;
+        vectorFailures.add(report);
+        return report;
+      };
+      if (v.spec.suspend) report.suspended = true;
+      const ref = v.spec.source.datasetRef;
+      if (!ref) return failWith('its source is another Vector: bdr plan plans Vectors whose source is a Dataset only');
+      const ds = await source.dataset(ns, ref.name);
+      if (!ds) return failWith(notDeclared(source, `Dataset ${ns}/${ref.name}`));
+      report.source = { machine: ds.spec.machineRef.name, dataset: ds.spec.name };
+      const pairing = v.status?.pairing;
+      if (!pairing?.machine || !pairing.dataset) {
+        report.notPaired = `not paired yet (no status.pairing${source.description.startsWith('repository') ? '; a repository holds no status, use --kubeconfig' : ''}): the operator pairs it with a storage machine first`;
+        return report;
+      }
+      const leaf = ds.spec.name.split('/').at(-1) ?? ds.spec.name;
+      const targetData = `${pairing.dataset}/${leaf}`;
+      report.target = { machine: pairing.machine, dataset: targetData };
+      const policyName = v.spec.retentionPolicyRef?.name ?? ds.spec.retentionPolicyRef.name;
+      const [policy, srcMachine, tgtMachine] = await Promise.all([source.retentionPolicy(ns, policyName), source.machine(ds.spec.machineRef.name), source.machine(pairing.machine)]);
+      if (!policy) return failWith(notDeclared(source, `RetentionPolicy ${ns}/${policyName}`));
+      if (!srcMachine) return failWith(notDeclared(source, `Machine ${ds.spec.machineRef.name}`));
+      if (!tgtMachine) return failWith(notDeclared(source, `Machine ${pairing.machine}`));
+      let plan: ReplicationPlan;
+      try {
+        const [src, tgt] = await Promise.all([source.connect(srcMachine), source.connect(tgtMachine)]);
+        const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
+          src.zfs.inventory({ roots: [ds.spec.name] }),
+          tgt.zfs.inventory({ roots: [pairing.dataset] }),
+          src.zfs.capabilities(),
+          tgt.zfs.capabilities(),
+        ]);
+        const exists = tgtInv.datasets.some((d) => d.name === targetData);
+        const token = exists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
+        plan = planReplication(
+          replicationInput({
+            now: at,
+            vector: v,
+            sourceDataset: ds.spec.name,
+            sourceInventory: srcInv,
+            targetDataset: targetData,
+            targetInventory: tgtInv,
+            policy,
+            capabilities: { source: srcCaps, target: tgtCaps },
+            ...(token !== undefined ? { resumeToken: token } : {}),
+          }),
+        );
+      } catch (err) {
+        return failWith(err instanceof Error ? err.message : String(err));
+      }
+      report.kind = plan.kind;
+      if (plan.kind === 'wait' || plan.kind === 'refuse') {
+        report.blocked = { reason: plan.reason, message: plan.message };
+        return report;
+      }
+      if (plan.common) report.base = plan.common.source;
+      if (plan.kind === 'send') {
+        report.steps = plan.steps.map((s) => ({ mode: s.mode, ...(s.from ? { from: s.from } : {}), to: s.to, points: s.points, why: s.why, estimatedBytes: null }));
+      }
+      report.prunes = plan.prunes.map((p) => ({ snapshot: p.name, reasons: [...p.reasons] }));
+      report.unmetCaps = [...plan.targetUnmetCaps];
+      return report;
+    }),
+  );
+}
+
+const MODE_FLAG: Record<SendMode, string> = { full: 'full', i: '-i', I: '-I' };
+
+function renderVector(v: VectorPlanReport, out: string[]): void {
+  out.push('');
+  const from = v.source ? `${v.source.dataset} on Machine ${v.source.machine}` : '?';
+  const to = v.target ? `${v.target.dataset} on Machine ${v.target.machine}` : '?';
+  out.push(`Vector ${v.namespace}/${v.name}  ${from} → ${to}`);
+  if (v.error) {
+    out.push(`  error     ${v.error}`);
+    return;
+  }
+  if (v.notPaired) {
+    out.push(`  pending   ${v.notPaired}`);
+    return;
+  }
+  if (v.suspended) out.push('  suspended sends nothing (spec.suspend)');
+  if (v.blocked) {
+    out.push(`  ${v.kind === 'refuse' ? 'stalled  ' : 'waiting  '} ${v.blocked.reason}: ${v.blocked.message}`);
+    return;
+  }
+  out.push(`  base      ${v.base ? shortNameOf(v.base) : 'none: the first step is a full send'}`);
+  if (v.kind === 'upToDate') out.push('  send      nothing: the replica is up to date');
+  for (const [i, s] of v.steps.entries()) {
+    const what = s.from ? `${MODE_FLAG[s.mode]} ${shortNameOf(s.from)} → ${shortNameOf(s.to)}` : `full ${shortNameOf(s.to)}`;
+    out.push(`  ${i === 0 ? 'send     ' : '         '} ${what}  (${s.points} point(s), ? bytes)  ${s.why}`);
+  }
+  if (v.prunes.length === 0) out.push('  prune     nothing');
+  for (const [i, p] of v.prunes.entries()) out.push(`  ${i === 0 ? 'prune    ' : '         '} ${shortNameOf(p.snapshot)}  ${p.reasons.join(', ')}`);
+  for (const cap of v.unmetCaps) out.push(`  unmet     ${cap}`);
 }
 
 const short = (snapshot: string): string => snapshot.slice(snapshot.indexOf('@') + 1);
@@ -330,6 +483,7 @@ export function renderPlan(report: PlanReport, at: number, verbose: boolean): st
     }
     for (const cap of d.unmetCaps) out.push(`  unmet     ${cap}`);
   }
+  for (const v of report.vectors) renderVector(v, out);
   out.push('');
   const failed = report.datasets.filter((d) => d.error).length;
   const refused = report.datasets.filter((d) => d.refused).length;
@@ -341,12 +495,18 @@ export function renderPlan(report: PlanReport, at: number, verbose: boolean): st
       (paused > 0 ? `, ${paused} on a suspended Machine` : '') +
       (report.datasets.length === 0 ? ' (no Dataset selected)' : ''),
   );
+  if (report.vectors.length > 0) {
+    const steps = report.vectors.reduce((n, v) => n + v.steps.length, 0);
+    const prunes = report.vectors.reduce((n, v) => n + v.prunes.length, 0);
+    out.push(`${report.vectors.length} vector(s): ${steps} send step(s), ${prunes} replica snapshot(s) to prune`);
+  }
   return `${out.join('\n')}\n`;
 }
 
 function exitCodeOf(report: PlanReport): number {
   let code: number = EXIT.ok;
   if (report.problems.length > 0) code = EXIT.invalid;
+  if (report.vectors.some((v) => vectorFailures.has(v) || v.kind === 'refuse')) code = EXIT.invalid;
   for (const d of report.datasets) {
     const kind = failures.get(d);
     if (kind === 'runtime') return EXIT.runtime;
@@ -357,7 +517,7 @@ function exitCodeOf(report: PlanReport): number {
 
 export function planCommand(): Command {
   return new Command('plan')
-    .description('show what the controllers would do next for each Dataset: snapshots to take, restore points to destroy and why (changes nothing)')
+    .description('show what the controllers would do next for each Dataset (snapshots to take, restore points to destroy and why) and each Vector (steps to send, replica snapshots to prune); changes nothing')
     .argument('[dataset...]', 'only these Datasets: NAME (in --namespace, default "default") or NAMESPACE/NAME')
     .option('--repo <dir>', 'read the objects from the manifests in DIR (a GitOps repository) instead of a cluster')
     .option('--kubeconfig <file>', 'read the objects from this cluster (default: KUBECONFIG, ~/.kube/config, in-cluster)')
@@ -378,6 +538,15 @@ suspended Machine as suspended: the controller runs nothing for either, so nothi
 Only snapshots bdr took (user property dev.bdr:owner=bdr, name bdr-<UTC>) are ever destroyed; held
 ones, the newest, and each Vector's incremental base (its status.lastSyncedSnapshot, "protected")
 are kept. Nothing is written: neither the machines nor the cluster.
+
+Each Vector (when no Dataset is selected by name) is planned like its controller plans a sync:
+the same input (replicationInput) from the source dataset's and the paired replica's listings,
+the same planner (planReplication). "base" is the common snapshot (matched by guid), each "send"
+line one zfs send step (-i BASE → POINT, -I for a run of points, or full), with the remote policy's
+reason; "prune" the replica's snapshots destroyed after the sends. Sizes are printed "?": bdr does
+not ask ZFS for a send estimate (zfs-fuse has no zfs send -n -v -P). A Vector needs its
+status.pairing (the storage machine and replica), so only --kubeconfig plans it; a repository's
+Vectors are shown as pending. A Vector whose source is another Vector is not planned yet.
 
 With --repo, the manifests are checked like bdr validate; invalid documents are reported as
 FILE:LINE and skipped. An SSH Machine's private key comes from a Secret document in the repository.

@@ -245,6 +245,60 @@ describe('bdr plan', () => {
     }
   }, 120_000);
 
+  it("--kubeconfig: a paired Vector's next sync (steps from the common base, prunes) from a real replica", async () => {
+    const at = T0 + 10.5 * HOUR;
+    const client = new KubeClient(tc.kubeConfig);
+    const VECTOR = resourceOf(vectorKind);
+    const rep = `${pool.name}/rep`;
+    // The replica as a first sync leaves it: 0h received in full (same guid on both ends).
+    await runOk(['zfs', 'create', rep]);
+    await runOk(['sh', '-c', `zfs send ${vms}@${hour(0)} | zfs receive -u ${rep}/vms`]);
+    const applied = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'offsite', namespace: 'default' },
+      spec: { source: { datasetRef: { name: 'vms' } }, target: { machineRef: { name: ssh.name }, dataset: rep } },
+    }) as unknown as Vector;
+    await writeStatus(client, VECTOR, applied, { pairing: { machine: ssh.name, dataset: rep } });
+    try {
+      const before = await state();
+      const r = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'default', '-o', 'json']);
+      // 1: default/mnt and default/share are refused by their Machine (see below); the vector plans fine.
+      expect(r.code, r.stderr).toBe(1);
+      const [v, ...others] = (JSON.parse(r.stdout) as PlanReport).vectors;
+      expect(others).toEqual([]);
+      expect(v?.kind).toBe('send');
+      expect(v?.source).toEqual({ machine: ssh.name, dataset: vms });
+      expect(v?.target).toEqual({ machine: ssh.name, dataset: `${rep}/vms` });
+      expect(v?.base).toBe(`${vms}@${hour(0)}`);
+      // The remote policy (keepLast 2, hourly 4) at 10:30 keeps the four newest hourly buckets: @manual's (taken
+      // now, by the wall clock), 9h, 8h and 7h; the newest snapshot by createtxg (the unowned bdr-2025… one) is
+      // always sent. One -i per kept point from the common base 0h, oldest first; nothing to prune yet.
+      expect(v?.steps.map((s) => [s.mode, s.from, s.to, s.points, s.estimatedBytes])).toEqual([
+        ['i', `${vms}@${hour(0)}`, `${vms}@${hour(7)}`, 1, null],
+        ['i', `${vms}@${hour(7)}`, `${vms}@${hour(8)}`, 1, null],
+        ['i', `${vms}@${hour(8)}`, `${vms}@${hour(9)}`, 1, null],
+        ['i', `${vms}@${hour(9)}`, `${vms}@manual`, 1, null],
+        ['i', `${vms}@manual`, `${vms}@bdr-20250101T000000Z`, 1, null],
+      ]);
+      expect(v?.steps.slice(0, 3).map((s) => s.why)).toEqual(['hourly 2026-01-01T07', 'hourly 2026-01-01T08', 'keepLast, hourly 2026-01-01T09']);
+      expect(v?.prunes).toEqual([]);
+      const text = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'default']);
+      const block = text.stdout.split('\n\n').find((b) => b.startsWith('Vector default/offsite')) ?? '';
+      expect(block.split('\n').slice(0, 4)).toEqual([
+        `Vector default/offsite  ${vms} on Machine ${ssh.name} → ${rep}/vms on Machine ${ssh.name}`,
+        `  base      ${hour(0)}`,
+        `  send      -i ${hour(0)} → ${hour(7)}  (1 point(s), ? bytes)  hourly 2026-01-01T07`,
+        `            -i ${hour(7)} → ${hour(8)}  (1 point(s), ? bytes)  hourly 2026-01-01T08`,
+      ]);
+      expect(text.stdout).toContain('1 vector(s): 5 send step(s), 0 replica snapshot(s) to prune\n');
+      expect(await state()).toBe(before);
+    } finally {
+      await client.custom.deleteNamespacedCustomObject({ group: VECTOR.group, version: VECTOR.version, plural: VECTOR.plural, namespace: 'default', name: 'offsite' });
+      await runOk(['zfs', 'destroy', '-r', rep]);
+    }
+  }, 120_000);
+
   it('--kubeconfig: shows what the Machine refuses or pauses, with the reason, and plans nothing for them', async () => {
     const at = T0 + 10.5 * HOUR;
     const before = await state();

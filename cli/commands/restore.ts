@@ -7,14 +7,15 @@
  */
 import { Command, Option } from 'commander';
 import { nameProblem } from '../../api/names.ts';
-import type { Dataset } from '../../api/types.ts';
+import type { Dataset, Machine } from '../../api/types.ts';
+import { mountpointProblem } from '../../planning/tenancy.ts';
 import { datasetSnapshots, OWNER_PROPERTY, poolOf } from '../../controllers/dataset-snapshots.ts';
-import type { DatasetSnapshot } from '../../planning/dataset-plan.ts';
+import { instantOfSnapshotName, type DatasetSnapshot } from '../../planning/dataset-plan.ts';
 import { parseZfsGet } from '../../zfs/inventory.ts';
 import { ZfsError, type ZfsErrorKind } from '../../zfs/errors.ts';
 import type { ZfsMachine } from '../../zfs/machine.ts';
 import { EXIT, UserError } from '../errors.ts';
-import { connectionError, DEFAULT_NAMESPACE, notDeclared, openObjectSource } from '../object-source.ts';
+import { connectionError, DEFAULT_NAMESPACE, notDeclared, openObjectSource, type ObjectSource } from '../object-source.ts';
 import { isoSeconds, parseTimeArg } from '../time-arg.ts';
 
 export type RestoreChoice = { snapshot: string } | { at: number };
@@ -27,6 +28,19 @@ export interface RestoreRequest {
   target: string;
   /** For messages: "Machine nas01". */
   where?: string;
+  /** Set on the clone at creation (`zfs clone -o`): a replica's clone gets readonly=off and its own mountpoint. */
+  properties?: Record<string, string>;
+  /**
+   * A replica: its snapshots carry no dev.bdr:owner (received streams do not), so a bdr-<UTC> name alone gives the
+   * restore point's instant, as the Vector controller reads it (controllers/vector-sync.ts `snapshotsOf`).
+   */
+  replica?: boolean;
+}
+
+/** A replica's point stands for its bdr-<UTC> name's instant, not for when it was received. */
+function asReplica(req: RestoreRequest, points: DatasetSnapshot[]): DatasetSnapshot[] {
+  if (!req.replica) return points;
+  return points.map((p) => ({ ...p, createdAt: instantOfSnapshotName(p.name.slice(p.name.indexOf('@') + 1)) ?? p.createdAt }));
 }
 
 export interface RestoreResult {
@@ -104,7 +118,7 @@ async function listRestorePoints(zfs: ZfsMachine, req: RestoreRequest): Promise<
     throw err;
   }
   const parsed = parseZfsGet(stdout, [OWNER_PROPERTY]);
-  return datasetSnapshots({ ...parsed, pools: [], takenAt: Date.now() }, req.dataset);
+  return asReplica(req, datasetSnapshots({ ...parsed, pools: [], takenAt: Date.now() }, req.dataset));
 }
 
 async function oneRestorePoint(zfs: ZfsMachine, req: RestoreRequest, snapshot: string): Promise<DatasetSnapshot> {
@@ -118,7 +132,7 @@ async function oneRestorePoint(zfs: ZfsMachine, req: RestoreRequest, snapshot: s
     throw err;
   }
   const parsed = parseZfsGet(stdout, [OWNER_PROPERTY]);
-  const found = datasetSnapshots({ ...parsed, pools: [], takenAt: Date.now() }, req.dataset).find((s) => s.name === snapshot);
+  const found = asReplica(req, datasetSnapshots({ ...parsed, pools: [], takenAt: Date.now() }, req.dataset)).find((s) => s.name === snapshot);
   if (!found) throw new UserError(`restore point ${snapshot} does not exist${where(req)}`, EXIT.invalid);
   return found;
 }
@@ -152,7 +166,7 @@ export async function restore(zfs: ZfsMachine, req: RestoreRequest): Promise<Res
   const [targetExists, chosen] = await Promise.all([exists(zfs, req.target), choose()]);
   if (targetExists) throw refuseExisting(req.target);
   try {
-    await zfs.clone(chosen.point.name, req.target, { parents: true });
+    await zfs.clone(chosen.point.name, req.target, { parents: true, ...(req.properties ? { properties: req.properties } : {}) });
   } catch (err) {
     if (err instanceof ZfsError && err.kind === 'exists') throw refuseExisting(req.target);
     throw err;
@@ -166,6 +180,8 @@ function refuseExisting(target: string): UserError {
 }
 
 interface RestoreOptions {
+  replica?: boolean;
+  mountpoint?: string;
   at?: string;
   snapshot?: string;
   to: string;
@@ -178,13 +194,59 @@ function parseRef(ref: string): { namespace: string; name: string } {
   const parts = ref.split('/');
   if (parts.length === 1 && parts[0]) return { namespace: DEFAULT_NAMESPACE, name: parts[0] };
   if (parts.length === 2 && parts[0] && parts[1]) return { namespace: parts[0], name: parts[1] };
-  throw new UserError(`${JSON.stringify(ref)} is not a Dataset reference: give NAMESPACE/NAME (the Kubernetes object, not the ZFS name)`, EXIT.usage);
+  throw new UserError(`${JSON.stringify(ref)} is not an object reference: give NAMESPACE/NAME (the Kubernetes object, not the ZFS name)`, EXIT.usage);
+}
+
+/** The Dataset `NAMESPACE/NAME` and its Machine. */
+async function datasetOf(source: ObjectSource, namespace: string, name: string, showProblems: () => void): Promise<{ machine: Machine; dataset: string }> {
+  const ds: Dataset | undefined = await source.dataset(namespace, name);
+  if (!ds) {
+    showProblems();
+    throw new UserError(notDeclared(source, `Dataset ${namespace}/${name}`), EXIT.invalid);
+  }
+  return { machine: await machineNamed(source, ds.spec.machineRef.name, showProblems), dataset: ds.spec.name };
+}
+
+/**
+ * The replica the Vector `NAMESPACE/NAME` maintains and its storage machine, from status.pairing (as the Vector
+ * controller names it: PAIRING.DATASET/LEAF of the source dataset).
+ */
+async function replicaOf(source: ObjectSource, namespace: string, name: string, showProblems: () => void): Promise<{ machine: Machine; dataset: string }> {
+  const vector = (await source.vectors(namespace)).find((v) => v.metadata.name === name);
+  if (!vector) {
+    showProblems();
+    throw new UserError(notDeclared(source, `Vector ${namespace}/${name}`), EXIT.invalid);
+  }
+  const pairing = vector.status?.pairing;
+  if (!pairing?.machine || !pairing.dataset) {
+    throw new UserError(
+      `Vector ${namespace}/${name} is not paired yet (no status.pairing${source.description.startsWith('repository') ? '; a repository holds no status: use --kubeconfig' : ''}), so it has no replica to restore from`,
+      EXIT.invalid,
+    );
+  }
+  const ref = vector.spec.source.datasetRef;
+  if (!ref) throw new UserError(`Vector ${namespace}/${name} replicates another Vector: restore from that chain's first Vector, or clone with zfs clone on ${pairing.machine}`, EXIT.invalid);
+  const ds = await source.dataset(namespace, ref.name);
+  if (!ds) throw new UserError(notDeclared(source, `Dataset ${namespace}/${ref.name}`), EXIT.invalid);
+  const leaf = ds.spec.name.split('/').at(-1) ?? ds.spec.name;
+  return { machine: await machineNamed(source, pairing.machine, showProblems), dataset: `${pairing.dataset}/${leaf}` };
+}
+
+async function machineNamed(source: ObjectSource, name: string, showProblems: () => void): Promise<Machine> {
+  const machine = await source.machine(name);
+  if (!machine) {
+    showProblems();
+    throw new UserError(notDeclared(source, `Machine ${name}`), EXIT.invalid);
+  }
+  return machine;
 }
 
 export function restoreCommand(): Command {
   return new Command('restore')
-    .description('clone a restore point of a Dataset into a new writable dataset, ready to mount or boot')
-    .argument('<dataset>', 'the Dataset object, NAMESPACE/NAME (NAME alone means namespace "default")')
+    .description("clone a restore point of a Dataset (or, with --replica, of a Vector's replica on its storage machine) into a new writable dataset, ready to mount or boot")
+    .argument('<object>', 'the Dataset object (the Vector with --replica), NAMESPACE/NAME (NAME alone means namespace "default")')
+    .option('--replica', "clone from the Vector's replica on its paired storage machine (status.pairing) instead of the Dataset")
+    .option('--mountpoint <path>', "with --replica: mount the clone here (below the storage Machine's spec.mountpointRoot); default: not mounted")
     .option('--at <time>', 'the newest restore point at or before TIME: RFC 3339 (2026-11-26T09:30:00Z) or relative (-2h, -1d)')
     .option('--snapshot <name>', 'this restore point: bdr-20261126T090000Z or POOL/DATASET@NAME')
     .requiredOption('--to <dataset>', 'the new dataset, in the same pool (parents are created); must not exist')
@@ -204,13 +266,20 @@ Restore points are the dataset's snapshots: bdr's own (named bdr-<UTC time>, who
 name) and any others (whose time is their ZFS creation). --at picks the newest at or before TIME
 and says which one it chose.
 
+With --replica NAMESPACE/VECTOR the restore runs on the Vector's paired storage machine (its
+status.pairing, so --kubeconfig), through your own connection, from the replica dataset there: the
+off-site copy as a running dataset. The clone gets readonly=off and canmount=on (the replica's
+readonly=on / canmount=noauto / mountpoint=none are not carried over), and mountpoint=none unless
+--mountpoint PATH is given, which the Machine's spec.mountpointRoot rule must allow.
+
 Exit codes: 0 cloned · 1 refused (invalid name, target exists or is in another pool, no such restore
 point) · 2 usage error · 3 the machine or the cluster could not be reached
 
 Examples:
   bdr restore prod/web01 --at 2026-11-26T09:30:00Z --to tank/restore/web01 --repo ./gitops
   bdr restore prod/web01 --at -1d --to tank/restore/web01-yesterday
-  bdr restore prod/web01 --snapshot bdr-20261126T090000Z --to tank/restore/web01 -o json`,
+  bdr restore prod/web01 --snapshot bdr-20261126T090000Z --to tank/restore/web01 -o json
+  bdr restore prod/web01-offsite --replica --at -1d --to backup/restore/web01 --mountpoint /srv/restore/web01`,
     )
     .action(async (ref: string, opts: RestoreOptions) => {
       if ((opts.at === undefined) === (opts.snapshot === undefined)) {
@@ -228,22 +297,25 @@ Examples:
         const showProblems = () => {
           for (const p of source.problems) process.stderr.write(`${p}\n`);
         };
-        const ds: Dataset | undefined = await source.dataset(namespace, name);
-        if (!ds) {
-          showProblems();
-          throw new UserError(notDeclared(source, `Dataset ${namespace}/${name}`), EXIT.invalid);
-        }
-        // Pool and names first: refusals need no machine.
-        checkRestoreNames(ds.spec.name, choice, opts.to);
-        const machine = await source.machine(ds.spec.machineRef.name);
-        if (!machine) {
-          showProblems();
-          throw new UserError(notDeclared(source, `Machine ${ds.spec.machineRef.name}`), EXIT.invalid);
+        const found = opts.replica ? await replicaOf(source, namespace, name, showProblems) : await datasetOf(source, namespace, name, showProblems);
+        const { machine, dataset: zfsDataset } = found;
+        checkRestoreNames(zfsDataset, choice, opts.to);
+        let properties: Record<string, string> | undefined;
+        if (opts.replica) {
+          // The replica's readonly=on, canmount=noauto and mountpoint=none are its own local values, which a clone
+          // does not take; set what a running copy needs, and a mountpoint only where the Machine allows one.
+          if (opts.mountpoint !== undefined) {
+            const problem = mountpointProblem(opts.mountpoint, machine.spec.mountpointRoot, machine.metadata.name);
+            if (problem) throw new UserError(`--mountpoint: ${problem}`, EXIT.invalid);
+          }
+          properties = { readonly: 'off', canmount: 'on', mountpoint: opts.mountpoint ?? 'none' };
+        } else if (opts.mountpoint !== undefined) {
+          throw new UserError('--mountpoint goes with --replica (a Dataset\'s clone inherits its parent\'s mountpoint)', EXIT.usage);
         }
         const handle = await source.connect(machine);
         let result: RestoreResult;
         try {
-          result = await restore(handle.zfs, { dataset: ds.spec.name, choice, target: opts.to, where: `Machine ${machine.metadata.name}` });
+          result = await restore(handle.zfs, { dataset: zfsDataset, choice, target: opts.to, where: `Machine ${machine.metadata.name}`, ...(properties ? { properties, replica: true } : {}) });
         } catch (err) {
           if (err instanceof UserError) throw err;
           if (err instanceof ZfsError && TRANSPORT.has(err.kind)) throw connectionError(machine.metadata.name, err);
@@ -253,7 +325,8 @@ Examples:
           process.stdout.write(
             `${JSON.stringify(
               {
-                dataset: `${namespace}/${name}`,
+                [opts.replica ? 'vector' : 'dataset']: `${namespace}/${name}`,
+                ...(opts.replica ? { replica: zfsDataset } : {}),
                 machine: machine.metadata.name,
                 snapshot: result.snapshot,
                 createdAt: isoSeconds(result.createdAt),
@@ -274,7 +347,7 @@ Examples:
           result.mountpoint === 'none' || result.mountpoint === 'legacy' || result.mountpoint === '-'
             ? `not mounted (mountpoint=${result.mountpoint}): zfs set mountpoint=/PATH ${result.target}`
             : `mountpoint ${result.mountpoint}`;
-        process.stdout.write(`cloned into ${result.target} on Machine ${machine.metadata.name}: writable, ${mount}\n`);
+        process.stdout.write(`cloned ${opts.replica ? `replica ${zfsDataset} ` : ''}into ${result.target} on Machine ${machine.metadata.name}: writable, ${mount}\n`);
       } finally {
         await source.close();
       }

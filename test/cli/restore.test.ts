@@ -8,6 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { stringify } from 'yaml';
+import { vectorKind } from '../../api/kinds/index.ts';
+import type { Vector } from '../../api/types.ts';
+import { KubeClient, resourceOf } from '../../controllers/runtime/kube.ts';
+import { writeStatus } from '../../controllers/runtime/status.ts';
 import { snapshotShortName } from '../../planning/dataset-plan.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { startTestCluster, type TestCluster } from '../controllers/cluster-fixture.ts';
@@ -121,6 +125,63 @@ describe('bdr restore', () => {
     expect(await get('origin', target)).toBe(`${data}@${point(3)}`);
     expect(await fileIn(target)).toBe('v3\n');
   });
+
+  it("--replica clones a Vector's replica on its paired storage machine, writable, mounted only where asked and allowed", async () => {
+    const rep = `${pool.name}/rep`;
+    const replica = `${rep}/data`;
+    // The replica as two syncs leave it (1h full, then -i 1h 2h), with the properties the controller enforces.
+    await runOk(['zfs', 'create', '-o', 'mountpoint=none', rep]);
+    await runOk(['sh', '-c', `zfs send ${data}@${point(1)} | zfs receive -u ${replica}`]);
+    await runOk(['sh', '-c', `zfs send -i ${data}@${point(1)} ${data}@${point(2)} | zfs receive -u ${replica}`]);
+    for (const p of ['readonly=on', 'canmount=noauto', 'mountpoint=none']) await runOk(['zfs', 'set', p, replica]);
+    const root = await mkdtemp(join(tmpdir(), 'bdr-restore-mnt-'));
+    const { namespace: _ns, ...meta } = ssh.machine.metadata;
+    // The same storage machine declared a second time, with a mountpointRoot: where a clone may be mounted.
+    tc.apply({ ...ssh.machine, metadata: { ...meta, name: 'store-root' }, spec: { ...ssh.machine.spec, pools: [pool.name], mountpointRoot: root } });
+    const client = new KubeClient(tc.kubeConfig);
+    const vector = (name: string, machine: string) => {
+      const applied = tc.apply({
+        apiVersion: 'bdr.dev/v1alpha1',
+        kind: 'Vector',
+        metadata: { name, namespace: 'default' },
+        spec: { source: { datasetRef: { name: 'data' } }, target: { machineRef: { name: machine }, dataset: rep } },
+      }) as unknown as Vector;
+      return writeStatus(client, resourceOf(vectorKind), applied, { pairing: { machine, dataset: rep } });
+    };
+    await vector('offsite', ssh.name);
+    await vector('offsite-root', 'store-root');
+    try {
+      const target = `${pool.name}/restore/replica`;
+      const r = await bdr(['restore', 'default/offsite', '--replica', '--at', iso(T0 + 2.5 * HOUR), '--to', target, '--kubeconfig', tc.cluster.kubeconfigPath]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`restore point ${replica}@${point(2)} (${iso(T0 + 2 * HOUR)}`);
+      expect(r.stdout).toContain(`cloned replica ${replica} into ${target} on Machine ${ssh.name}: writable, not mounted (mountpoint=none)`);
+      expect(await get('origin', target)).toBe(`${replica}@${point(2)}`);
+      expect([await get('readonly', target), await get('canmount', target), await get('mountpoint', target)]).toEqual(['off', 'on', 'none']);
+
+      // A mountpoint needs the storage Machine's mountpointRoot; below it, the clone is mounted there with 2h's data.
+      const refused = await bdr(['restore', 'default/offsite', '--replica', '--snapshot', point(1), '--to', `${pool.name}/restore/r2`, '--mountpoint', '/srv/x', '--kubeconfig', tc.cluster.kubeconfigPath]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`--mountpoint: mountpoint "/srv/x" is refused: Machine ${ssh.name} declares no spec.mountpointRoot`);
+      const mounted = `${pool.name}/restore/r3`;
+      const ok = await bdr(['restore', 'default/offsite-root', '--replica', '--snapshot', point(1), '--to', mounted, '--mountpoint', `${root}/web`, '--kubeconfig', tc.cluster.kubeconfigPath, '-o', 'json']);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ vector: 'default/offsite-root', replica, machine: 'store-root', snapshot: `${replica}@${point(1)}`, target: mounted, mountpoint: `${root}/web` });
+      expect(await get('readonly', mounted)).toBe('off');
+      expect(await fileIn(mounted)).toBe('v1\n');
+      await writeFile(join(root, 'web', 'written'), 'yes\n');
+
+      // A repository holds no status: nothing is paired there.
+      const fromRepo = await bdr(['restore', 'default/data', '--replica', '--at', '-1h', '--to', `${pool.name}/restore/n`, '--repo', repo]);
+      expect(fromRepo.code).toBe(1);
+      expect(fromRepo.stderr).toContain('Vector default/data is not declared in the repository');
+    } finally {
+      await runOk(['zfs', 'destroy', '-r', `${pool.name}/restore/replica`]).catch(() => undefined);
+      await runOk(['zfs', 'destroy', '-r', `${pool.name}/restore/r3`]).catch(() => undefined);
+      await runOk(['zfs', 'destroy', '-r', rep]);
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('refuses, with a one-line reason and a non-zero exit, what it must not do', async () => {
     const existing = `${pool.name}/restore/exists`;

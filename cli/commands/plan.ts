@@ -330,7 +330,8 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
   return { at: isoSeconds(at), source: source.description, datasets: reports, vectors: vectorReports, problems: [...source.problems] };
 }
 
-const vectorFailures = new WeakSet<VectorPlanReport>();
+/** As `failures`: `runtime` when a machine could not be reached or answered with an error (exit 3). */
+const vectorFailures = new WeakMap<VectorPlanReport, 'invalid' | 'runtime'>();
 
 /**
  * Each Vector's next sync as the Vector controller plans it: the same inventories (the source dataset on its
@@ -343,9 +344,9 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
     sorted.map(async (v) => {
       const ns = v.metadata.namespace ?? DEFAULT_NAMESPACE;
       const report: VectorPlanReport = { namespace: ns, name: v.metadata.name, steps: [], prunes: [], unmetCaps: [] };
-      const failWith = (message: string): VectorPlanReport => {
+      const failWith = (message: string, kind: 'invalid' | 'runtime' = 'invalid'): VectorPlanReport => {
         report.error = message;
-        vectorFailures.add(report);
+        vectorFailures.set(report, kind);
         return report;
       };
       if (v.spec.suspend) report.suspended = true;
@@ -392,7 +393,8 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
           }),
         );
       } catch (err) {
-        return failWith(err instanceof Error ? err.message : String(err));
+        const unreachable = err instanceof UserError ? err.exitCode === EXIT.runtime : !(err instanceof ZfsError && err.kind === 'notFound');
+        return failWith(err instanceof Error ? err.message : String(err), unreachable ? 'runtime' : 'invalid');
       }
       report.kind = plan.kind;
       if (plan.kind === 'wait' || plan.kind === 'refuse') {
@@ -506,7 +508,10 @@ export function renderPlan(report: PlanReport, at: number, verbose: boolean): st
 function exitCodeOf(report: PlanReport): number {
   let code: number = EXIT.ok;
   if (report.problems.length > 0) code = EXIT.invalid;
-  if (report.vectors.some((v) => vectorFailures.has(v) || v.kind === 'refuse')) code = EXIT.invalid;
+  for (const v of report.vectors) {
+    if (vectorFailures.get(v) === 'runtime') return EXIT.runtime;
+    if (vectorFailures.has(v) || v.kind === 'refuse') code = EXIT.invalid;
+  }
   for (const d of report.datasets) {
     const kind = failures.get(d);
     if (kind === 'runtime') return EXIT.runtime;
@@ -551,8 +556,8 @@ Vectors are shown as pending. A Vector whose source is another Vector is not pla
 With --repo, the manifests are checked like bdr validate; invalid documents are reported as
 FILE:LINE and skipped. An SSH Machine's private key comes from a Secret document in the repository.
 
-Exit codes: 0 planned · 1 invalid manifests, or a Dataset that cannot be planned or that its
-Machine refuses · 3 a machine or the
+Exit codes: 0 planned · 1 invalid manifests, a Dataset that cannot be planned or that its
+Machine refuses, or a Vector that cannot be planned or whose sync would stall · 3 a machine or the
 cluster could not be reached
 
 Examples:

@@ -293,6 +293,17 @@ describe('bdr plan', () => {
       ]);
       expect(text.stdout).toContain('1 vector(s): 5 send step(s), 0 replica snapshot(s) to prune\n');
       expect(await state()).toBe(before);
+
+      // A replica with data but no snapshot in common is never overwritten: the plan shows the controller's refusal.
+      await runOk(['zfs', 'destroy', '-r', `${rep}/vms`]);
+      await runOk(['zfs', 'create', `${rep}/vms`]);
+      await runOk(['zfs', 'snapshot', `${rep}/vms@other`]);
+      const stalled = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'default', '-o', 'json']);
+      const sv = (JSON.parse(stalled.stdout) as PlanReport).vectors[0];
+      expect([sv?.kind, sv?.blocked?.reason, sv?.steps]).toEqual(['refuse', 'NoCommonSnapshot', []]);
+      const stalledText = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'default']);
+      expect(stalledText.stdout).toContain('\n  stalled   NoCommonSnapshot: ');
+      expect(stalledText.code).toBe(1);
     } finally {
       await client.custom.deleteNamespacedCustomObject({ group: VECTOR.group, version: VECTOR.version, plural: VECTOR.plural, namespace: 'default', name: 'offsite' });
       await runOk(['zfs', 'destroy', '-r', rep]);

@@ -430,6 +430,30 @@ describe('bdr plan', () => {
     }
   });
 
+  it('--repo: a Vector has no status there, so it is shown as pending and nothing is planned for it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bdr-plan-vec-'));
+    try {
+      const docs = [
+        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
+        policy,
+        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'store' }, spec: { role: 'Storage', connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
+        dataset('db', db, 'local', '1d'),
+        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'offsite', namespace: 'default' }, spec: { source: { datasetRef: { name: 'db' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/rep` } } },
+      ];
+      await writeFile(join(dir, 'bdr.yaml'), docs.map((d) => stringify(d)).join('---\n'));
+      const r = await bdr(['plan', '--repo', dir, '--at', iso(T0 + 10.5 * HOUR)]);
+      expect(r.code, r.stderr).toBe(0);
+      const block = r.stdout.split('\n\n').find((b) => b.startsWith('Vector ')) ?? '';
+      expect(block.split('\n')).toEqual([
+        `Vector default/offsite  ${db} on Machine local → ?`,
+        '  pending   not paired yet (no status.pairing; a repository holds no status, use --kubeconfig): the operator pairs it with a storage machine first',
+      ]);
+      expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('1 vector(s): 0 send step(s), 0 replica snapshot(s) to prune');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a bad --at, both sources at once, and no source at all', async () => {
     const bad = await bdr(['plan', '--repo', repo, '--at', 'tomorrow']);
     expect(bad.code).toBe(2);

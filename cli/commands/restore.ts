@@ -342,7 +342,7 @@ Examples:
           return;
         }
         const how = 'at' in choice ? `, the newest of ${result.listed} restore point(s) at or before ${isoSeconds(choice.at)}` : '';
-        process.stdout.write(`restore point ${result.snapshot} (${isoSeconds(result.createdAt)}, ${result.ownedByBdr ? 'taken by bdr' : 'not taken by bdr'}${how})\n`);
+        process.stdout.write(`restore point ${result.snapshot} (${isoSeconds(result.createdAt)}, ${opts.replica ? 'on the replica' : result.ownedByBdr ? 'taken by bdr' : 'not taken by bdr'}${how})\n`);
         const mount =
           result.mountpoint === 'none' || result.mountpoint === 'legacy' || result.mountpoint === '-'
             ? `not mounted (mountpoint=${result.mountpoint}): zfs set mountpoint=/PATH ${result.target}`

@@ -109,5 +109,10 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
     expect(vector.status?.conditions?.find((c) => c.type === 'KeyAuthorized')).toMatchObject({ status: 'True', reason: 'LocalPipe' });
     expect(vector.status?.pairing).toEqual({ machine: 'localhost', dataset: `${replicaPool}/replicas` });
     expect(await k.find('secret', 'vector.default.demo-replica', '-n', 'bdr-system')).toBeUndefined();
+
+    // Deleting it finishes without any key to revoke (deletionPolicy Retain: the replica stays).
+    await k.run('delete', 'vector', 'demo-replica', '-n', 'default', '--timeout=120s');
+    expect(await k.find('vector', 'demo-replica', '-n', 'default')).toBeUndefined();
+    expect((await snapshots(replica)).length).toBeGreaterThanOrEqual(1);
   });
 });

@@ -145,6 +145,12 @@ async function up(opts: UpOptions): Promise<number> {
       import('../../gitops/loop.ts'),
       import('../../gitops/source.ts'),
     ]);
+  if (opts.sandboxReplicaPool !== undefined && !opts.sandboxPool) {
+    throw new UserError('--sandbox-replica-pool needs --sandbox-pool', EXIT.usage);
+  }
+  if (opts.sandboxReplicaPool !== undefined && opts.sandboxReplicaPool === opts.sandboxPool) {
+    throw new UserError('--sandbox-replica-pool must name a pool other than --sandbox-pool', EXIT.usage);
+  }
   const log = createLogger({}, { component: 'bdr-up' });
   const stateDir = resolve(opts.state);
   if (!isRemoteUrl(opts.repo) && !existsSync(opts.repo)) {
@@ -160,12 +166,6 @@ async function up(opts: UpOptions): Promise<number> {
   // left readable are tightened; only bdr's own entries, in case --state names a directory with other files.
   makePrivateDir(stateDir);
   for (const entry of PRIVATE_ENTRIES) restrictTree(join(stateDir, entry));
-  if (opts.sandboxReplicaPool !== undefined && !opts.sandboxPool) {
-    throw new UserError('--sandbox-replica-pool needs --sandbox-pool', EXIT.usage);
-  }
-  if (opts.sandboxReplicaPool !== undefined && opts.sandboxReplicaPool === opts.sandboxPool) {
-    throw new UserError('--sandbox-replica-pool must name a pool other than --sandbox-pool', EXIT.usage);
-  }
   if (opts.sandboxPool) {
     const pools = [opts.sandboxPool, ...(opts.sandboxReplicaPool !== undefined ? [opts.sandboxReplicaPool] : [])];
     await prepareSandbox(pools, stateDir, opts.install, log);

@@ -9,11 +9,12 @@
  * newest plus the base of its last run (one more across an hour boundary), fewer than the source. The vector
  * needed no key: KeyAuthorized=True with reason LocalPipe, and no key Secret.
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT } from '../helpers/run-bdr.ts';
+import { REPO_ROOT, runBdr } from '../helpers/run-bdr.ts';
 import { ensureZfsFuse, run, uniqueTestName } from '../testbed/index.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { BdrUp, Kubectl, tempDir, writeRepoFile } from './harness.ts';
@@ -114,5 +115,14 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
     await k.run('delete', 'vector', 'demo-replica', '-n', 'default', '--timeout=120s');
     expect(await k.find('vector', 'demo-replica', '-n', 'default')).toBeUndefined();
     expect((await snapshots(replica)).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('refuses --sandbox-replica-pool without --sandbox-pool, or naming the same pool: exit 2, one line, nothing created', async () => {
+    const state = join(tmp.path, 'refused');
+    const alone = await runBdr(['up', '--repo', join(tmp.path, 'repo'), '--state', state, '--sandbox-replica-pool', replicaPool]);
+    expect([alone.exitCode, alone.stderr.trim()]).toEqual([2, 'bdr: --sandbox-replica-pool needs --sandbox-pool']);
+    const same = await runBdr(['up', '--repo', join(tmp.path, 'repo'), '--state', state, '--sandbox-pool', pool, '--sandbox-replica-pool', pool]);
+    expect([same.exitCode, same.stderr.trim()]).toEqual([2, 'bdr: --sandbox-replica-pool must name a pool other than --sandbox-pool']);
+    expect(existsSync(state)).toBe(false);
   });
 });

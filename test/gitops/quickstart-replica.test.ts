@@ -110,6 +110,10 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
     expect(vector.status?.conditions?.find((c) => c.type === 'KeyAuthorized')).toMatchObject({ status: 'True', reason: 'LocalPipe' });
     expect(vector.status?.pairing).toEqual({ machine: 'localhost', dataset: `${replicaPool}/replicas` });
     expect(await k.find('secret', 'vector.default.demo-replica', '-n', 'bdr-system')).toBeUndefined();
+    // Nor an authorized_keys line or key files on this machine (the Machine's default paths).
+    const authorized = await readFile('/root/.ssh/authorized_keys', 'utf8').catch(() => '');
+    expect(authorized).not.toContain('bdr:vector=default/demo-replica');
+    expect(existsSync('/var/lib/bdr/vectors/default/demo-replica')).toBe(false);
 
     // Deleting it finishes without any key to revoke (deletionPolicy Retain: the replica stays).
     await k.run('delete', 'vector', 'demo-replica', '-n', 'default', '--timeout=120s');

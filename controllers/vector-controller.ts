@@ -45,6 +45,8 @@ const VECTOR = resourceOf(vectorKind);
 const STORAGE_TARGET = resourceOf(storageTargetKind);
 const DEPENDENCY_RETRY_MS = 30_000;
 export const DEFAULT_ROTATION = '720h';
+/** KeyAuthorized's reason when source and replica share a machine: no key exists (see localPipe). */
+export const LOCAL_PIPE = 'LocalPipe';
 /** A settled vector is looked at again at least this often (rotation deadlines further out are re-checked then). */
 const MAX_REQUEUE_MS = 6 * 3_600_000;
 
@@ -133,6 +135,8 @@ export class VectorReconciler implements Reconciler {
     if (known) return known;
     const p = vector.status?.pairing;
     if (!p?.machine || !p.dataset || !isTrue(vector.status?.conditions, 'KeyAuthorized')) return undefined;
+    // A local pipe has no key anywhere: the sweep wants no entry and no key files for it.
+    if (findCondition(vector.status?.conditions, 'KeyAuthorized')?.reason === LOCAL_PIPE) return undefined;
     const primary = this.primaryOf(vector)?.name;
     return { machine: p.machine, dataset: p.dataset, ...(primary !== undefined ? { primary } : {}) };
   }
@@ -178,6 +182,7 @@ export class VectorReconciler implements Reconciler {
       const conditions = setCondition(vector.status?.conditions, { type: 'Suspended', status: 'True', reason: paused.reason, message: paused.message }, vector.metadata.generation ?? 0, new Date(this.deps.clock.now()));
       return this.finish(vector, { state: 'ready', reason: paused.reason, message: paused.message }, { conditions });
     }
+    if (primary.metadata.name === storage.metadata.name) return this.localPipe(vector, resolution.value, ctx);
     const rotation = parseDuration(vector.spec.keyRotation?.interval ?? DEFAULT_ROTATION);
     const intervalMs = rotation.ok ? rotation.value : 30 * 86_400_000;
 
@@ -227,6 +232,54 @@ export class VectorReconciler implements Reconciler {
       if (outcome.state === 'stalled') return;
       throw failure;
     }
+  }
+
+  /**
+   * Source and replica on one machine: bdr runs both ends itself (`zfs send | zfs receive` there, vector-sync.ts),
+   * so no key is made, authorized or installed; an SSH-less (local) machine needs none. KeyAuthorized=True with
+   * reason LocalPipe says so. Entries and key files of an earlier keyed pairing are the sweep's to remove.
+   */
+  private async localPipe(vector: Vector, resolved: Resolved, ctx: ReconcileContext): Promise<ReconcileResult | void> {
+    const { storage, replica, quotaBytes } = resolved;
+    const key = objectKey(vector);
+    const status = vector.status ?? {};
+    const generation = vector.metadata.generation ?? 0;
+    const machine = storage.metadata.name;
+    const settled =
+      status.pairing?.machine === machine &&
+      status.pairing.dataset === replica &&
+      status.pairing.keyFingerprint === undefined &&
+      status.pairing.quotaBytes === quotaBytes &&
+      findCondition(status.conditions, 'KeyAuthorized')?.reason === LOCAL_PIPE &&
+      (isTrue(status.conditions, 'Ready') || SYNC_READY_REASONS.has(findCondition(status.conditions, 'Ready')?.reason ?? '')) &&
+      status.observedGeneration === generation &&
+      !findCondition(status.conditions, 'Suspended');
+    if (settled) return this.deps.sync ? this.deps.sync.reconcile(vector, resolved, ctx, MAX_REQUEUE_MS) : { requeueAfterMs: MAX_REQUEUE_MS };
+    this.applied.delete(key);
+    try {
+      const { zfs } = await this.step(storage, 'connecting', () => this.deps.connections.get(storage));
+      await this.step(storage, `creating ${replica}`, () => ensureContainer(zfs, replica));
+      await this.step(storage, `setting the quota of ${replica}`, () => ensureReplicaQuota(zfs, replica, quotaBytes));
+    } catch (err) {
+      if (ctx.signal.aborted || !(err instanceof MachineStepError)) throw err;
+      await this.deps.events.record(vector, 'Warning', err.reason, err.message);
+      await this.finish(vector, { state: 'failed', reason: err.reason, message: err.message }, {});
+      throw err;
+    }
+    const at = new Date(this.deps.clock.now());
+    if (status.pairing?.machine !== machine) {
+      await this.deps.events.record(vector, 'Normal', 'Paired', `paired with ${machine}, replica ${replica}: source and replica on one machine, a local pipe, no key`);
+    }
+    let conditions = setCondition(status.conditions, { type: 'Paired', status: 'True', reason: 'Paired', message: `replica ${replica} on ${machine}` }, generation, at);
+    conditions = setCondition(
+      conditions,
+      { type: 'KeyAuthorized', status: 'True', reason: LOCAL_PIPE, message: `source and replica are both on ${machine}: bdr pipes zfs send into zfs receive there, no key is needed` },
+      generation,
+      at,
+    );
+    const next: VectorStatus = { conditions, pairing: { machine, dataset: replica, ...(quotaBytes !== undefined ? { quotaBytes } : {}) } };
+    // finish merges into the old status: pairing is replaced whole, so an old keyFingerprint goes.
+    return this.finish(vector, { state: 'ready', reason: 'Succeeded', message: `local pipe on ${machine} into ${replica}` }, next, 1_000);
   }
 
   /** The machine the vector's primary side runs on: the source Dataset's, or a source vector's storage machine. */

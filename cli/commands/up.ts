@@ -103,6 +103,8 @@ interface UpOptions {
   metrics: boolean;
   interval: number;
   sandboxPool?: string;
+  /** A second sandbox pool, for the quickstart's replica. */
+  sandboxReplicaPool?: string;
   /** False with --no-install. */
   install: boolean;
 }
@@ -112,20 +114,22 @@ interface UpOptions {
  * Debian or Ubuntu as root bdr installs and starts zfs-fuse (unless --no-install), saying so; anywhere else it
  * stops with one line naming what to install, rather than start a Dataset that can never become Ready.
  */
-async function prepareSandbox(pool: string, stateDir: string, install: boolean, log: Logger): Promise<void> {
+async function prepareSandbox(pools: readonly string[], stateDir: string, install: boolean, log: Logger): Promise<void> {
   const [{ ensureSandboxPool, ensureZfs }, { ZfsSetupError }] = await Promise.all([import('../../zfs/sandbox.ts'), import('../../zfs/zfs-fuse-daemon.ts')]);
-  const file = join(stateDir, 'sandbox', `${pool}.img`);
   try {
-    await ensureZfs({ install, say: (line) => log.info(line, { pool }) });
+    await ensureZfs({ install, say: (line) => log.info(line, { pool: pools[0] }) });
   } catch (err) {
     if (err instanceof ZfsSetupError) throw new UserError(err.message, EXIT.runtime);
     throw err;
   }
-  try {
-    const sandbox = await ensureSandboxPool(pool, file);
-    process.stdout.write(`sandbox:     pool ${pool} ${sandbox.created ? 'created' : 'found'} (backed by ${file})\n`);
-  } catch (err) {
-    throw new UserError(`cannot create the sandbox pool ${pool}: ${(err as Error).message}`, EXIT.runtime);
+  for (const pool of pools) {
+    const file = join(stateDir, 'sandbox', `${pool}.img`);
+    try {
+      const sandbox = await ensureSandboxPool(pool, file);
+      process.stdout.write(`sandbox:     pool ${pool} ${sandbox.created ? 'created' : 'found'} (backed by ${file})\n`);
+    } catch (err) {
+      throw new UserError(`cannot create the sandbox pool ${pool}: ${(err as Error).message}`, EXIT.runtime);
+    }
   }
 }
 
@@ -141,6 +145,12 @@ async function up(opts: UpOptions): Promise<number> {
       import('../../gitops/loop.ts'),
       import('../../gitops/source.ts'),
     ]);
+  if (opts.sandboxReplicaPool !== undefined && !opts.sandboxPool) {
+    throw new UserError('--sandbox-replica-pool needs --sandbox-pool', EXIT.usage);
+  }
+  if (opts.sandboxReplicaPool !== undefined && opts.sandboxReplicaPool === opts.sandboxPool) {
+    throw new UserError('--sandbox-replica-pool must name a pool other than --sandbox-pool', EXIT.usage);
+  }
   const log = createLogger({}, { component: 'bdr-up' });
   const stateDir = resolve(opts.state);
   if (!isRemoteUrl(opts.repo) && !existsSync(opts.repo)) {
@@ -157,7 +167,8 @@ async function up(opts: UpOptions): Promise<number> {
   makePrivateDir(stateDir);
   for (const entry of PRIVATE_ENTRIES) restrictTree(join(stateDir, entry));
   if (opts.sandboxPool) {
-    await prepareSandbox(opts.sandboxPool, stateDir, opts.install, log);
+    const pools = [opts.sandboxPool, ...(opts.sandboxReplicaPool !== undefined ? [opts.sandboxReplicaPool] : [])];
+    await prepareSandbox(pools, stateDir, opts.install, log);
     restrictTree(join(stateDir, 'sandbox'));
   }
   const unlock = lockStateDir(stateDir);
@@ -262,6 +273,7 @@ export function upCommand(): Command {
     .option('--metrics-port <n>', 'port of /metrics, /healthz, /readyz on 127.0.0.1 (0 picks a free one)', parsePort, 9464)
     .option('--no-metrics', 'serve no metrics endpoint')
     .option('--sandbox-pool <name>', 'create a 1 GiB file-backed ZFS pool NAME in the state directory if it does not exist (for trying bdr)')
+    .option('--sandbox-replica-pool <name>', 'with --sandbox-pool: a second such pool NAME, for replicas (the quickstart replicates into it)')
     .option('--no-install', "with --sandbox-pool: never install or start zfs-fuse; stop if ZFS does not answer")
     .option('--interval <duration>', 'how often to fetch a remote and re-apply (repairs drift too)', parseInterval, 60_000)
     .addHelpText(
@@ -293,9 +305,12 @@ A local directory that is a git working tree is read as it is on disk, uncommitt
 runs as root on Debian or Ubuntu, it installs Debian's zfs-fuse with apt-get (noninteractive) and starts
 its daemon, logging each step; with --no-install, not as root, elsewhere, or without apt-get it exits 3
 with one line naming what to install. Without --sandbox-pool bdr up never installs anything.
+--sandbox-replica-pool makes a second pool the same way (STATE/sandbox/NAME.img), so a Vector can
+replicate from one pool to the other on this machine: bdr pipes zfs send into zfs receive itself, so
+such a vector needs no SSH key (its KeyAuthorized condition says LocalPipe).
 
 Examples:
-  bdr up --repo examples/quickstart
+  bdr up --repo examples/quickstart --sandbox-pool bdr-quickstart --sandbox-replica-pool bdr-quickstart-replica
   bdr up --repo https://git.example.com/ops/backups.git --branch main --state /var/lib/bdr
   bdr up --repo ./fleet --once          # CI: apply once, exit 1 on invalid manifests
   kubectl --kubeconfig .bdr-state/kubeconfig get machines`,

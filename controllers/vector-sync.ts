@@ -132,18 +132,20 @@ export class VectorSync {
   constructor(private readonly deps: VectorSyncDeps) {}
 
   /** The snapshots on `machine` that a vector needs as its next incremental base (never pruned by local retention). */
-  protectedSnapshots(machine: string): ReadonlySet<string> {
-    const out = new Set<string>();
-    for (const b of this.bases.values()) {
-      if (b.sourceMachine === machine) out.add(b.source);
-      if (b.targetMachine === machine) out.add(b.target);
+  protectedSnapshots(machine: string): ReadonlyMap<string, string> {
+    // Snapshot → the vectors holding it, so a blocked retention can say whose base it is.
+    const out = new Map<string, string>();
+    const add = (snapshot: string, vector: string) => out.set(snapshot, out.has(snapshot) ? `${out.get(snapshot) ?? ''}, ${vector}` : vector);
+    for (const [key, b] of this.bases) {
+      if (b.sourceMachine === machine) add(b.source, key);
+      if (b.targetMachine === machine) add(b.target, key);
     }
     // After a restart, status names the base until the first run: the hold protects it too, this says why.
     for (const v of this.deps.vectors.list()) {
       if (this.bases.has(objectKey(v))) continue;
       const synced = v.status?.lastSyncedSnapshot?.name;
       const src = synced ? this.sourceOf(v) : undefined;
-      if (synced && src && 'dataset' in src && this.primaryNameOf(v) === machine) out.add(`${src.dataset}@${synced}`);
+      if (synced && src && 'dataset' in src && this.primaryNameOf(v) === machine) add(`${src.dataset}@${synced}`, objectKey(v));
     }
     return out;
   }

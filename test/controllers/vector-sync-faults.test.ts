@@ -400,7 +400,8 @@ describe('Vector sync: faults', () => {
       const x = await vectorNamed('w');
       return condition(x, 'Ready')?.status === 'False' ? x : undefined;
     }, 'w to report its missing source');
-    expect(condition(orphan, 'Ready')?.message).toContain('default/v');
+    expect(condition(orphan, 'Ready')).toMatchObject({ status: 'False', reason: 'DependencyNotReady', message: 'Vector default/v does not exist' });
+    expect(orphan.status?.lastSyncedSnapshot?.name).toBe(newestOnB);
     expect(await snapshotsOn(onB)).toEqual(bBefore);
     expect(await snapshotsOn(onC())).toEqual(cBefore);
     expect(await heldOn(onC())).toEqual([newestOnB]);

@@ -31,7 +31,7 @@ const point = (h: number) => `bdr-${new Date(START + h * HOUR).toISOString().rep
 /**
  * The faults of vector-sync.test.ts's setup (A primary, B and C storage, each a real sshd; zfs-fuse pools; the
  * embedded API server; a fake clock): a local cap a vector's base prevents, the operator stopping mid-stream,
- * and the middle of a chain deleted.
+ * its connection to A cut mid-stream, a key rotation while a stream is held up, and the middle of a chain deleted.
  */
 describe('Vector sync: faults', () => {
   const bed = new TestBed();
@@ -341,6 +341,42 @@ describe('Vector sync: faults', () => {
     expect(await accepted(oldKey)).toBe(before.old);
     expect(await heldOn(target())).toEqual([point(6)]);
     expect(await heldOn(source())).toEqual([point(6)]);
+  }, 300_000);
+
+  it("the operator's connection to A cut mid-stream (as when its host dies): the stream dies with it; the restarted operator sends one -i from the held base, nothing stray", async () => {
+    const base = (await vectorNamed('v')).status?.lastSyncedSnapshot?.name ?? '';
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'big.bin'), randomBytes(32 * 1024 * 1024));
+    clock.advance(HOUR);
+    await snapshotSource();
+    const next = point(7);
+    await requestSync('v', 'cut');
+    const operatorStop = new AbortController();
+    const running = reconciler.reconcile('default/v', ctx('default/v', operatorStop.signal)).catch((e: unknown) => e);
+    const receivePid = await eventually(() => pidOf(`^zfs receive -u ${target()}$`), "B's zfs receive", 60_000, 20);
+    process.kill(receivePid, 'SIGSTOP');
+    // A's sshd sessions are the operator's (the vector key logs in on B): ending them cuts its connection there.
+    const sshdA = Number((await readFile(join(a.sshd.dir, 'sshd.pid'), 'utf8')).trim());
+    await run(['pkill', '-KILL', '-P', String(sshdA)]);
+    operatorStop.abort();
+    await running;
+    await connections.closeAll();
+    process.kill(receivePid, 'SIGCONT');
+    await eventually(() => gone(receivePid), "B's receive to end");
+    // Nothing half-received; the base still held on both sides (the source's new point may already be held too:
+    // the new hold comes before the old one's release).
+    const afterCut = await snapshotsOn(target());
+    expect(afterCut.at(-1)).toBe(base);
+    expect(await heldOn(target())).toEqual([base]);
+    expect(await heldOn(source())).toContain(base);
+
+    startOperator();
+    clock.advance(10_000);
+    const v = await syncUntil('v', (x) => x.status?.lastSyncedSnapshot?.name === next, 'the sync after the restart');
+    expect(v.status?.lastSyncBytes).toBe(await streamBytes(base, next));
+    expect(await snapshotsOn(target())).toEqual([...afterCut, next]);
+    expect(await heldOn(source())).toEqual([next]);
+    expect(await heldOn(target())).toEqual([next]);
+    expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
   }, 300_000);
 
   it('chain A → B → C: deleting the middle vector (Retain) keeps both replicas, revokes its key; the last hop says why it cannot sync', async () => {

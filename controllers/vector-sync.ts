@@ -458,13 +458,26 @@ export class VectorSync {
     const token = targetExists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
     const pool = tgtInv.pools.find((p) => p.name === poolOf(targetData));
     const transport = vector.spec.transport;
+    const holdTag = vectorHoldTag(ownerTags(key).current);
+    // Without `zfs holds` (zfs-fuse) a held snapshot's tags are unknown, so a base this vector held and a run cut
+    // short moved past (its stream finished on its own) would stay held for good: the bases this vector is known
+    // to hold are marked as its own, so the planner releases them. Another tag may hold them too (a chained
+    // vector's): an unknown one is kept beside it, so a released base is not pruned before ZFS says it is free.
+    const synced = vector.status?.lastSyncedSnapshot?.name;
+    const known = this.bases.get(key);
+    const ownBases = new Set([
+      ...(synced ? [`${source.dataset}@${synced}`, `${targetData}@${synced}`] : []),
+      ...(known ? [known.source, known.target] : []),
+    ]);
+    const mark = (list: ReplicaSnapshot[]) => list.map((s) => (s.held === undefined && ownBases.has(s.name) ? { ...s, held: [holdTag, '?'] } : s));
+    const sourceSnapshots = mark(snapshotsOf(srcInv, source.dataset));
     return planReplication({
       now: this.deps.clock.now(),
-      source: { dataset: source.dataset, snapshots: snapshotsOf(srcInv, source.dataset) },
+      source: { dataset: source.dataset, snapshots: sourceSnapshots },
       target: {
         dataset: targetData,
         exists: targetExists,
-        snapshots: snapshotsOf(tgtInv, targetData),
+        snapshots: mark(snapshotsOf(tgtInv, targetData)),
         ...(token !== undefined ? { partialReceive: { token } } : {}),
         ...(pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {}),
       },
@@ -480,7 +493,7 @@ export class VectorSync {
             },
           }
         : {}),
-      holdTag: vectorHoldTag(ownerTags(key).current),
+      holdTag,
     });
   }
 

@@ -45,8 +45,8 @@ export interface DatasetControllerDeps {
   clock: Clock;
   /** Re-queues another Dataset (those snapshotted in the same batch update their status). */
   enqueue?: (key: string) => void;
-  /** Full snapshot names that vectors need as incremental bases, per machine. */
-  protectedSnapshots?: (machine: string) => ReadonlySet<string>;
+  /** Full snapshot names that vectors need as incremental bases, per machine, each with the vector(s) holding it. */
+  protectedSnapshots?: (machine: string) => ReadonlyMap<string, string>;
   /** Labels of a Namespace, for Machines whose allowedNamespaces has a selector; none known without it. */
   namespaceLabels?: (namespace: string) => Readonly<Record<string, string>>;
   metrics?: DatasetCounters;
@@ -164,7 +164,8 @@ export class DatasetReconciler implements Reconciler {
       inventory = await this.inventory(machine, handle);
     }
 
-    const protectedNames = this.deps.protectedSnapshots?.(machine.metadata.name) ?? new Set<string>();
+    const protectedBy = this.deps.protectedSnapshots?.(machine.metadata.name) ?? new Map<string, string>();
+    const protectedNames = new Set(protectedBy.keys());
     const planFor = (inv: Inventory, at: number): DatasetPlan => planDataset(datasetPlanInput(ds, schedule.value, policy, inv, at, protectedNames));
     let plan = planFor(inventory, now);
     if (plan.take) {
@@ -173,7 +174,9 @@ export class DatasetReconciler implements Reconciler {
       plan = planFor(inventory, now);
     }
 
-    let blocked: string[] = [...plan.unmetCaps];
+    // A cap the floor prevents: name the vectors whose bases are part of that floor, so the user knows whom to ask.
+    const bases = [...protectedBy].filter(([name]) => name.startsWith(`${ds.spec.name}@`)).map(([name, vectors]) => `${short(name)} is the base of vector ${vectors}`);
+    let blocked: string[] = plan.unmetCaps.length > 0 ? [...plan.unmetCaps, ...bases] : [];
     if (plan.destroy.length > 0) {
       const results = await this.deps.tasks.submit({
         machine: machine.metadata.name,
@@ -289,7 +292,7 @@ export class DatasetReconciler implements Reconciler {
     const handle = await this.deps.connections.get(machine);
     this.deps.inventories.invalidate(machine.metadata.name);
     const inventory = await this.inventory(machine, handle);
-    const protectedNames = this.deps.protectedSnapshots?.(machine.metadata.name) ?? new Set<string>();
+    const protectedNames = this.deps.protectedSnapshots?.(machine.metadata.name) ?? new Map<string, string>();
     const points = datasetSnapshots(inventory, ds.spec.name).filter((s) => s.owned);
     const doomed = points.filter((s) => !s.held && !protectedNames.has(s.name)).map((s) => s.name);
     const results =

@@ -132,18 +132,20 @@ export class VectorSync {
   constructor(private readonly deps: VectorSyncDeps) {}
 
   /** The snapshots on `machine` that a vector needs as its next incremental base (never pruned by local retention). */
-  protectedSnapshots(machine: string): ReadonlySet<string> {
-    const out = new Set<string>();
-    for (const b of this.bases.values()) {
-      if (b.sourceMachine === machine) out.add(b.source);
-      if (b.targetMachine === machine) out.add(b.target);
+  protectedSnapshots(machine: string): ReadonlyMap<string, string> {
+    // Snapshot → the vectors holding it, so a blocked retention can say whose base it is.
+    const out = new Map<string, string>();
+    const add = (snapshot: string, vector: string) => out.set(snapshot, out.has(snapshot) ? `${out.get(snapshot) ?? ''}, ${vector}` : vector);
+    for (const [key, b] of this.bases) {
+      if (b.sourceMachine === machine) add(b.source, key);
+      if (b.targetMachine === machine) add(b.target, key);
     }
     // After a restart, status names the base until the first run: the hold protects it too, this says why.
     for (const v of this.deps.vectors.list()) {
       if (this.bases.has(objectKey(v))) continue;
       const synced = v.status?.lastSyncedSnapshot?.name;
       const src = synced ? this.sourceOf(v) : undefined;
-      if (synced && src && 'dataset' in src && this.primaryNameOf(v) === machine) out.add(`${src.dataset}@${synced}`);
+      if (synced && src && 'dataset' in src && this.primaryNameOf(v) === machine) add(`${src.dataset}@${synced}`, objectKey(v));
     }
     return out;
   }
@@ -454,19 +456,34 @@ export class VectorSync {
     // An interrupted `receive -s` (OpenZFS) would refuse every other stream. Without the token's guids (not read
     // yet) the planner cannot match it to a step, so it is discarded (`receive -A`) and the step starts again.
     const token = targetExists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
-    return planReplication(
-      replicationInput({
-        now: this.deps.clock.now(),
-        vector,
-        sourceDataset: source.dataset,
-        sourceInventory: srcInv,
-        targetDataset: targetData,
-        targetInventory: tgtInv,
-        policy,
-        capabilities: { source: srcCaps, target: tgtCaps },
-        ...(token !== undefined ? { resumeToken: token } : {}),
-      }),
-    );
+    const input = replicationInput({
+      now: this.deps.clock.now(),
+      vector,
+      sourceDataset: source.dataset,
+      sourceInventory: srcInv,
+      targetDataset: targetData,
+      targetInventory: tgtInv,
+      policy,
+      capabilities: { source: srcCaps, target: tgtCaps },
+      ...(token !== undefined ? { resumeToken: token } : {}),
+    });
+    // Without `zfs holds` (zfs-fuse) a held snapshot's tags are unknown, so a base this vector held and a run cut
+    // short moved past (its stream finished on its own) would stay held for good: the bases this vector is known
+    // to hold are marked as its own, so the planner releases them. Another tag may hold them too (a chained
+    // vector's): an unknown one is kept beside it, so a released base is not pruned before ZFS says it is free.
+    const synced = vector.status?.lastSyncedSnapshot?.name;
+    const known = this.bases.get(key);
+    const ownBases = new Set([
+      ...(synced ? [`${source.dataset}@${synced}`, `${targetData}@${synced}`] : []),
+      ...(known ? [known.source, known.target] : []),
+    ]);
+    const mark = (list: readonly ReplicaSnapshot[]) =>
+      list.map((s) => (s.held === undefined && ownBases.has(s.name) ? { ...s, held: [input.holdTag, '?'] } : s));
+    return planReplication({
+      ...input,
+      source: { ...input.source, snapshots: mark(input.source.snapshots) },
+      target: { ...input.target, snapshots: mark(input.target.snapshots) },
+    });
   }
 
   private async transfer(

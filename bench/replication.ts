@@ -1,0 +1,204 @@
+/**
+ * A Vector's sync against the raw pipe on the same path, in one process, on the real test bed (zfs-fuse pools,
+ * private sshd machines A and B, the embedded API server):
+ *
+ *   initial      bdr's first sync (full stream) vs `zfs send | ssh -i <vector key> B 'zfs receive -u …'` run on A
+ *   incremental  a 1 MiB change: bdr's sync (-i) vs the same raw -i pipe
+ *   no-op        a sync of a target that is already current (planning, inventories, holds, properties)
+ *   commands     sessions the storage and primary machines' sshd logged for one incremental sync (each command
+ *                bdr runs is one session channel: "Starting session" in sshd's VERBOSE log)
+ *
+ *   npx tsx bench/replication.ts [--mib 64] [--reps 3]
+ *
+ * Figures only, no assertions; both "machines" share this host's CPUs and zfs-fuse daemon: read the ratios.
+ * Not measured here (issue 10 asks for them): 100 vectors on one pair of machines, and syncoid beside bdr.
+ *
+ * One run, --mib 96 --reps 3, shared 2-core machine, zfs-fuse (medians): initial 1.55 s vs raw 1.32 s (1.18×;
+ * goal ≤ 1.10×), 1 MiB incremental 0.77 s vs 0.32 s (2.38×; goal ≤ 1.5×), no-op 0.21 s (goal ≤ 1 s), 14 sessions
+ * on A and B per incremental sync (goal ≤ 4 zfs commands: inventories, capabilities, holds, the guard's and
+ * enforceReplicaProperties' zfs get/list are each a session; not yet trimmed).
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
+import { MachineConnections } from '../controllers/machine-connections.ts';
+import { EventRecorder } from '../controllers/runtime/events.ts';
+import { Informer } from '../controllers/runtime/informer.ts';
+import { KubeClient, resourceOf, type KubeObject } from '../controllers/runtime/kube.ts';
+import { systemClock } from '../controllers/runtime/clock.ts';
+import { TaskRunner } from '../controllers/task-runner.ts';
+import { VectorReconciler } from '../controllers/vector-controller.ts';
+import { VectorKeyStore } from '../controllers/vector-keys.ts';
+import { VectorSync } from '../controllers/vector-sync.ts';
+import { silentLogger } from '../metrics/log.ts';
+import { eventually, startTestCluster } from '../test/controllers/cluster-fixture.ts';
+import { runOk, TestBed, type TestMachine } from '../test/testbed/index.ts';
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
+  return v;
+}
+const MIB = arg('mib', 64);
+const REPS = arg('reps', 3);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
+};
+
+async function main(): Promise<void> {
+  const bed = new TestBed();
+  const tc = await startTestCluster();
+  const informers: Array<{ stop(): Promise<void> }> = [];
+  try {
+    const poolMb = Math.ceil(MIB * 2.5) + 128;
+    const [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true, sizeMb: poolMb }), bed.pool({ sizeMb: poolMb * 2 })]);
+    const client = new KubeClient(tc.kubeConfig);
+    const machineObject = (m: TestMachine, role: string) => ({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Machine',
+      metadata: { name: m.name },
+      spec: {
+        role,
+        connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
+        paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
+        allowedNamespaces: { names: ['default'] },
+      },
+    });
+    tc.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bdr-system' } });
+    for (const m of [a, b]) tc.apply({ ...m.secret, metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' } });
+    tc.apply(machineObject(a, 'Source'));
+    tc.apply(machineObject(b, 'Storage'));
+    const source = `${sourcePool.name}/data`;
+    await runOk(['zfs', 'create', source]);
+    const dir = join(sourcePool.mountpoint ?? '', 'data');
+    const fill = async (name: string, mib: number) => {
+      const file = await open(join(dir, name), 'w');
+      for (let w = 0; w < mib; w += 8) await file.write(randomBytes(Math.min(8, mib - w) * 1024 * 1024));
+      await file.close();
+    };
+    await fill('random', MIB);
+    let n = 0;
+    const snap = async () => {
+      const name = `bdr-${new Date(Date.UTC(2026, 0, 1) + ++n * 60_000).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`;
+      await runOk(['zfs', 'snapshot', `${source}@${name}`]);
+      return name;
+    };
+    const first = await snap();
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'all', namespace: 'default' }, spec: { keepLast: 1000 } });
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name: 'src', namespace: 'default' },
+      spec: { machineRef: { name: 'a' }, name: source, schedule: { interval: '1h' }, retentionPolicyRef: { name: 'all' } },
+    });
+    const replica = `${replicaPool.name}/replicas/v`;
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'v', namespace: 'default', annotations: { 'bdr.dev/sync-requested': '0' } },
+      spec: { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: replica }, retentionPolicyRef: { name: 'all' }, schedule: { interval: '24h' } },
+    });
+    const vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
+    const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
+    const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
+    const policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
+    const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
+    informers.push(vectors, machines, datasets, policies, targets);
+    await Promise.all([vectors, machines, datasets, policies, targets].map((i) => i.start()));
+    await eventually(() => (vectors.get('default/v') && machines.list().length === 2 && datasets.get('default/src') && policies.list().length === 1 ? true : undefined), 'the cache');
+    const clock = systemClock;
+    const connections = new MachineConnections(client);
+    const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
+    const tasks = new TaskRunner(clock);
+    const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
+    const reconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync, keys: new VectorKeyStore(client, 'bdr-system', clock) });
+    const signal = new AbortController().signal;
+    const current = async () =>
+      eventually(async () => {
+        const server = await client.get<Vector>(resourceOf(vectorKind), 'v', 'default');
+        const cached = vectors.get('default/v');
+        return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
+      }, 'v in the cache');
+    let request = 0;
+    /** One sync now (a new bdr.dev/sync-requested value), timed from the reconcile that runs it. */
+    const syncNow = async (): Promise<{ ms: number; v: Vector }> => {
+      const v0 = await current();
+      const applied = tc.apply({ ...v0, metadata: { ...v0.metadata, annotations: { 'bdr.dev/sync-requested': String(++request) } }, status: undefined } as unknown as KubeObject);
+      await eventually(() => (vectors.get('default/v')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the request in the cache');
+      const t0 = performance.now();
+      await reconciler.reconcile('default/v', { key: 'default/v', log: silentLogger, signal });
+      const ms = performance.now() - t0;
+      const v = await current();
+      if (v.status?.lastHandledSyncRequest !== String(request) || (v.status.consecutiveFailures ?? 0) > 0) throw new Error(`sync failed: ${JSON.stringify(v.status?.conditions)}`);
+      return { ms, v };
+    };
+    // Pairing (key, guard, dataset) first: not part of any figure.
+    await eventually(async () => {
+      await reconciler.reconcile('default/v', { key: 'default/v', log: silentLogger, signal });
+      const v = await current();
+      return v.status?.pairing?.keyFingerprint && v.status.lastSyncedSnapshot ? v : undefined;
+    }, 'pairing and the first sync', 600_000, 200);
+    const keyDir = join(a.sshd.dir, 'vectors', 'default', 'v');
+    const raw = async (from: string | undefined, to: string, into: string) => {
+      const send = from ? `zfs send -i ${source}@${from} ${source}@${to}` : `zfs send ${source}@${to}`;
+      const ssh = `ssh -i ${keyDir}/id -p ${b.sshd.port} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${keyDir}/known_hosts root@127.0.0.1 'zfs receive -u ${into}'`;
+      const t0 = performance.now();
+      await runOk(['sh', '-c', `${send} | ${ssh}`]);
+      return performance.now() - t0;
+    };
+    const destroy = (ds: string) => runOk(['zfs', 'destroy', '-r', ds]);
+
+    // Initial: bdr (after destroying what the pairing run received) vs the raw pipe, alternating.
+    const initial = { bdr: [] as number[], raw: [] as number[] };
+    let bytes = 0;
+    for (let r = 0; r < REPS; r++) {
+      // The vector's holds go first (a held snapshot cannot be destroyed); the next sync then finds an empty target.
+      await sync.releaseHolds(await current(), { primary: machines.get('a'), storage: machines.get('b') });
+      await destroy(`${replica}/data`);
+      const { ms, v } = await syncNow();
+      initial.bdr.push(ms);
+      bytes = v.status?.lastSyncBytes ?? 0;
+      initial.raw.push(await raw(undefined, first, `${replica}/raw${r}@${first}`));
+      await destroy(`${replica}/raw${r}`);
+    }
+    // Incremental: 1 MiB new data, bdr's -i vs the raw -i (into a copy kept current by raw pipes).
+    await raw(undefined, first, `${replica}/rawinc@${first}`);
+    let base = first;
+    const inc = { bdr: [] as number[], raw: [] as number[] };
+    const sessions: number[] = [];
+    const logs = async () => (await readFile(a.sshd.logPath, 'utf8')).split('Starting session').length + (await readFile(b.sshd.logPath, 'utf8')).split('Starting session').length;
+    for (let r = 0; r < REPS; r++) {
+      await writeFile(join(dir, `inc${r}`), randomBytes(1024 * 1024));
+      const next = await snap();
+      const before = await logs();
+      inc.bdr.push((await syncNow()).ms);
+      sessions.push((await logs()) - before);
+      inc.raw.push(await raw(base, next, `${replica}/rawinc@${next}`));
+      base = next;
+    }
+    // No-op: the target is current.
+    const noop: number[] = [];
+    for (let r = 0; r < REPS; r++) noop.push((await syncNow()).ms);
+
+    const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+    const line = (what: string, x: number[], y: number[]) =>
+      `${what.padEnd(34)} bdr ${f(median(x)).padStart(8)}   raw ${f(median(y)).padStart(8)}   ratio ${(median(x) / median(y)).toFixed(2)}`;
+    process.stdout.write(`bench/replication: ${MIB} MiB of random data, ${REPS} rep(s), medians (first stream ${bytes} bytes)\n`);
+    process.stdout.write(`${line('initial (full) sync vs raw pipe', initial.bdr, initial.raw)}\n`);
+    process.stdout.write(`${line('1 MiB incremental sync vs raw -i', inc.bdr, inc.raw)}\n`);
+    process.stdout.write(`no-op sync (target current)        bdr ${f(median(noop)).padStart(8)}\n`);
+    process.stdout.write(`commands (sessions) per incremental sync on A and B: ${sessions.join(', ')}\n`);
+  } finally {
+    for (const i of informers) await i.stop();
+    await tc.stop();
+    await bed.cleanup();
+  }
+}
+
+await main();

@@ -60,13 +60,7 @@ export const vectorSpec = {
         compressed: { type: 'boolean', default: true, description: 'Send compressed blocks as stored (zfs send -c) where supported.' },
         raw: { type: 'boolean', default: false, description: 'Send encrypted datasets raw (zfs send -w): the target never sees the key.' },
         largeBlocks: { type: 'boolean', default: true, description: 'zfs send -L where supported.' },
-        resumable: { type: 'boolean', default: true, description: 'Receive with -s so an interrupted stream resumes where supported.' },
-        bandwidthLimit: {
-          type: 'string',
-          pattern: '^[0-9]+(K|M|G)?$',
-          maxLength: 32,
-          description: 'Bytes per second, with optional K, M or G suffix (1024-based). Unlimited when omitted.',
-        },
+        resumable: { type: 'boolean', default: true, description: 'Receive with -s where supported. Resuming from the token is not implemented yet: an interrupted step is sent again from its base.' },
       },
     },
     keyRotation: {

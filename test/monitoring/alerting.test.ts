@@ -100,8 +100,9 @@ describe('alerting end to end', { timeout: 300_000 }, () => {
     await eventually(async () => ((await prom.query('up{job="bdr"} == 0')).length > 0 ? true : undefined), 'a failed scrape', 30_000);
     await up.start();
     await eventually(async () => ((await prom.query('up{job="bdr"} == 1')).length > 0 && (await prom.query('bdr_dataset_created_timestamp_seconds{dataset="late"}')).length > 0 ? true : undefined), 'scrapes again', 60_000);
-    // A few evaluations with fresh data after the restart.
-    await new Promise((r) => setTimeout(r, 3_000));
+    // Ten more looks at the alert with fresh data after the restart.
+    const afterRestart = seen.length;
+    await eventually(() => (seen.length >= afterRestart + 10 ? true : undefined), 'ten looks at the alert after the restart', 60_000);
     watching = false;
     await watcher;
     expect(seen.length).toBeGreaterThan(10);

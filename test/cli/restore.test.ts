@@ -176,9 +176,11 @@ describe('bdr restore', () => {
       expect(fromRepo.code).toBe(1);
       expect(fromRepo.stderr).toContain('Vector default/data is not declared in the repository');
     } finally {
-      await runOk(['zfs', 'destroy', '-r', `${pool.name}/restore/replica`]).catch(() => undefined);
-      await runOk(['zfs', 'destroy', '-r', `${pool.name}/restore/r3`]).catch(() => undefined);
-      await runOk(['zfs', 'destroy', '-r', rep]);
+      // -f unmounts a clone zfs-fuse still finds busy; -R takes any clone left with the replica, so a failed
+      // cleanup never hides the test's own result.
+      await runOk(['zfs', 'destroy', '-f', '-r', `${pool.name}/restore/replica`]).catch(() => undefined);
+      await runOk(['zfs', 'destroy', '-f', '-r', `${pool.name}/restore/r3`]).catch(() => undefined);
+      await runOk(['zfs', 'destroy', '-f', '-R', rep]);
       await rm(root, { recursive: true, force: true });
     }
   }, 120_000);

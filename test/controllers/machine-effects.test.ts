@@ -3,6 +3,7 @@
  * with the Machine; `suspend` stops every Dataset on it and resuming starts them again. The operator runs with
  * an injected TaskRunner so that the test can watch the slots and what runs; the work itself is real (zfs-fuse).
  */
+import { readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { machineKind } from '../../api/kinds/index.ts';
@@ -165,6 +166,24 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
       await connections.closeAll();
     }
   });
+
+  it('logs in as spec.connection.user: a user the host does not have is refused by sshd, by that name', async () => {
+    const ssh = await bed.machine('someone');
+    tc.apply(ssh.secret);
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Machine',
+      metadata: { name: 'someone' },
+      spec: { connection: { ...ssh.machine.spec.connection, user: 'bdrnosuchuser' } },
+    });
+    const ready = await eventually(async () => {
+      const m = await client.get<Machine>(resourceOf(machineKind), 'someone');
+      return m?.status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'False' && c.reason === 'AuthenticationFailed');
+    }, 'the Machine to be refused as bdrnosuchuser', 30_000);
+    expect(ready.message).toContain('authorize the public key');
+    // sshd saw the user bdr was told to use (as root, the same key is accepted: every other test here).
+    expect(await readFile(ssh.sshd.logPath, 'utf8')).toMatch(/Invalid user bdrnosuchuser/);
+  }, 60_000);
 
   it('gives up connecting after spec.connection.connectTimeout', async () => {
     // Accepts TCP and never says a word: only the timeout ends the attempt (the default would take 10 s per try).

@@ -64,6 +64,7 @@ describe('Argo CD health check', () => {
       ['dataset-paused', 'Suspended', 'Suspended: spec.suspend is true'],
       ['dataset-orphan', 'Progressing', 'ProgressingWithRetry: RetentionPolicy default/nope does not exist'],
       ['dataset-wrongpool', 'Degraded', 'PoolNotManaged: pool otherpool'],
+      ['storagetarget-offsite', 'Healthy', 'Succeeded: 1 of 1 machine(s) usable'],
     ])('%s is %s', async (name, status, message) => {
       const hs = await health(fixture(name));
       expect(hs.status).toBe(status);
@@ -73,7 +74,6 @@ describe('Argo CD health check', () => {
 
   describe('on hand-written StorageTarget and Vector statuses', () => {
     it.each([
-      ['storagetarget-offsite', 'Healthy', 'Succeeded: 2 of 2 machine(s) ready'],
       ['storagetarget-unreachable', 'Progressing', 'ProgressingWithRetry: Machine cold01 is not Ready'],
       ['storagetarget-suspended', 'Suspended', 'Suspended: spec.suspend is true'],
       ['vector-synced', 'Healthy', 'Succeeded: synced bdr-20261201T090000Z to vault01'],

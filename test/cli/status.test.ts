@@ -19,7 +19,7 @@ const fixture = <T>(name: string): T => JSON.parse(readFileSync(join(REPO_ROOT, 
 describe('fleetStatus on recorded statuses', () => {
   const objects = {
     machines: ['machine-here', 'machine-wrongkey'].map((n) => fixture<Machine>(n)),
-    storageTargets: [fixture<StorageTarget>('storagetarget-offsite')],
+    storageTargets: [fixture<StorageTarget>('storagetarget-twovaults')],
     datasets: ['dataset-web', 'dataset-paused', 'dataset-wrongpool'].map((n) => fixture<Dataset>(n)),
     vectors: ['vector-synced', 'vector-transferring'].map((n) => fixture<Vector>(n)),
   };

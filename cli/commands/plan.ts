@@ -427,7 +427,7 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
       }
       const targetData = `${pairing.dataset}/${from.leaf}`;
       report.target = { machine: pairing.machine, dataset: targetData };
-      const policyName = v.spec.retentionPolicyRef?.name ?? from.policyName;
+      const policyName = from.policyName;
       const [policy, srcMachine, tgtMachine] = await Promise.all([source.retentionPolicy(ns, policyName), source.machine(from.machine), source.machine(pairing.machine)]);
       if (!policy) return failWith(notDeclared(source, `RetentionPolicy ${ns}/${policyName}`));
       if (!srcMachine) return failWith(notDeclared(source, `Machine ${from.machine}`));

@@ -439,16 +439,24 @@ describe('bdr plan', () => {
         { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'store' }, spec: { role: 'Storage', connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
         dataset('db', db, 'local', '1d'),
         { apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'offsite', namespace: 'default' }, spec: { source: { datasetRef: { name: 'db' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/rep` } } },
+        // Chained to it: waits for it, as its controller would.
+        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'geo', namespace: 'default' }, spec: { source: { vectorRef: { name: 'offsite' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/geo` } } },
       ];
       await writeFile(join(dir, 'bdr.yaml'), docs.map((d) => stringify(d)).join('---\n'));
       const r = await bdr(['plan', '--repo', dir, '--at', iso(T0 + 10.5 * HOUR)]);
       expect(r.code, r.stderr).toBe(0);
-      const block = r.stdout.split('\n\n').find((b) => b.startsWith('Vector ')) ?? '';
-      expect(block.split('\n')).toEqual([
-        `Vector default/offsite  ${db} on Machine local → ?`,
-        '  pending   not paired yet (no status.pairing; a repository holds no status, use --kubeconfig): the operator pairs it with a storage machine first',
+      const blocks = r.stdout.split('\n\n').filter((b) => b.startsWith('Vector '));
+      expect(blocks.map((b) => b.split('\n'))).toEqual([
+        [
+          'Vector default/geo  ? → ?',
+          '  waiting   DependencyNotReady: source Vector default/offsite is not paired yet (a repository holds no status, use --kubeconfig): this one replicates its replica once it is',
+        ],
+        [
+          `Vector default/offsite  ${db} on Machine local → ?`,
+          '  pending   not paired yet (no status.pairing; a repository holds no status, use --kubeconfig): the operator pairs it with a storage machine first',
+        ],
       ]);
-      expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('1 vector(s): 0 send step(s), 0 replica snapshot(s) to prune');
+      expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('2 vector(s): 0 send step(s), 0 replica snapshot(s) to prune');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -9,6 +9,7 @@
 import { Command, Option } from 'commander';
 import type { Dataset, Machine, RetentionPolicy, Vector } from '../../api/types.ts';
 import { datasetPlanInput, policyRules, poolOf } from '../../controllers/dataset-snapshots.ts';
+import { isTrue } from '../../controllers/runtime/conditions.ts';
 import { replicationInput } from '../../controllers/vector-sync.ts';
 import { planReplication, shortNameOf, type ReplicationPlan, type SendMode } from '../../planning/replication.ts';
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
@@ -79,10 +80,16 @@ export interface PlannedStep {
 export interface VectorPlanReport {
   namespace: string;
   name: string;
-  /** POOL/DATASET on its Machine, and the replica on the paired storage machine. */
-  source?: { machine: string; dataset: string };
+  /**
+   * POOL/DATASET on its Machine, and the replica on the paired storage machine. A chained Vector's source is its
+   * source Vector's replica on that Vector's storage machine; `vector` names the source Vector then.
+   */
+  source?: { machine: string; dataset: string; vector?: string };
   target?: { machine: string; dataset: string };
-  /** upToDate, send, wait (no restore point on the source yet) or refuse (the controller sets Stalled). */
+  /**
+   * upToDate, send, wait (no restore point on the source yet; for a chained Vector also: its source Vector is not
+   * paired yet) or refuse (the controller sets Stalled).
+   */
   kind?: 'upToDate' | 'send' | 'wait' | 'refuse';
   /** The common snapshot both ends hold (matched by guid), the base of the first incremental step. */
   base?: string;
@@ -326,8 +333,62 @@ export async function buildPlan(source: ObjectSource, at: number, selectors: rea
       }
     }),
   );
-  const vectorReports = selectors.length > 0 ? [] : await planVectors(source, at, vectors.filter((v) => namespace === undefined || (v.metadata.namespace ?? DEFAULT_NAMESPACE) === namespace));
+  const vectorReports = selectors.length > 0 ? [] : await planVectors(source, at, vectors.filter((v) => namespace === undefined || (v.metadata.namespace ?? DEFAULT_NAMESPACE) === namespace), vectors);
   return { at: isoSeconds(at), source: source.description, datasets: reports, vectors: vectorReports, problems: [...source.problems] };
+}
+
+const inRepository = (source: ObjectSource): boolean => source.description.startsWith('repository');
+
+/** Where a Vector's stream comes from. */
+type VectorSource =
+  | {
+      machine: string;
+      /** The dataset sent from: the source Dataset, or the source Vector's replica. */
+      dataset: string;
+      /** What to list on `machine` to see `dataset` (it, or for a replica its parent, which exists once paired). */
+      listRoot: string;
+      /** The last component of the original Dataset's name: the replica's name below spec.target.dataset. */
+      leaf: string;
+      /** The RetentionPolicy inherited when the Vector names none: the nearest one up the chain, else the Dataset's. */
+      policyName: string;
+      /** The source Vector (NAMESPACE/NAME) when this one is chained. */
+      vector?: string;
+    }
+  | { waiting: { reason: string; message: string } }
+  | { error: string };
+
+/** Chains are short (A → B → C); a longer one is refused as the controller refuses it. */
+const MAX_CHAIN = 8;
+
+/**
+ * A Vector's source as the Vector controller resolves it (controllers/vector-sync.ts `sourceOf` and
+ * vector-controller.ts `primaryOf`): a Dataset on its Machine, or, for `source.vectorRef`, that Vector's replica
+ * (`status.pairing.dataset`/LEAF) on its storage machine, which then acts as the primary. Until the source Vector
+ * is paired with its key authorized, the controller waits (DependencyNotReady), and so does the plan.
+ */
+async function vectorSource(source: ObjectSource, v: Vector, byKey: ReadonlyMap<string, Vector>, depth = 0): Promise<VectorSource> {
+  const ns = v.metadata.namespace ?? DEFAULT_NAMESPACE;
+  const own = v.spec.retentionPolicyRef?.name;
+  const dsRef = v.spec.source.datasetRef;
+  if (dsRef) {
+    const ds = await source.dataset(ns, dsRef.name);
+    if (!ds) return { error: notDeclared(source, `Dataset ${ns}/${dsRef.name}`) };
+    const leaf = ds.spec.name.split('/').at(-1) ?? ds.spec.name;
+    return { machine: ds.spec.machineRef.name, dataset: ds.spec.name, listRoot: ds.spec.name, leaf, policyName: own ?? ds.spec.retentionPolicyRef.name };
+  }
+  const ref = v.spec.source.vectorRef;
+  if (!ref || depth >= MAX_CHAIN) return { error: 'spec.source names neither a Dataset nor a Vector (or the chain is too long)' };
+  const key = `${ns}/${ref.name}`;
+  const upstream = byKey.get(key);
+  if (!upstream) return { error: notDeclared(source, `Vector ${key}`) };
+  const up = await vectorSource(source, upstream, byKey, depth + 1);
+  if (!('machine' in up)) return up;
+  const pairing = upstream.status?.pairing;
+  if (!pairing?.machine || !pairing.dataset || !isTrue(upstream.status?.conditions, 'KeyAuthorized')) {
+    const hint = inRepository(source) ? ' (a repository holds no status, use --kubeconfig)' : '';
+    return { waiting: { reason: 'DependencyNotReady', message: `source Vector ${key} is not paired yet${hint}: this one replicates its replica once it is` } };
+  }
+  return { machine: pairing.machine, dataset: `${pairing.dataset}/${up.leaf}`, listRoot: pairing.dataset, leaf: up.leaf, policyName: own ?? up.policyName, vector: key };
 }
 
 /** As `failures`: `runtime` when a machine could not be reached or answered with an error (exit 3). */
@@ -338,7 +399,8 @@ const vectorFailures = new WeakMap<VectorPlanReport, 'invalid' | 'runtime'>();
  * Machine, the replica on the paired storage machine; connections are shared with the Dataset plan), the same
  * input (controllers/vector-sync.ts `replicationInput`) and planReplication, at `at`.
  */
-async function planVectors(source: ObjectSource, at: number, vectors: readonly Vector[]): Promise<VectorPlanReport[]> {
+async function planVectors(source: ObjectSource, at: number, vectors: readonly Vector[], all: readonly Vector[]): Promise<VectorPlanReport[]> {
+  const byKey = new Map(all.map((v) => [`${v.metadata.namespace ?? DEFAULT_NAMESPACE}/${v.metadata.name}`, v]));
   const sorted = [...vectors].sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
   return Promise.all(
     sorted.map(async (v) => {
@@ -350,29 +412,33 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
         return report;
       };
       if (v.spec.suspend) report.suspended = true;
-      const ref = v.spec.source.datasetRef;
-      if (!ref) return failWith('its source is another Vector: bdr plan plans Vectors whose source is a Dataset only');
-      const ds = await source.dataset(ns, ref.name);
-      if (!ds) return failWith(notDeclared(source, `Dataset ${ns}/${ref.name}`));
-      report.source = { machine: ds.spec.machineRef.name, dataset: ds.spec.name };
-      const pairing = v.status?.pairing;
-      if (!pairing?.machine || !pairing.dataset) {
-        report.notPaired = `not paired yet (no status.pairing${source.description.startsWith('repository') ? '; a repository holds no status, use --kubeconfig' : ''}): the operator pairs it with a storage machine first`;
+      const from = await vectorSource(source, v, byKey);
+      if ('error' in from) return failWith(from.error);
+      if ('waiting' in from) {
+        report.kind = 'wait';
+        report.blocked = from.waiting;
         return report;
       }
-      const leaf = ds.spec.name.split('/').at(-1) ?? ds.spec.name;
-      const targetData = `${pairing.dataset}/${leaf}`;
+      report.source = { machine: from.machine, dataset: from.dataset, ...(from.vector ? { vector: from.vector } : {}) };
+      const pairing = v.status?.pairing;
+      if (!pairing?.machine || !pairing.dataset) {
+        report.notPaired = `not paired yet (no status.pairing${inRepository(source) ? '; a repository holds no status, use --kubeconfig' : ''}): the operator pairs it with a storage machine first`;
+        return report;
+      }
+      const targetData = `${pairing.dataset}/${from.leaf}`;
       report.target = { machine: pairing.machine, dataset: targetData };
-      const policyName = v.spec.retentionPolicyRef?.name ?? ds.spec.retentionPolicyRef.name;
-      const [policy, srcMachine, tgtMachine] = await Promise.all([source.retentionPolicy(ns, policyName), source.machine(ds.spec.machineRef.name), source.machine(pairing.machine)]);
+      const policyName = from.policyName;
+      const [policy, srcMachine, tgtMachine] = await Promise.all([source.retentionPolicy(ns, policyName), source.machine(from.machine), source.machine(pairing.machine)]);
       if (!policy) return failWith(notDeclared(source, `RetentionPolicy ${ns}/${policyName}`));
-      if (!srcMachine) return failWith(notDeclared(source, `Machine ${ds.spec.machineRef.name}`));
+      if (!srcMachine) return failWith(notDeclared(source, `Machine ${from.machine}`));
       if (!tgtMachine) return failWith(notDeclared(source, `Machine ${pairing.machine}`));
       let plan: ReplicationPlan;
       try {
         const [src, tgt] = await Promise.all([source.connect(srcMachine), source.connect(tgtMachine)]);
         const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
-          src.zfs.inventory({ roots: [ds.spec.name] }),
+          // A source Vector's replica exists only after its first sync: list the replica's parent, which its
+          // pairing created, so that a missing replica reads as "nothing to send yet" rather than an error.
+          src.zfs.inventory({ roots: [from.listRoot] }),
           tgt.zfs.inventory({ roots: [pairing.dataset] }),
           src.zfs.capabilities(),
           tgt.zfs.capabilities(),
@@ -383,7 +449,7 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
           replicationInput({
             now: at,
             vector: v,
-            sourceDataset: ds.spec.name,
+            sourceDataset: from.dataset,
             sourceInventory: srcInv,
             targetDataset: targetData,
             targetInventory: tgtInv,
@@ -397,6 +463,10 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
         return failWith(err instanceof Error ? err.message : String(err), unreachable ? 'runtime' : 'invalid');
       }
       report.kind = plan.kind;
+      if (plan.kind === 'wait' && from.vector) {
+        report.blocked = { reason: plan.reason, message: `${from.dataset} on Machine ${from.machine} has no restore point yet: it is the replica of Vector ${from.vector}, whose first sync brings one` };
+        return report;
+      }
       if (plan.kind === 'wait' || plan.kind === 'refuse') {
         report.blocked = { reason: plan.reason, message: plan.message };
         return report;
@@ -416,7 +486,7 @@ const MODE_FLAG: Record<SendMode, string> = { full: 'full', i: '-i', I: '-I' };
 
 function renderVector(v: VectorPlanReport, out: string[]): void {
   out.push('');
-  const from = v.source ? `${v.source.dataset} on Machine ${v.source.machine}` : '?';
+  const from = v.source ? `${v.source.dataset} on Machine ${v.source.machine}${v.source.vector ? ` (replica of Vector ${v.source.vector})` : ''}` : '?';
   const to = v.target ? `${v.target.dataset} on Machine ${v.target.machine}` : '?';
   out.push(`Vector ${v.namespace}/${v.name}  ${from} → ${to}`);
   if (v.error) {
@@ -551,7 +621,9 @@ line one zfs send step (-i BASE → POINT, -I for a run of points, or full), wit
 reason; "prune" the replica's snapshots destroyed after the sends. Sizes are printed "?": bdr does
 not ask ZFS for a send estimate (zfs-fuse has no zfs send -n -v -P). A Vector needs its
 status.pairing (the storage machine and replica), so only --kubeconfig plans it; a repository's
-Vectors are shown as pending. A Vector whose source is another Vector is not planned yet.
+Vectors are shown as pending. A Vector whose source is another Vector (a chain A → B → C) sends
+from that Vector's replica on its storage machine, by its own remote policy (or the nearest one up
+the chain); until that Vector is paired it waits (DependencyNotReady), as its controller does.
 
 With --repo, the manifests are checked like bdr validate; invalid documents are reported as
 FILE:LINE and skipped. An SSH Machine's private key comes from a Secret document in the repository.

@@ -439,20 +439,128 @@ describe('bdr plan', () => {
         { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'store' }, spec: { role: 'Storage', connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
         dataset('db', db, 'local', '1d'),
         { apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'offsite', namespace: 'default' }, spec: { source: { datasetRef: { name: 'db' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/rep` } } },
+        // Chained to it: waits for it, as its controller would.
+        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'geo', namespace: 'default' }, spec: { source: { vectorRef: { name: 'offsite' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/geo` } } },
       ];
       await writeFile(join(dir, 'bdr.yaml'), docs.map((d) => stringify(d)).join('---\n'));
       const r = await bdr(['plan', '--repo', dir, '--at', iso(T0 + 10.5 * HOUR)]);
       expect(r.code, r.stderr).toBe(0);
-      const block = r.stdout.split('\n\n').find((b) => b.startsWith('Vector ')) ?? '';
-      expect(block.split('\n')).toEqual([
-        `Vector default/offsite  ${db} on Machine local → ?`,
-        '  pending   not paired yet (no status.pairing; a repository holds no status, use --kubeconfig): the operator pairs it with a storage machine first',
+      const blocks = r.stdout.split('\n\n').filter((b) => b.startsWith('Vector '));
+      expect(blocks.map((b) => b.split('\n'))).toEqual([
+        [
+          'Vector default/geo  ? → ?',
+          '  waiting   DependencyNotReady: source Vector default/offsite is not paired yet (a repository holds no status, use --kubeconfig): this one replicates its replica once it is',
+        ],
+        [
+          `Vector default/offsite  ${db} on Machine local → ?`,
+          '  pending   not paired yet (no status.pairing; a repository holds no status, use --kubeconfig): the operator pairs it with a storage machine first',
+        ],
       ]);
-      expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('1 vector(s): 0 send step(s), 0 replica snapshot(s) to prune');
+      expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('2 vector(s): 0 send step(s), 0 replica snapshot(s) to prune');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("--kubeconfig: a chained Vector (A → B → C) plans from its source Vector's replica on B, sparse by its own policy, and waits until that Vector is paired", async () => {
+    const at = T0 + 10.5 * HOUR;
+    const client = new KubeClient(tc.kubeConfig);
+    const VECTOR = resourceOf(vectorKind);
+    const mirror = await bed.machine('plan-mirror');
+    const onB = `${pool.name}/chain-b`;
+    const onC = `${pool.name}/chain-c`;
+    const { namespace: _ns, ...meta } = mirror.machine.metadata;
+    tc.apply(mirror.secret);
+    tc.apply({ ...mirror.machine, metadata: meta, spec: { ...mirror.machine.spec, role: 'Storage', pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'newest', namespace: 'default' }, spec: { keepLast: 1 } });
+    // A: vms on plan-ssh. B: the upstream vector's replica, also on plan-ssh. C: the mirror's, on plan-mirror.
+    const upstream = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'chain-up', namespace: 'default' },
+      spec: { source: { datasetRef: { name: 'vms' } }, target: { machineRef: { name: ssh.name }, dataset: onB } },
+    }) as unknown as Vector;
+    const downstream = tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'chain-mirror', namespace: 'default' },
+      spec: { source: { vectorRef: { name: 'chain-up' } }, target: { machineRef: { name: mirror.name }, dataset: onC }, retentionPolicyRef: { name: 'newest' } },
+    }) as unknown as Vector;
+    await writeStatus(client, VECTOR, downstream, { pairing: { machine: mirror.name, dataset: onC } });
+    const planOf = async () => {
+      const r = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'default', '-o', 'json']);
+      const text = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'default']);
+      const block = text.stdout.split('\n\n').find((b) => b.startsWith('Vector default/chain-mirror')) ?? '';
+      return { json: (JSON.parse(r.stdout) as PlanReport).vectors.find((v) => v.name === 'chain-mirror'), text: block.split('\n') };
+    };
+    try {
+      // The upstream vector is not paired yet: the mirror waits, as its controller does (DependencyNotReady).
+      let plan = await planOf();
+      expect(plan.json).toEqual({
+        namespace: 'default',
+        name: 'chain-mirror',
+        kind: 'wait',
+        blocked: { reason: 'DependencyNotReady', message: 'source Vector default/chain-up is not paired yet: this one replicates its replica once it is' },
+        steps: [],
+        prunes: [],
+        unmetCaps: [],
+      });
+      expect(plan.text).toEqual([
+        'Vector default/chain-mirror  ? → ?',
+        '  waiting   DependencyNotReady: source Vector default/chain-up is not paired yet: this one replicates its replica once it is',
+      ]);
+
+      // Paired, key authorized, nothing received yet: B and C have the replicas' parents only (made at pairing).
+      await runOk(['zfs', 'create', '-o', 'canmount=off', onB]);
+      await runOk(['zfs', 'create', '-o', 'canmount=off', onC]);
+      await writeStatus(client, VECTOR, upstream, {
+        pairing: { machine: ssh.name, dataset: onB },
+        conditions: [{ type: 'KeyAuthorized', status: 'True', reason: 'Authorized', message: 'test', lastTransitionTime: iso(T0) }],
+      });
+      plan = await planOf();
+      expect([plan.json?.kind, plan.json?.blocked, plan.json?.source, plan.json?.target]).toEqual([
+        'wait',
+        { reason: 'NoSourceSnapshot', message: `${onB}/vms on Machine ${ssh.name} has no restore point yet: it is the replica of Vector default/chain-up, whose first sync brings one` },
+        { machine: ssh.name, dataset: `${onB}/vms`, vector: 'default/chain-up' },
+        { machine: mirror.name, dataset: `${onC}/vms` },
+      ]);
+
+      // B holds 0h, 4h, 7h and 9h (received from A); C holds 0h and 4h (received from B). Same guids all along.
+      await runOk(['sh', '-c', `zfs send ${vms}@${hour(0)} | zfs receive -u ${onB}/vms`]);
+      for (const [from, to] of [[0, 4], [4, 7], [7, 9]]) await runOk(['sh', '-c', `zfs send -i ${vms}@${hour(from ?? 0)} ${vms}@${hour(to ?? 0)} | zfs receive -u ${onB}/vms`]);
+      await runOk(['sh', '-c', `zfs send ${onB}/vms@${hour(0)} | zfs receive -u ${onC}/vms`]);
+      await runOk(['sh', '-c', `zfs send -i ${onB}/vms@${hour(0)} ${onB}/vms@${hour(4)} | zfs receive -u ${onC}/vms`]);
+      const before = await state();
+      plan = await planOf();
+      // The mirror's own policy (keepLast 1) over C after the sends (0h, 4h, 9h) keeps 9h only, B's newest (always
+      // sent): one -i from the common base 4h straight to it, skipping 7h; 0h goes, 4h stays as that step's base.
+      expect(plan.json).toEqual({
+        namespace: 'default',
+        name: 'chain-mirror',
+        source: { machine: ssh.name, dataset: `${onB}/vms`, vector: 'default/chain-up' },
+        target: { machine: mirror.name, dataset: `${onC}/vms` },
+        kind: 'send',
+        base: `${onB}/vms@${hour(4)}`,
+        steps: [{ mode: 'i', from: `${onB}/vms@${hour(4)}`, to: `${onB}/vms@${hour(9)}`, points: 1, why: 'newest, keepLast', estimatedBytes: null }],
+        prunes: [{ snapshot: `${onC}/vms@${hour(0)}`, reasons: ['expired'] }],
+        unmetCaps: [],
+      });
+      expect(plan.text).toEqual([
+        `Vector default/chain-mirror  ${onB}/vms on Machine ${ssh.name} (replica of Vector default/chain-up) → ${onC}/vms on Machine ${mirror.name}`,
+        `  base      ${hour(4)}`,
+        `  send      -i ${hour(4)} → ${hour(9)}  (1 point(s), ? bytes)  newest, keepLast`,
+        `  prune     ${hour(0)}  expired`,
+      ]);
+      // The upstream vector itself plans from A as before (its replica on B is its target).
+      const json = JSON.parse((await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(at), '-n', 'default', '-o', 'json'])).stdout) as PlanReport;
+      const up = json.vectors.find((v) => v.name === 'chain-up');
+      expect([up?.source, up?.target, up?.base]).toEqual([{ machine: ssh.name, dataset: vms }, { machine: ssh.name, dataset: `${onB}/vms` }, `${vms}@${hour(9)}`]);
+      expect(await state()).toBe(before);
+    } finally {
+      for (const name of ['chain-mirror', 'chain-up']) await client.custom.deleteNamespacedCustomObject({ group: VECTOR.group, version: VECTOR.version, plural: VECTOR.plural, namespace: 'default', name });
+      for (const d of [onC, onB]) await runOk(['zfs', 'destroy', '-r', d]).catch(() => undefined);
+    }
+  }, 120_000);
 
   it('refuses a bad --at, both sources at once, and no source at all', async () => {
     const bad = await bdr(['plan', '--repo', repo, '--at', 'tomorrow']);

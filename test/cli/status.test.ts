@@ -21,11 +21,12 @@ describe('fleetStatus on recorded statuses', () => {
     machines: ['machine-here', 'machine-wrongkey'].map((n) => fixture<Machine>(n)),
     storageTargets: [fixture<StorageTarget>('storagetarget-twovaults')],
     datasets: ['dataset-web', 'dataset-paused', 'dataset-wrongpool'].map((n) => fixture<Dataset>(n)),
-    vectors: ['vector-synced', 'vector-transferring'].map((n) => fixture<Vector>(n)),
+    // Hand-written on purpose (test/fixtures/argocd/README.md): a transfer 700 MiB in, for the rate.
+    vectors: ['vector-handwritten-synced', 'vector-handwritten-transferring'].map((n) => fixture<Vector>(n)),
   };
 
   it('reports machines, pools, targets, datasets and vectors, and the stalled objects as problems', () => {
-    // dataset-web's newest restore point: 10:40:07, schedule 1h; vector-synced: replica of 09:00:00, RPO 2h.
+    // dataset-web's newest restore point: 10:40:07, schedule 1h; vector-handwritten-synced: replica of 09:00:00, RPO 2h.
     const now = Date.parse('2026-12-01T10:45:00Z');
     const r = fleetStatus(objects, now, 'cluster test');
     expect(r.at).toBe('2026-12-01T10:45:00Z');
@@ -54,11 +55,11 @@ describe('fleetStatus on recorded statuses', () => {
   });
 
   it('says a vector is past its RPO once its replica is older than spec.rpo, and a dataset overdue after twice its schedule', () => {
-    const before = fleetStatus({ ...objects, machines: [], datasets: [fixture<Dataset>('dataset-web')], vectors: [fixture<Vector>('vector-synced')] }, Date.parse('2026-12-01T11:00:00Z'), 'x');
+    const before = fleetStatus({ ...objects, machines: [], datasets: [fixture<Dataset>('dataset-web')], vectors: [fixture<Vector>('vector-handwritten-synced')] }, Date.parse('2026-12-01T11:00:00Z'), 'x');
     expect(before.problems).toEqual([]);
     expect(statusExitCode(before)).toBe(0);
     // 09:00:00 + 2h = 11:00:00 (on the RPO: not past); 10:40:07 + 2 × 1h = 12:40:07.
-    const at = fleetStatus({ ...objects, machines: [], datasets: [fixture<Dataset>('dataset-web')], vectors: [fixture<Vector>('vector-synced')] }, Date.parse('2026-12-01T12:40:08Z'), 'x');
+    const at = fleetStatus({ ...objects, machines: [], datasets: [fixture<Dataset>('dataset-web')], vectors: [fixture<Vector>('vector-handwritten-synced')] }, Date.parse('2026-12-01T12:40:08Z'), 'x');
     expect(at.problems.map((p) => `${p.kind} ${p.name} ${p.problem}`)).toEqual(['Dataset default/web overdue', 'Vector default/web-offsite past RPO']);
     expect(at.problems[1]!.message).toBe('lag 3h40m8s, RPO 2h');
     // Suspended: never overdue.

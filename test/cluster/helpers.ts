@@ -122,7 +122,7 @@ export async function api<T = Record<string, unknown>>(
 }
 
 /** Polls until `probe` gives a value: the shared eventually(), with a short interval and a generous limit. */
-export function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+export function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
   return eventually(probe, what, timeoutMs, 25);
 }
 

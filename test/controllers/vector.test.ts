@@ -218,13 +218,13 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
 
   it('settled, a reconcile runs no command and writes nothing', async () => {
     const before = tc.requests.length;
-    const logBefore = (await readFile(b.sshd.logPath, 'utf8')).length;
+    const mark = await b.sshd.logMark();
     const result = await reconciler.reconcile('default/v1', ctx('default/v1'));
     expect(result?.requeueAfterMs).toBeGreaterThan(0);
     const writes = tc.requests.slice(before).filter((r) => r.method !== 'GET');
     expect(writes).toEqual([]);
-    // No new session on the storage machine's sshd (a command would log a new connection).
-    expect((await readFile(b.sshd.logPath, 'utf8')).length).toBe(logBefore);
+    // No new connection and no command on the storage machine's sshd.
+    expect(await b.sshd.sessionsSince(mark)).toEqual([]);
   });
 
   it('rotates the key after keyRotation.interval: a receive begun with the old key finishes, then the old key is refused and the new one works', async () => {
@@ -327,9 +327,9 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     expect(await sweep.reconcile('c', ctx('c'))).toEqual({ requeueAfterMs: 5 * 60_000 });
     // Woken again (a probe rewrote the Machine's status) a minute later: no sweep, the round stays on time.
     clock.advance(60_000);
-    const logBefore = (await readFile(c.sshd.logPath, 'utf8')).length;
+    const mark = await c.sshd.logMark();
     expect(await sweep.reconcile('c', ctx('c'))).toEqual({ requeueAfterMs: 4 * 60_000 });
-    expect((await readFile(c.sshd.logPath, 'utf8')).length).toBe(logBefore);
+    expect(await c.sshd.sessionsSince(mark)).toEqual([]);
   }, 120_000);
 
   it('refuses bad input with a clear condition and authorizes nothing', async () => {
@@ -393,13 +393,13 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
   it('runs nothing while a machine of the vector is suspended, and carries on when it resumes', async () => {
     const spec = machineObject(b, 'Storage');
     await inCache(machines, 'b', tc.apply({ ...spec, spec: { ...spec.spec, suspend: true } }));
-    const logBefore = (await readFile(b.sshd.logPath, 'utf8')).length;
+    const mark = await b.sshd.logMark();
     // v3 now rotates hourly and its key is two hours old: due, but b is suspended.
     clock.advance(2 * HOUR);
     await applyVector('v3', { source: { vectorRef: { name: 'v1' } }, target: { machineRef: { name: 'b' }, dataset: `${replicaPool.name}/mirror/v3` }, keyRotation: { interval: '1h' } });
     const paused = await reconcileUntil('v3', (x) => condition(x, 'Suspended')?.status === 'True', 'v3 Suspended');
     expect(condition(paused, 'Suspended')?.reason).toBe('MachineSuspended');
-    expect((await readFile(b.sshd.logPath, 'utf8')).length).toBe(logBefore);
+    expect(await b.sshd.sessionsSince(mark)).toEqual([]);
     const fingerprint = paused.status?.pairing?.keyFingerprint;
 
     await inCache(machines, 'b', tc.apply(spec));

@@ -52,7 +52,9 @@ describe('metrics/README.md', () => {
     let tc: TestCluster;
     let operator: Operator;
     let standby: Operator;
-    const election = { leaseDurationMs: 2_000, renewDeadlineMs: 1_500, retryPeriodMs: 200 };
+    // Nothing here waits for a lease to expire: a long renew deadline keeps a stalled machine from handing the
+    // lease to the standby mid-test.
+    const election = { leaseDurationMs: 120_000, renewDeadlineMs: 60_000, retryPeriodMs: 200 };
     beforeAll(async () => {
       tc = await startTestCluster();
       tc.apply({

@@ -36,10 +36,15 @@ export class TestPrometheus {
     private readonly log: () => string,
   ) {}
 
-  /** Starts Prometheus scraping `targets` (host:port) every second, with `ruleFiles` loaded. */
+  /**
+   * Starts Prometheus scraping `targets` (host:port) every second, with `ruleFiles` loaded. The free port it is
+   * given may be taken by another process before Prometheus binds it: then Prometheus exits, or (when that process
+   * is another test's Prometheus) the port answers for someone else. Only a Prometheus that reports this
+   * directory as its storage is ours; otherwise it starts again on another port.
+   */
   static async start(dir: string, targets: string[], ruleFiles: string[] = []): Promise<TestPrometheus> {
-    const port = await freePort();
     const config = join(dir, 'prometheus.yml');
+    const data = join(dir, 'data');
     writeFileSync(
       config,
       JSON.stringify({
@@ -48,15 +53,32 @@ export class TestPrometheus {
         scrape_configs: [{ job_name: 'bdr', honor_labels: true, static_configs: [{ targets }] }],
       }),
     );
-    const proc = execa(PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
-      reject: false,
-      buffer: false,
-    });
-    let output = '';
-    proc.stderr?.on('data', (c: Buffer) => (output = (output + c.toString('utf8')).slice(-5000)));
-    const prom = new TestPrometheus(`http://127.0.0.1:${port}`, proc, () => output);
-    await eventually(async () => ((await fetch(`${prom.url}/-/ready`)).ok ? true : undefined), `Prometheus to be ready\n${output}`, 60_000, 200);
-    return prom;
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const proc = execa(PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${data}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
+        reject: false,
+        buffer: false,
+      });
+      let output = '';
+      let exited = false;
+      proc.stderr?.on('data', (c: Buffer) => (output = (output + c.toString('utf8')).slice(-5000)));
+      void proc.then(() => (exited = true));
+      const prom = new TestPrometheus(`http://127.0.0.1:${port}`, proc, () => output);
+      const outcome = await eventually(
+        async () => {
+          if (exited) return 'exited';
+          if (!(await fetch(`${prom.url}/-/ready`)).ok) return undefined;
+          const flags = await prom.api<Record<string, string>>('status/flags');
+          return flags['storage.tsdb.path'] === data ? 'ours' : 'theirs';
+        },
+        `Prometheus to be ready\n${output}`,
+        60_000,
+        200,
+      );
+      if (outcome === 'ours') return prom;
+      if (outcome === 'theirs') await prom.stop();
+      if (attempt >= 5) throw new Error(`Prometheus did not start on a free port after ${attempt} attempts:\n${output}`);
+    }
   }
 
   /** An instant query; throws with Prometheus's own error text when it does not parse or fails. */

@@ -148,6 +148,9 @@ describe('vector RPO alerting end to end', { timeout: 600_000 }, () => {
     await eventually(async () => ((await has('up{job="bdr"} == 1')) && (await has('bdr_vector_rpo_seconds{name="web-vault"}')) ? true : undefined), 'vector metrics scraped again', 120_000);
     // A few evaluations on fresh data after the restart, which has tried (and failed) to sync again.
     await eventually(() => has('bdr_vector_syncs_total{name="web-vault", result="failed"} > 0'), `a failed sync after the restart\n${diagnostics()}`, 120_000);
+    // And ten more looks at the alerts with that data, however quickly the restart went.
+    const afterRestart = seen.length;
+    await eventually(() => (seen.length >= afterRestart + 10 ? true : undefined), 'ten looks at the alerts after the restart', 60_000);
     watching = false;
     await watcher;
     expect(seen.length).toBeGreaterThan(10);

@@ -99,7 +99,9 @@ describe('against a started operator', () => {
   let tc: TestCluster;
   let leader: Operator;
   let standby: Operator;
-  const election = { leaseDurationMs: 2_000, renewDeadlineMs: 1_500, retryPeriodMs: 200 };
+  // Nothing here waits for a lease to expire: a long renew deadline keeps a stalled machine (a GC pause, a busy
+  // CI host) from handing the lease to the standby mid-test.
+  const election = { leaseDurationMs: 120_000, renewDeadlineMs: 60_000, retryPeriodMs: 200 };
   const scrapeOf = async (o: Operator) => (await fetch(`${o.metricsUrl}/metrics`)).text();
   const apiCondition = async (name: string, type: string) => {
     const v = JSON.parse(await kubectlOk(tc.cluster, ['get', '-n', 'default', `vector/${name}`, '-o', 'json'])) as Vector;

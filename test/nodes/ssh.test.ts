@@ -87,8 +87,11 @@ describe('SSH connection', () => {
   it('reuses one connection for many commands and bounds concurrent channels', async () => {
     const c = machine.connect({ maxChannels: 3 });
     const log = join(machine.sshd.dir, 'channels.log');
-    // Each command appends "+" when it starts and "-" when it ends; the running sum is the concurrency.
-    await Promise.all(Array.from({ length: 8 }, () => c.exec(['sh', '-c', 'echo + >> "$1"; sleep 1; echo - >> "$1"', 'sh', log])));
+    // Each command appends "+" when it starts and "-" when it ends; the running sum is the concurrency. Each waits
+    // until three have started (or 5 s have passed), so the first three overlap however slowly the machine
+    // starts them: a bound of 2 would show as a peak of 2, a missing bound as more than 3.
+    const wait = 'i=0; while [ "$(grep -c + "$1")" -lt 3 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done';
+    await Promise.all(Array.from({ length: 8 }, () => c.exec(['sh', '-c', `echo + >> "$1"; ${wait}; echo - >> "$1"`, 'sh', log])));
     let running = 0;
     let peak = 0;
     for (const mark of (await readFile(log, 'utf8')).split('\n').filter(Boolean)) {

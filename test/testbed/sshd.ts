@@ -25,6 +25,15 @@ export interface TestSshd {
   pause(): Promise<void>;
   /** Starts the daemon again with the same port, host key, config and authorized_keys; resolves once it answers. */
   resume(): Promise<void>;
+  /** The log's current length: a mark for `sessionsSince`. */
+  logMark(): Promise<number>;
+  /**
+   * The log lines, after `mark`, of connections and commands begun after it ("Connection from", "Starting
+   * session"). sshd writes each before the client can see that connection or command go anywhere, whereas the
+   * lines that close a session ("Received disconnect", "Close session") may land after the client has exited:
+   * comparing the whole log's length to say "nothing ran" races with the end of the previous session.
+   */
+  sessionsSince(mark: number): Promise<string[]>;
 }
 
 export interface TestSshdOptions {
@@ -137,6 +146,13 @@ export async function startSshd(options: TestSshdOptions = {}): Promise<TestSshd
           child = await launch(configPath, logPath, port);
           if (!child) throw new TestBedError(`sshd did not start again on port ${port}: ${await logTail(logPath)}`);
         },
+        logMark: async () => (await readFile(logPath)).length,
+        sessionsSince: async (mark) =>
+          (await readFile(logPath))
+            .subarray(mark)
+            .toString('utf8')
+            .split('\n')
+            .filter((l) => /^(Connection from |Starting session: )/.test(l)),
       };
     }
     lastError = await logTail(logPath);
@@ -150,6 +166,7 @@ const logTail = async (logPath: string) => (await readFile(logPath, 'utf8').catc
 /** Spawns sshd on `port` and waits until it answers; undefined (and no process left) when it exits or hangs. */
 async function launch(configPath: string, logPath: string, port: number): Promise<ChildProcess | undefined> {
   const log = await open(logPath, 'a');
+  const logStart = (await log.stat()).size;
   const child: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-f', configPath, '-E', logPath], {
     stdio: ['ignore', log.fd, log.fd],
   });
@@ -158,9 +175,14 @@ async function launch(configPath: string, logPath: string, port: number): Promis
   child.once('exit', () => {
     exited = true;
   });
+  // Another test file's sshd may have been given the same free port a moment earlier: then this one fails to
+  // bind and exits, but the port still answers with an SSH banner. Only this daemon's own log line proves that
+  // the listener is ours.
+  const listening = `Server listening on 127.0.0.1 port ${port}.`;
+  const bound = async () => (await readFile(logPath)).subarray(logStart).toString('utf8').includes(listening);
   const deadline = Date.now() + 15_000;
   while (!exited && Date.now() < deadline) {
-    if (await accepts(port)) return child;
+    if ((await bound()) && !exited && (await accepts(port))) return child;
     await sleep(100);
   }
   if (!exited) child.kill('SIGKILL');

@@ -424,7 +424,7 @@ export class VectorSync {
       totals.transferBytes = 0;
       const failures = (vector.status?.consecutiveFailures ?? 0) + 1;
       const retryMs = backoffDelay(failures, SYNC_BACKOFF);
-      const refusal = err instanceof Refusal ? err : err instanceof ZfsError && err.kind === 'conflict' ? new Refusal('TargetDiverged', `the receive into ${targetData} on ${storage.metadata.name} was refused because the replica changed since its newest snapshot (${err.message}); copy off what is needed, then roll it back to its newest snapshot with \`zfs rollback\` (or destroy the replica for a full resend); nothing was destroyed`) : undefined;
+      const refusal = err instanceof Refusal ? err : err instanceof ZfsError && err.kind === 'conflict' ? divergedOnReceive(err, targetData, storage.metadata.name, latest.status?.lastSyncedSnapshot?.name) : undefined;
       if (refusal) {
         totals.stalled += 1;
         await events.record(vector, 'Warning', refusal.reason, refusal.message);
@@ -573,6 +573,21 @@ export function withTransferSlots<T>(tasks: TaskRunner, machines: readonly strin
     return tasks.submit({ machine, kind: 'transfer', action: machine === sourceMachine ? 'send' : 'receive', priority, subject, run: () => take(i + 1) });
   };
   return take(0);
+}
+
+/**
+ * ZFS refused a receive because the replica moved on since its newest snapshot (zfs-fuse has no `written`, so
+ * the planner cannot see a write; the receive, never run with -F, is what notices). A refusal, not a failure:
+ * retrying cannot help until someone decides what happens to the change, and the message says how.
+ */
+function divergedOnReceive(err: ZfsError, targetData: string, storage: string, newest: string | undefined): Refusal {
+  const rollback = newest !== undefined ? `zfs rollback -r ${targetData}@${newest}` : `zfs rollback -r to its newest snapshot`;
+  return new Refusal(
+    'TargetDiverged',
+    `the receive into ${targetData} on ${storage} was refused because the replica changed since its newest snapshot (${err.message}); ` +
+      `bdr destroys nothing and does not receive with -F. Copy off anything needed from the replica, then on ${storage} run \`${rollback}\` ` +
+      `(it discards the changes) and the next sync continues incrementally; or destroy the replica (zfs destroy -r ${targetData}) for a full resend`,
+  );
 }
 
 /** A hold that is already there, or a release of one that is gone, is what was wanted: done. */

@@ -4,7 +4,7 @@
  * server; a fake clock; the real Dataset and Vector reconcilers (with the sync's protectedSnapshots hook), built
  * anew by `startOperator()` as a restarted operator would be. The tests drive reconciles themselves.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../../api/types.ts';
@@ -195,9 +195,14 @@ export class SyncBed {
 
   /** The snapshots of `dataset` that carry any user hold (zfs-fuse has no `zfs holds`; userrefs counts them). */
   heldOn = async (dataset: string) => {
-    const out: string[] = [];
-    for (const s of await this.snapshotsOn(dataset)) if ((await this.userrefs(`${dataset}@${s}`)) > 0) out.push(s);
-    return out;
+    const held = new Set(
+      (await runOk(['zfs', 'get', '-H', '-p', '-r', '-o', 'name,value', 'userrefs', dataset]))
+        .split('\n')
+        .map((l) => l.split('\t'))
+        .filter(([name, refs]) => name?.startsWith(`${dataset}@`) && Number(refs) > 0)
+        .map(([name]) => (name as string).slice(dataset.length + 1)),
+    );
+    return (await this.snapshotsOn(dataset)).filter((s) => held.has(s));
   };
 
   /** An independent measure of a stream: `zfs send [-i from] to | wc -c` on the source. */
@@ -244,3 +249,34 @@ export const gone = (pid: number) => {
     return true;
   }
 };
+
+/** The parent process id of `pid` (undefined once it is gone). */
+async function parentOf(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  // The command name (2nd field) is in parentheses and may hold spaces: the fields after it are fixed.
+  const ppid = stat ? Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) : NaN;
+  return ppid > 0 ? ppid : undefined;
+}
+
+/** Whether `pid` or one of its ancestors has `needle` in its command line. */
+export async function descendsFrom(pid: number, needle: string): Promise<boolean> {
+  for (let p: number | undefined = pid, depth = 0; p !== undefined && p > 1 && depth < 8; p = await parentOf(p), depth++) {
+    const cmdline = await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.replaceAll('\0', ' ').includes(needle)) return true;
+  }
+  return false;
+}
+
+/**
+ * The bytes the metering `dd` of the pipeline whose command line names `needle` has read so far (from
+ * /proc/<pid>/io, so also before dd prints its first progress line); undefined while there is none.
+ */
+export async function meteredBytes(needle: string): Promise<number | undefined> {
+  for (const pid of await pidsOf('^dd bs=131072 status=progress$')) {
+    if (!(await descendsFrom(pid, needle))) continue;
+    const io = await readFile(`/proc/${pid}/io`, 'utf8').catch(() => '');
+    const m = /^rchar: (\d+)$/m.exec(io);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}

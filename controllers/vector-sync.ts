@@ -126,6 +126,12 @@ class Refusal extends Error {
 
 export class VectorSync {
   private readonly bases = new Map<string, Bases>();
+  /**
+   * Every snapshot this process holds with a vector's tag (either side), kept as the holds are applied. Without
+   * `zfs holds` (zfs-fuse) this is how a hold that a failed run took on its step's point is known to be the
+   * vector's own, so a later plan releases it instead of keeping it for good.
+   */
+  private readonly ownHolds = new Map<string, Set<string>>();
   private readonly lastAttempt = new Map<string, number>();
   private readonly totals = new Map<string, SyncTotals>();
 
@@ -181,6 +187,7 @@ export class VectorSync {
 
   forget(vectorKey: string): void {
     this.bases.delete(vectorKey);
+    this.ownHolds.delete(vectorKey);
     this.lastAttempt.delete(vectorKey);
     this.totals.delete(vectorKey);
   }
@@ -342,8 +349,14 @@ export class VectorSync {
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
+        const own = this.ownHolds.get(key) ?? new Set<string>();
+        this.ownHolds.set(key, own);
         const holdsAfter = async (step: number) => {
-          for (const h of plan.holds.filter((x) => x.afterStep === step)) await applyHold(zfsOf(h.side), h, ctx.signal);
+          for (const h of plan.holds.filter((x) => x.afterStep === step)) {
+            if (h.op === 'hold') own.add(h.snapshot);
+            await applyHold(zfsOf(h.side), h, ctx.signal);
+            if (h.op === 'release') own.delete(h.snapshot);
+          }
         };
         if (plan.kind === 'send') {
           await events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`);
@@ -471,11 +484,16 @@ export class VectorSync {
     // short moved past (its stream finished on its own) would stay held for good: the bases this vector is known
     // to hold are marked as its own, so the planner releases them. Another tag may hold them too (a chained
     // vector's): an unknown one is kept beside it, so a released base is not pruned before ZFS says it is free.
+    // So are the holds this process took in runs that failed before moving past them, and the point of a step
+    // that a stopped operator left in status.transfer (held on the source before its stream began).
     const synced = vector.status?.lastSyncedSnapshot?.name;
     const known = this.bases.get(key);
+    const inFlight = vector.status?.transfer?.snapshot;
     const ownBases = new Set([
       ...(synced ? [`${source.dataset}@${synced}`, `${targetData}@${synced}`] : []),
       ...(known ? [known.source, known.target] : []),
+      ...(this.ownHolds.get(key) ?? []),
+      ...(inFlight ? [`${source.dataset}@${inFlight}`] : []),
     ]);
     const mark = (list: readonly ReplicaSnapshot[]) =>
       list.map((s) => (s.held === undefined && ownBases.has(s.name) ? { ...s, held: [input.holdTag, '?'] } : s));

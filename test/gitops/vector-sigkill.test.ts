@@ -79,18 +79,55 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     }
     return [...new Set(out)];
   };
+  let writeRepo: (remote: Record<string, unknown>) => Promise<void>;
+  /** A restore point by hand, named as the Dataset names them (its schedule is yearly: it takes none itself). */
+  const pointNow = async () => {
+    const name = pointAt(Math.ceil(Date.now() / 1000) * 1000);
+    await runOk(['zfs', 'snapshot', `${source()}@${name}`]);
+    return name;
+  };
+  /**
+   * Starts the vector's stream (`request` as bdr.dev/sync-requested), holds B's receive up once A's dd has read
+   * bytes of it, SIGKILLs bdr up, lets the receive go on, and waits until nothing of the pipeline is left.
+   */
+  const killMidStream = async (k: Kubectl, request: string) => {
+    await k.run('annotate', 'vector', 'v', '-n', 'default', `bdr.dev/sync-requested=${request}`, '--overwrite');
+    const receivePid = await eventually(() => pidOf(`^zfs receive -u ${target()}$`), "B's zfs receive", 120_000);
+    process.kill(receivePid, 'SIGSTOP');
+    try {
+      await eventually(async () => ((await meteredBytes(target())) ?? 0) > 0 || undefined, 'bytes to move');
+      const during = await pipeline();
+      expect(during.length).toBeGreaterThanOrEqual(4);
+      // SIGKILL: the operator ends nothing of its own.
+      await up?.stop('SIGKILL');
+      up = undefined;
+      const left = await pipeline();
+      leftovers.push(...left);
+      // Its pipeline runs under A's and B's sshd, not under bdr (the shell in a session of its own): what was not
+      // writing to the operator's dead session is still there (seen: the shell, the ssh client and B's receive;
+      // zfs send and dd are ended with the session).
+      for (const pid of left) expect(during).toContain(pid);
+      expect(left).toContain(receivePid);
+    } finally {
+      process.kill(receivePid, 'SIGCONT');
+    }
+    // Without the operator's session, the pipeline either dies at its next write to it (dd's progress line) or
+    // finishes the stream; either way nothing of it is left running.
+    await eventually(async () => ((await pipeline()).length === 0 ? true : undefined), 'the orphaned pipeline to end', 120_000);
+  };
   const vector = async (k: Kubectl) => k.json<VectorJson>('get', 'vector', 'v', '-n', 'default');
 
   beforeAll(async () => {
     [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true, sizeMb: 400 }), bed.pool()]);
     await runOk(['zfs', 'create', source()]);
     await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'h0.bin'), randomBytes(64 * 1024));
+    const remotePolicy = { apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'remote', namespace: 'default' }, spec: {} };
     const docs: object[] = [
       ...[a, b].map((m) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' }, data: m.secret.data })),
       machineDoc(a, 'Source'),
       machineDoc(b, 'Storage'),
       { apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'local', namespace: 'default' }, spec: { keepLast: 5 } },
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'remote', namespace: 'default' }, spec: { keepLast: 5 } },
+      remotePolicy,
       {
         apiVersion: 'bdr.dev/v1alpha1',
         kind: 'Dataset',
@@ -104,7 +141,9 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
         spec: { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: replica() }, retentionPolicyRef: { name: 'remote' } },
       },
     ];
-    await writeRepoFile(repo, 'bdr.yaml', docs.map((d) => stringify(d)).join('---\n'));
+    writeRepo = (remote) =>
+      writeRepoFile(repo, 'bdr.yaml', docs.map((d) => stringify(d === remotePolicy ? { ...d, spec: remote } : d)).join('---\n'));
+    await writeRepo({ keepLast: 5 });
   }, 300_000);
 
   afterAll(async () => {
@@ -126,36 +165,10 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     expect(await snapshotsOn(source())).toEqual([base]);
     expect(await snapshotsOn(target())).toEqual([base]);
 
-    // A new restore point with 64 MiB of new data (by hand, named as the Dataset names them: it is not due for
-    // an hour), and a sync asked for.
+    // A new restore point with 64 MiB of new data, and a sync asked for; bdr up killed in its stream.
     await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'big.bin'), randomBytes(64 * 1024 * 1024));
-    const next = pointAt(Math.ceil(Date.now() / 1000) * 1000);
-    await runOk(['zfs', 'snapshot', `${source()}@${next}`]);
-    await k.run('annotate', 'vector', 'v', '-n', 'default', 'bdr.dev/sync-requested=kill', '--overwrite');
-
-    const receivePid = await eventually(() => pidOf(`^zfs receive -u ${target()}$`), "B's zfs receive", 120_000);
-    process.kill(receivePid, 'SIGSTOP');
-    try {
-      await eventually(async () => ((await meteredBytes(target())) ?? 0) > 0 || undefined, 'bytes to move');
-      const during = await pipeline();
-      expect(during.length).toBeGreaterThanOrEqual(4);
-      // SIGKILL: the operator ends nothing of its own.
-      await up.stop('SIGKILL');
-      up = undefined;
-      const left = await pipeline();
-      leftovers.push(...left);
-      // Its pipeline runs under A's and B's sshd, not under bdr: all of it outlives the operator for now.
-      // Its pipeline runs under A's and B's sshd, not under bdr (the shell in a session of its own): what was not
-      // writing to the operator's dead session is still there (seen: the shell, the ssh client and B's receive;
-      // zfs send and dd are ended with the session).
-      for (const pid of left) expect(during).toContain(pid);
-      expect(left).toContain(receivePid);
-    } finally {
-      process.kill(receivePid, 'SIGCONT');
-    }
-    // Without the operator's session, the pipeline either dies at its next write to it (dd's progress line) or
-    // finishes the stream; either way nothing of it is left running.
-    await eventually(async () => ((await pipeline()).length === 0 ? true : undefined), 'the orphaned pipeline to end', 120_000);
+    const next = await pointNow();
+    await killMidStream(k, 'kill');
     const afterKill = await snapshotsOn(target());
     const finishedAlone = afterKill.at(-1) === next;
     expect(afterKill).toEqual(finishedAlone ? [base, next] : [base]);
@@ -183,5 +196,40 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     expect(await pipeline()).toEqual([]);
     // What A's process table says about the operator: no ssh client or zfs of this vector left behind.
     expect((await run(['pgrep', '-f', target()])).stdout.trim()).toBe('');
+  });
+
+  it("killed again, then restarted with a sparser remote policy: the dead run's step hold is released, not kept for good", async () => {
+    const k = new Kubectl(up?.kubeconfig ?? '', join(tmp.path, 'kube-cache-3'));
+    const base = (await vector(k)).status?.lastSyncedSnapshot?.name ?? '';
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'big.bin'), randomBytes(64 * 1024 * 1024));
+    const n1 = await pointNow();
+    await killMidStream(k, 'kill-2');
+    // The dead run held n1 on the source before its stream (and left it named in status.transfer).
+    expect(await heldOn(source())).toEqual([base, n1]);
+    const finishedAlone = (await snapshotsOn(target())).includes(n1);
+    const common = finishedAlone ? n1 : base;
+
+    // Meanwhile a new point, and the remote policy becomes keepLast: 1, so the restarted run sends n2 only.
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'n2.bin'), randomBytes(128 * 1024));
+    await eventually(() => (pointAt(Math.ceil(Date.now() / 1000) * 1000) !== n1 ? true : undefined), 'a name other than n1 (1 s resolution)');
+    const n2 = await pointNow();
+    await writeRepo({ keepLast: 1 });
+    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
+    await up.ready();
+    const k2 = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache-4'));
+    const after = await eventually(async () => {
+      const v = await vector(k2);
+      return v.status?.lastSyncedSnapshot?.name === n2 ? v : undefined;
+    }, `the sync after the second restart\n${up.stderr.slice(-3000)}`, 300_000);
+    // One -i from the common snapshot to n2 (n1 is not kept by the remote policy, so it is not sent).
+    expect(after.status?.lastSyncBytes).toBe(await streamBytes(common, n2));
+    expect(after.status?.lastHandledSyncRequest).toBe('kill-2');
+    // One hold a side, on n2: the dead run's hold on n1 (source) went with the old bases.
+    expect(await heldOn(source())).toEqual([n2]);
+    expect(await heldOn(target())).toEqual([n2]);
+    // The replica: n2, and the common base until a later run prunes it (keepLast: 1); nothing else.
+    expect([[common, n2], [n2]]).toContainEqual(await snapshotsOn(target()));
+    expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
+    expect(await pipeline()).toEqual([]);
   });
 });

@@ -131,7 +131,7 @@ export class VectorSync {
    * `zfs holds` (zfs-fuse) this is how a hold that a failed run took on its step's point is known to be the
    * vector's own, so a later plan releases it instead of keeping it for good.
    */
-  private readonly ownHolds = new Map<string, Set<string>>();
+  private readonly ownHolds = new Map<string, Map<string, HoldAction['side']>>();
   private readonly lastAttempt = new Map<string, number>();
   private readonly totals = new Map<string, SyncTotals>();
 
@@ -158,8 +158,9 @@ export class VectorSync {
 
   /**
    * Releases the vector's holds on both machines (its Vector is being deleted): the source's base would otherwise
-   * stay un-prunable for good. Where they are comes from this process's last run, else from status. A hold already
-   * gone counts as released; an unreachable machine throws (the finalizer stays and tries again).
+   * stay un-prunable for good. Where they are comes from this process's last run, else from status; so do the
+   * holds a failed or stopped run took on the point it was sending. A hold already gone counts as released; an
+   * unreachable machine throws (the finalizer stays and tries again).
    */
   async releaseHolds(vector: Vector, machines: { primary?: Machine | undefined; storage?: Machine | undefined }, signal?: AbortSignal): Promise<void> {
     const key = objectKey(vector);
@@ -171,13 +172,20 @@ export class VectorSync {
       const replica = vector.status?.pairing?.dataset;
       bases = 'problem' in src ? {} : { source: `${src.dataset}@${synced}`, ...(replica ? { target: `${replica}/${src.leaf}@${synced}` } : {}) };
     }
-    const release = async (machine: Machine | undefined, snapshot: string | undefined) => {
-      if (!machine || !snapshot) return;
+    const held = { source: new Set<string>(), target: new Set<string>() };
+    if (bases?.source) held.source.add(bases.source);
+    if (bases?.target) held.target.add(bases.target);
+    for (const [snapshot, side] of this.ownHolds.get(key) ?? []) held[side].add(snapshot);
+    const inFlight = vector.status?.transfer?.snapshot;
+    const src = inFlight ? this.sourceOf(vector) : undefined;
+    if (inFlight && src && 'dataset' in src) held.source.add(`${src.dataset}@${inFlight}`);
+    const release = async (machine: Machine | undefined, side: HoldAction['side']) => {
+      if (!machine) return;
       const { zfs } = await this.deps.connections.get(machine);
-      await applyHold(zfs, { op: 'release', side: 'source', snapshot, tag, afterStep: -1, why: 'the vector is deleted' }, signal);
+      for (const snapshot of held[side]) await applyHold(zfs, { op: 'release', side, snapshot, tag, afterStep: -1, why: 'the vector is deleted' }, signal);
     };
-    await release(machines.primary, bases?.source);
-    await release(machines.storage, bases?.target);
+    await release(machines.primary, 'source');
+    await release(machines.storage, 'target');
     this.forget(key);
   }
 
@@ -349,11 +357,11 @@ export class VectorSync {
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
-        const own = this.ownHolds.get(key) ?? new Set<string>();
+        const own = this.ownHolds.get(key) ?? new Map<string, HoldAction['side']>();
         this.ownHolds.set(key, own);
         const holdsAfter = async (step: number) => {
           for (const h of plan.holds.filter((x) => x.afterStep === step)) {
-            if (h.op === 'hold') own.add(h.snapshot);
+            if (h.op === 'hold') own.set(h.snapshot, h.side);
             await applyHold(zfsOf(h.side), h, ctx.signal);
             if (h.op === 'release') own.delete(h.snapshot);
           }
@@ -492,7 +500,7 @@ export class VectorSync {
     const ownBases = new Set([
       ...(synced ? [`${source.dataset}@${synced}`, `${targetData}@${synced}`] : []),
       ...(known ? [known.source, known.target] : []),
-      ...(this.ownHolds.get(key) ?? []),
+      ...(this.ownHolds.get(key)?.keys() ?? []),
       ...(inFlight ? [`${source.dataset}@${inFlight}`] : []),
     ]);
     const mark = (list: readonly ReplicaSnapshot[]) =>

@@ -2,7 +2,10 @@ import { mkdir, readFile, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { vectorKind } from '../../api/kinds/index.ts';
+import { resourceOf } from '../../controllers/runtime/kube.ts';
 import { runOk } from '../testbed/index.ts';
+import { eventually } from './cluster-fixture.ts';
 import { condition, ctx, pointAt, SyncBed } from './sync-bed.ts';
 
 const HOUR = 3_600_000;
@@ -116,5 +119,34 @@ describe('Vector sync: a write to the replica', () => {
     expect(await t.heldOn(t.target())).toEqual([point(1)]);
     // The replica is inert again (the admin's readonly=off and mountpoint undone by bdr's local values).
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'readonly,canmount,mountpoint', t.target()])).trim().split('\n')).toEqual(['on', 'noauto', 'none']);
+  }, 300_000);
+
+  it('deleted while refused: every hold of the vector goes, also the one its refused run took on the point it meant to send', async () => {
+    await mountReplica();
+    await writeFile(join(mnt, 'again.txt'), 'written again\n');
+    await runOk(['sync']);
+    await runOk(['zfs', 'umount', t.target()]);
+    // 02:00:20: the first case moved the clock 20 s past 01:00 (its backoff checks).
+    const p2 = pointAt(START + 2 * HOUR + 20_000);
+    t.clock.advance(HOUR);
+    await appendFile(join(t.files(), 'log.txt'), 'hour 2\n');
+    await t.snapshotSource();
+    await t.reconciler.reconcile('default/v', ctx('default/v'));
+    expect(condition(await t.vector(), 'Stalled')).toMatchObject({ status: 'True', reason: 'TargetDiverged' });
+    // The refused run held p2 on the source before its stream (the step hold), beside the base.
+    expect(await t.heldOn(t.source())).toEqual([point(1), p2]);
+    expect(await t.heldOn(t.target())).toEqual([point(1)]);
+
+    await t.client.custom.deleteNamespacedCustomObject({ group: 'bdr.dev', version: 'v1alpha1', namespace: 'default', plural: 'vectors', name: 'v' });
+    await eventually(() => (t.vectors.get('default/v')?.metadata.deletionTimestamp ? true : undefined), 'the deletion in the cache');
+    await eventually(async () => {
+      await t.reconciler.reconcile('default/v', ctx('default/v'));
+      return (await t.client.get(resourceOf(vectorKind), 'v', 'default')) === undefined ? true : undefined;
+    }, 'v to be gone');
+    // Retain: the replica and both sides' snapshots stay, no hold is left on either side.
+    expect(await t.snapshotsOn(t.source())).toEqual([point(0), point(1), p2]);
+    expect(await t.snapshotsOn(t.target())).toEqual([point(0), point(1)]);
+    expect(await t.heldOn(t.source())).toEqual([]);
+    expect(await t.heldOn(t.target())).toEqual([]);
   }, 300_000);
 });

@@ -607,7 +607,7 @@ export function withTransferSlots<T>(tasks: TaskRunner, machines: readonly strin
  * retrying cannot help until someone decides what happens to the change, and the message says how.
  */
 function divergedOnReceive(err: ZfsError, targetData: string, storage: string, newest: string | undefined): Refusal {
-  const rollback = newest !== undefined ? `zfs rollback -r ${targetData}@${newest}` : `zfs rollback -r to its newest snapshot`;
+  const rollback = `zfs rollback -r ${targetData}@${newest ?? '<its newest snapshot>'}`;
   return new Refusal(
     'TargetDiverged',
     `the receive into ${targetData} on ${storage} was refused because the replica changed since its newest snapshot (${err.message}); ` +

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run, runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
+import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { descendsFrom, gone, meteredBytes, pidOf, pidsOf, pointAt } from '../controllers/sync-bed.ts';
 import { BdrUp, eventually, Kubectl, tempDir, writeRepoFile } from './harness.ts';
 
@@ -194,8 +194,6 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     expect(await heldOn(target())).toEqual([next]);
     expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
     expect(await pipeline()).toEqual([]);
-    // What A's process table says about the operator: no ssh client or zfs of this vector left behind.
-    expect((await run(['pgrep', '-f', target()])).stdout.trim()).toBe('');
   });
 
   it("killed again, then restarted with a sparser remote policy: the dead run's step hold is released, not kept for good", async () => {

@@ -126,6 +126,12 @@ class Refusal extends Error {
 
 export class VectorSync {
   private readonly bases = new Map<string, Bases>();
+  /**
+   * Every snapshot this process holds with a vector's tag (either side), kept as the holds are applied. Without
+   * `zfs holds` (zfs-fuse) this is how a hold that a failed run took on its step's point is known to be the
+   * vector's own, so a later plan releases it instead of keeping it for good.
+   */
+  private readonly ownHolds = new Map<string, Map<string, HoldAction['side']>>();
   private readonly lastAttempt = new Map<string, number>();
   private readonly totals = new Map<string, SyncTotals>();
 
@@ -152,8 +158,9 @@ export class VectorSync {
 
   /**
    * Releases the vector's holds on both machines (its Vector is being deleted): the source's base would otherwise
-   * stay un-prunable for good. Where they are comes from this process's last run, else from status. A hold already
-   * gone counts as released; an unreachable machine throws (the finalizer stays and tries again).
+   * stay un-prunable for good. Where they are comes from this process's last run, else from status; so do the
+   * holds a failed or stopped run took on the point it was sending. A hold already gone counts as released; an
+   * unreachable machine throws (the finalizer stays and tries again).
    */
   async releaseHolds(vector: Vector, machines: { primary?: Machine | undefined; storage?: Machine | undefined }, signal?: AbortSignal): Promise<void> {
     const key = objectKey(vector);
@@ -165,13 +172,20 @@ export class VectorSync {
       const replica = vector.status?.pairing?.dataset;
       bases = 'problem' in src ? {} : { source: `${src.dataset}@${synced}`, ...(replica ? { target: `${replica}/${src.leaf}@${synced}` } : {}) };
     }
-    const release = async (machine: Machine | undefined, snapshot: string | undefined) => {
-      if (!machine || !snapshot) return;
+    const held = { source: new Set<string>(), target: new Set<string>() };
+    if (bases?.source) held.source.add(bases.source);
+    if (bases?.target) held.target.add(bases.target);
+    for (const [snapshot, side] of this.ownHolds.get(key) ?? []) held[side].add(snapshot);
+    const inFlight = vector.status?.transfer?.snapshot;
+    const src = inFlight ? this.sourceOf(vector) : undefined;
+    if (inFlight && src && 'dataset' in src) held.source.add(`${src.dataset}@${inFlight}`);
+    const release = async (machine: Machine | undefined, side: HoldAction['side']) => {
+      if (!machine) return;
       const { zfs } = await this.deps.connections.get(machine);
-      await applyHold(zfs, { op: 'release', side: 'source', snapshot, tag, afterStep: -1, why: 'the vector is deleted' }, signal);
+      for (const snapshot of held[side]) await applyHold(zfs, { op: 'release', side, snapshot, tag, afterStep: -1, why: 'the vector is deleted' }, signal);
     };
-    await release(machines.primary, bases?.source);
-    await release(machines.storage, bases?.target);
+    await release(machines.primary, 'source');
+    await release(machines.storage, 'target');
     this.forget(key);
   }
 
@@ -181,6 +195,7 @@ export class VectorSync {
 
   forget(vectorKey: string): void {
     this.bases.delete(vectorKey);
+    this.ownHolds.delete(vectorKey);
     this.lastAttempt.delete(vectorKey);
     this.totals.delete(vectorKey);
   }
@@ -342,8 +357,14 @@ export class VectorSync {
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
+        const own = this.ownHolds.get(key) ?? new Map<string, HoldAction['side']>();
+        this.ownHolds.set(key, own);
         const holdsAfter = async (step: number) => {
-          for (const h of plan.holds.filter((x) => x.afterStep === step)) await applyHold(zfsOf(h.side), h, ctx.signal);
+          for (const h of plan.holds.filter((x) => x.afterStep === step)) {
+            if (h.op === 'hold') own.set(h.snapshot, h.side);
+            await applyHold(zfsOf(h.side), h, ctx.signal);
+            if (h.op === 'release') own.delete(h.snapshot);
+          }
         };
         if (plan.kind === 'send') {
           await events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`);
@@ -424,7 +445,7 @@ export class VectorSync {
       totals.transferBytes = 0;
       const failures = (vector.status?.consecutiveFailures ?? 0) + 1;
       const retryMs = backoffDelay(failures, SYNC_BACKOFF);
-      const refusal = err instanceof Refusal ? err : err instanceof ZfsError && err.kind === 'conflict' ? new Refusal('TargetDiverged', `the receive into ${targetData} on ${storage.metadata.name} was refused because the replica changed since its newest snapshot (${err.message}); copy off what is needed, then roll it back to its newest snapshot with \`zfs rollback\` (or destroy the replica for a full resend); nothing was destroyed`) : undefined;
+      const refusal = err instanceof Refusal ? err : err instanceof ZfsError && err.kind === 'conflict' ? divergedOnReceive(err, targetData, storage.metadata.name, latest.status?.lastSyncedSnapshot?.name) : undefined;
       if (refusal) {
         totals.stalled += 1;
         await events.record(vector, 'Warning', refusal.reason, refusal.message);
@@ -471,11 +492,16 @@ export class VectorSync {
     // short moved past (its stream finished on its own) would stay held for good: the bases this vector is known
     // to hold are marked as its own, so the planner releases them. Another tag may hold them too (a chained
     // vector's): an unknown one is kept beside it, so a released base is not pruned before ZFS says it is free.
+    // So are the holds this process took in runs that failed before moving past them, and the point of a step
+    // that a stopped operator left in status.transfer (held on the source before its stream began).
     const synced = vector.status?.lastSyncedSnapshot?.name;
     const known = this.bases.get(key);
+    const inFlight = vector.status?.transfer?.snapshot;
     const ownBases = new Set([
       ...(synced ? [`${source.dataset}@${synced}`, `${targetData}@${synced}`] : []),
       ...(known ? [known.source, known.target] : []),
+      ...(this.ownHolds.get(key)?.keys() ?? []),
+      ...(inFlight ? [`${source.dataset}@${inFlight}`] : []),
     ]);
     const mark = (list: readonly ReplicaSnapshot[]) =>
       list.map((s) => (s.held === undefined && ownBases.has(s.name) ? { ...s, held: [input.holdTag, '?'] } : s));
@@ -573,6 +599,21 @@ export function withTransferSlots<T>(tasks: TaskRunner, machines: readonly strin
     return tasks.submit({ machine, kind: 'transfer', action: machine === sourceMachine ? 'send' : 'receive', priority, subject, run: () => take(i + 1) });
   };
   return take(0);
+}
+
+/**
+ * ZFS refused a receive because the replica moved on since its newest snapshot (zfs-fuse has no `written`, so
+ * the planner cannot see a write; the receive, never run with -F, is what notices). A refusal, not a failure:
+ * retrying cannot help until someone decides what happens to the change, and the message says how.
+ */
+function divergedOnReceive(err: ZfsError, targetData: string, storage: string, newest: string | undefined): Refusal {
+  const rollback = `zfs rollback -r ${targetData}@${newest ?? '<its newest snapshot>'}`;
+  return new Refusal(
+    'TargetDiverged',
+    `the receive into ${targetData} on ${storage} was refused because the replica changed since its newest snapshot (${err.message}); ` +
+      `bdr destroys nothing and does not receive with -F. Copy off anything needed from the replica, then on ${storage} run \`${rollback}\` ` +
+      `(it discards the changes) and the next sync continues incrementally; or destroy the replica (zfs destroy -r ${targetData}) for a full resend`,
+  );
 }
 
 /** A hold that is already there, or a release of one that is gone, is what was wanted: done. */

@@ -459,7 +459,7 @@ export function planReplication(input: ReplicationInput): ReplicationPlan {
  * Hold moves, simulated over the known holds so that nothing is held twice or released early: before step i the
  * point it sends is held on the source (local retention cannot take it mid-transfer); after step i the received
  * snapshot is held on the target, then the step's base is released on both sides. Holds of this tag anywhere
- * else (left by an interrupted run) are released at the end.
+ * else (left by an interrupted run) are released before the first step, after the new holds.
  */
 function planHolds(args: {
   src: readonly ReplicaSnapshot[];
@@ -494,12 +494,14 @@ function planHolds(args: {
       release('source', step.from, i, `superseded by ${step.to}`);
     }
   });
-  const last = steps.length - 1;
+  // A stray is no step's base or point, so it goes before the first step: a run that then fails (the secondary
+  // unreachable for a day) must not leave one more held point on the source each time it is retried.
   const finalSource = steps.at(-1)?.to ?? common?.source;
   const finalTarget = steps.at(-1)?.receivedAs ?? common?.target;
-  for (const name of [...held.source]) if (name !== finalSource) release('source', name, last, 'stray hold of this vector (an interrupted run left it)');
-  for (const name of [...held.target]) if (name !== finalTarget) release('target', name, last, 'stray hold of this vector (an interrupted run left it)');
-  return actions;
+  for (const name of [...held.source]) if (name !== finalSource) release('source', name, -1, 'stray hold of this vector (an interrupted run left it)');
+  for (const name of [...held.target]) if (name !== finalTarget) release('target', name, -1, 'stray hold of this vector (an interrupted run left it)');
+  // In the order they are carried out (a stable sort keeps each step's own order).
+  return actions.sort((x, y) => x.afterStep - y.afterStep);
 }
 
 /** One line per step for `bdr plan`: `-i pool/a@x → pool/a@y (daily 2026-11-26)`. */

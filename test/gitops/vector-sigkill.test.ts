@@ -1,0 +1,233 @@
+/**
+ * The real operator SIGKILLed mid-stream: a `bdr up` process (its own embedded API server, state on disk, every
+ * controller) replicates a Dataset on test-bed machine A (real sshd) to machine B (real sshd, the guard), both
+ * declared in a Git repository with their key Secrets. While its incremental stream is in flight (B's receive
+ * held up with SIGSTOP, the metering dd on A has read bytes), the process gets SIGKILL: no chance to end
+ * anything. What it leaves running is recorded; then B's receive goes on, the pipeline on A ends by itself
+ * (its ssh session to the operator is gone) or completes, and a new `bdr up` on the same state directory must
+ * finish the job: incremental from the common snapshot (or nothing, when the orphaned stream delivered it), no
+ * full resend, no stray hold, no partial dataset, no orphan snapshot.
+ */
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
+import { descendsFrom, gone, meteredBytes, pidOf, pidsOf, pointAt } from '../controllers/sync-bed.ts';
+import { BdrUp, eventually, Kubectl, tempDir, writeRepoFile } from './harness.ts';
+
+interface VectorJson {
+  metadata: { annotations?: Record<string, string> };
+  status?: {
+    lastSyncedSnapshot?: { name: string };
+    lastSyncBytes?: number;
+    lastHandledSyncRequest?: string;
+    transfer?: { snapshot: string; bytes: number };
+    conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
+  };
+}
+
+describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
+  const bed = new TestBed();
+  const tmp = tempDir('bdr-sigkill-');
+  let a: TestMachine;
+  let b: TestMachine;
+  let sourcePool: TestPool;
+  let replicaPool: TestPool;
+  let up: BdrUp | undefined;
+  const leftovers: number[] = [];
+  const source = () => `${sourcePool.name}/data`;
+  const replica = () => `${replicaPool.name}/replicas/v`;
+  const target = () => `${replica()}/data`;
+  const state = join(tmp.path, 'state');
+  const repo = join(tmp.path, 'repo');
+
+  const machineDoc = (m: TestMachine, role: 'Source' | 'Storage') => ({
+    apiVersion: 'bdr.dev/v1alpha1',
+    kind: 'Machine',
+    metadata: { name: m.name },
+    spec: {
+      role,
+      connection: m.machine.spec.connection,
+      paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
+      allowedNamespaces: { names: ['default'] },
+    },
+  });
+  const snapshotsOn = async (dataset: string) =>
+    (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', '-r', dataset]))
+      .split('\n')
+      .filter((l) => l.startsWith(`${dataset}@`))
+      .map((l) => l.slice(dataset.length + 1));
+  const heldOn = async (dataset: string) => {
+    const held = new Set(
+      (await runOk(['zfs', 'get', '-H', '-p', '-r', '-o', 'name,value', 'userrefs', dataset]))
+        .split('\n')
+        .map((l) => l.split('\t'))
+        .filter(([name, refs]) => name?.startsWith(`${dataset}@`) && Number(refs) > 0)
+        .map(([name]) => (name as string).slice(dataset.length + 1)),
+    );
+    return (await snapshotsOn(dataset)).filter((s) => held.has(s));
+  };
+  const streamBytes = async (from: string, to: string) =>
+    Number((await runOk(['sh', '-c', `zfs send -i ${source()}@${from} ${source()}@${to} | wc -c`])).trim());
+  /** Every process of the vector's pipeline on A or its receive on B (the shell, zfs send, dd, ssh, zfs receive). */
+  const pipeline = async () => {
+    const out: number[] = [];
+    for (const pid of [...(await pidsOf(`zfs receive -u ${target()}`)), ...(await pidsOf(`^ssh -i ${join(a.sshd.dir, 'vectors')}`)), ...(await pidsOf('^dd bs=131072 status=progress$')), ...(await pidsOf(`^zfs send .*${source()}`))]) {
+      if ((await descendsFrom(pid, target())) || (await descendsFrom(pid, source()))) out.push(pid);
+    }
+    return [...new Set(out)];
+  };
+  let writeRepo: (remote: Record<string, unknown>) => Promise<void>;
+  /** A restore point by hand, named as the Dataset names them (its schedule is yearly: it takes none itself). */
+  const pointNow = async () => {
+    const name = pointAt(Math.ceil(Date.now() / 1000) * 1000);
+    await runOk(['zfs', 'snapshot', `${source()}@${name}`]);
+    return name;
+  };
+  /**
+   * Starts the vector's stream (`request` as bdr.dev/sync-requested), holds B's receive up once A's dd has read
+   * bytes of it, SIGKILLs bdr up, lets the receive go on, and waits until nothing of the pipeline is left.
+   */
+  const killMidStream = async (k: Kubectl, request: string) => {
+    await k.run('annotate', 'vector', 'v', '-n', 'default', `bdr.dev/sync-requested=${request}`, '--overwrite');
+    const receivePid = await eventually(() => pidOf(`^zfs receive -u ${target()}$`), "B's zfs receive", 120_000);
+    process.kill(receivePid, 'SIGSTOP');
+    try {
+      await eventually(async () => ((await meteredBytes(target())) ?? 0) > 0 || undefined, 'bytes to move');
+      const during = await pipeline();
+      expect(during.length).toBeGreaterThanOrEqual(4);
+      // SIGKILL: the operator ends nothing of its own.
+      await up?.stop('SIGKILL');
+      up = undefined;
+      const left = await pipeline();
+      leftovers.push(...left);
+      // Its pipeline runs under A's and B's sshd, not under bdr (the shell in a session of its own): what was not
+      // writing to the operator's dead session is still there (seen: the shell, the ssh client and B's receive;
+      // zfs send and dd are ended with the session).
+      for (const pid of left) expect(during).toContain(pid);
+      expect(left).toContain(receivePid);
+    } finally {
+      process.kill(receivePid, 'SIGCONT');
+    }
+    // Without the operator's session, the pipeline either dies at its next write to it (dd's progress line) or
+    // finishes the stream; either way nothing of it is left running.
+    await eventually(async () => ((await pipeline()).length === 0 ? true : undefined), 'the orphaned pipeline to end', 120_000);
+  };
+  const vector = async (k: Kubectl) => k.json<VectorJson>('get', 'vector', 'v', '-n', 'default');
+
+  beforeAll(async () => {
+    [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true, sizeMb: 400 }), bed.pool()]);
+    await runOk(['zfs', 'create', source()]);
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'h0.bin'), randomBytes(64 * 1024));
+    const remotePolicy = { apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'remote', namespace: 'default' }, spec: {} };
+    const docs: object[] = [
+      ...[a, b].map((m) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' }, data: m.secret.data })),
+      machineDoc(a, 'Source'),
+      machineDoc(b, 'Storage'),
+      { apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'local', namespace: 'default' }, spec: { keepLast: 5 } },
+      remotePolicy,
+      {
+        apiVersion: 'bdr.dev/v1alpha1',
+        kind: 'Dataset',
+        metadata: { name: 'src', namespace: 'default' },
+        spec: { machineRef: { name: 'a' }, name: source(), schedule: { cron: '0 0 1 1 *' }, retentionPolicyRef: { name: 'local' } },
+      },
+      {
+        apiVersion: 'bdr.dev/v1alpha1',
+        kind: 'Vector',
+        metadata: { name: 'v', namespace: 'default' },
+        spec: { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: replica() }, retentionPolicyRef: { name: 'remote' } },
+      },
+    ];
+    writeRepo = (remote) =>
+      writeRepoFile(repo, 'bdr.yaml', docs.map((d) => stringify(d === remotePolicy ? { ...d, spec: remote } : d)).join('---\n'));
+    await writeRepo({ keepLast: 5 });
+  }, 300_000);
+
+  afterAll(async () => {
+    if (up) await up.stop('SIGTERM');
+    for (const pid of leftovers) if (!gone(pid)) process.kill(pid, 'SIGKILL');
+    await bed.cleanup();
+    tmp.remove();
+  }, 240_000);
+
+  it('the restarted operator continues incrementally from the held base; nothing stray, nothing partial', async () => {
+    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
+    await up.ready();
+    const k = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache'));
+    const first = await eventually(async () => {
+      const v = await vector(k);
+      return v.status?.lastSyncedSnapshot ? v : undefined;
+    }, `the first sync\n${up.stderr.slice(-3000)}`, 300_000);
+    const base = first.status?.lastSyncedSnapshot?.name ?? '';
+    expect(await snapshotsOn(source())).toEqual([base]);
+    expect(await snapshotsOn(target())).toEqual([base]);
+
+    // A new restore point with 64 MiB of new data, and a sync asked for; bdr up killed in its stream.
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'big.bin'), randomBytes(64 * 1024 * 1024));
+    const next = await pointNow();
+    await killMidStream(k, 'kill');
+    const afterKill = await snapshotsOn(target());
+    const finishedAlone = afterKill.at(-1) === next;
+    expect(afterKill).toEqual(finishedAlone ? [base, next] : [base]);
+    expect(await heldOn(target())).toEqual([base]);
+    expect(await heldOn(source())).toContain(base);
+    expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
+
+    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
+    await up.ready();
+    const k2 = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache-2'));
+    const after = await eventually(async () => {
+      const v = await vector(k2);
+      return v.status?.lastSyncedSnapshot?.name === next ? v : undefined;
+    }, `the sync after the restart\n${up.stderr.slice(-3000)}`, 300_000);
+    // No full resend: the one -i from the base, or nothing when the orphaned stream delivered it.
+    expect(after.status?.lastSyncBytes).toBe(finishedAlone ? 0 : await streamBytes(base, next));
+    expect(after.status?.lastHandledSyncRequest).toBe('kill');
+    expect(after.status?.transfer).toBeUndefined();
+    expect(after.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True' });
+    expect(await snapshotsOn(target())).toEqual([base, next]);
+    expect(await snapshotsOn(source())).toEqual([base, next]);
+    expect(await heldOn(source())).toEqual([next]);
+    expect(await heldOn(target())).toEqual([next]);
+    expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
+    expect(await pipeline()).toEqual([]);
+  });
+
+  it("killed again, then restarted with a sparser remote policy: the dead run's step hold is released, not kept for good", async () => {
+    const k = new Kubectl(up?.kubeconfig ?? '', join(tmp.path, 'kube-cache-3'));
+    const base = (await vector(k)).status?.lastSyncedSnapshot?.name ?? '';
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'big.bin'), randomBytes(64 * 1024 * 1024));
+    const n1 = await pointNow();
+    await killMidStream(k, 'kill-2');
+    // The dead run held n1 on the source before its stream (and left it named in status.transfer).
+    expect(await heldOn(source())).toEqual([base, n1]);
+    const finishedAlone = (await snapshotsOn(target())).includes(n1);
+    const common = finishedAlone ? n1 : base;
+
+    // Meanwhile a new point, and the remote policy becomes keepLast: 1, so the restarted run sends n2 only.
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'n2.bin'), randomBytes(128 * 1024));
+    await eventually(() => (pointAt(Math.ceil(Date.now() / 1000) * 1000) !== n1 ? true : undefined), 'a name other than n1 (1 s resolution)');
+    const n2 = await pointNow();
+    await writeRepo({ keepLast: 1 });
+    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
+    await up.ready();
+    const k2 = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache-4'));
+    const after = await eventually(async () => {
+      const v = await vector(k2);
+      return v.status?.lastSyncedSnapshot?.name === n2 ? v : undefined;
+    }, `the sync after the second restart\n${up.stderr.slice(-3000)}`, 300_000);
+    // One -i from the common snapshot to n2 (n1 is not kept by the remote policy, so it is not sent).
+    expect(after.status?.lastSyncBytes).toBe(await streamBytes(common, n2));
+    expect(after.status?.lastHandledSyncRequest).toBe('kill-2');
+    // One hold a side, on n2: the dead run's hold on n1 (source) went with the old bases.
+    expect(await heldOn(source())).toEqual([n2]);
+    expect(await heldOn(target())).toEqual([n2]);
+    // The replica: n2, and the common base until a later run prunes it (keepLast: 1); nothing else.
+    expect([[common, n2], [n2]]).toContainEqual(await snapshotsOn(target()));
+    expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
+    expect(await pipeline()).toEqual([]);
+  });
+});

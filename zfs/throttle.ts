@@ -3,8 +3,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 /**
  * A token bucket: `rate` bytes per second flow in, at most `burst` are kept. It starts full, so by any time
  * t (seconds after it was made) at most `burst + rate * t` bytes have been admitted: the bound a throttled
- * stream's tests check, and the reason `burst` stays small (a tenth of a second of the rate, as pv's own
- * granularity).
+ * stream's tests check. `burst` is a tenth of a second of the rate, the same allowance pv -L gives at its start
+ * (it admits rate/10 every 100 ms), so a limit means the same on every transport.
  */
 export interface Bucket {
   tokens: number;

@@ -109,7 +109,8 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     });
 
   beforeAll(async () => {
-    // Every program of this host's PATH but pv, for N's sessions.
+    // Every program of this host's PATH but pv, for N's sessions (sshd keeps the first SetEnv it reads, the test
+    // bed's; a Match block's replaces it).
     noPvBin = join(TESTBED_ROOT, `nopv-${process.pid}`);
     await rm(noPvBin, { recursive: true, force: true });
     await mkdir(noPvBin, { recursive: true });
@@ -122,7 +123,7 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
       }
     }
     [a, b, c, n, sourcePool, replicaPool] = await Promise.all([
-      bed.machine('a'), bed.machine('b'), bed.machine('c'), bed.machine('n', { extraConfig: [`SetEnv PATH=${noPvBin}`] }),
+      bed.machine('a'), bed.machine('b'), bed.machine('c'), bed.machine('n', { extraConfig: ['Match all', `SetEnv SHLVL=1 PATH=${noPvBin}`] }),
       bed.pool({ mounted: true, sizeMb: 512 }), bed.pool({ sizeMb: 512 }),
     ]);
     tc = await startTestCluster();
@@ -256,6 +257,9 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'two.bin'), randomBytes(4 * MiB));
     await runOk(['zfs', 'snapshot', `${source()}@${next}`]);
     await requestSync('lim', 'deadline', (s) => ({ ...s, transport: { ...s.transport, syncTimeout: '1m' } }));
+    // A new generation: the key half looks first (no sync in that pass).
+    await syncUntil('lim', (x) => x.status?.observedGeneration === x.metadata.generation, 'the new spec observed');
+    expect((await caughtUp('lim')).status?.lastHandledSyncRequest).not.toBe('deadline');
     const datasetsBefore = (await runOk(['zfs', 'list', '-H', '-o', 'name', '-r', `${replicaPool.name}/lim`])).trim();
 
     let settled = false;

@@ -439,11 +439,12 @@ export class VectorSync {
       const failures = (vector.status?.consecutiveFailures ?? 0) + 1;
       const retryMs = backoffDelay(failures, SYNC_BACKOFF);
       if (deadline.fired) {
-        // The stream (if one ran) was ended on the machines: ZFS keeps no half-received snapshot, and the held
-        // base stays, so the retry sends that step again incrementally.
+        // The stream (if one ran) was ended on the machines: ZFS keeps no half-received snapshot (an interrupted
+        // `receive -s` state is discarded by the next run's plan), and the held base stays, so the retry sends that
+        // step again incrementally.
         totals.failed += 1;
         const at = latest.status?.transfer?.snapshot;
-        const message = `sync to ${storage.metadata.name} took longer than spec.transport.syncTimeout (${formatDuration(limits.syncMs)}) and was ended${at ? ` while sending ${at}` : ''}; nothing was received in part; retrying in ${Math.round(retryMs / 1000)}s (raise syncTimeout if a run needs longer)`;
+        const message = `sync to ${storage.metadata.name} took longer than spec.transport.syncTimeout (${formatDuration(limits.syncMs)}) and was ended${at ? ` while sending ${at}` : ''}; the base stays held and the retry sends that step again from it; retrying in ${Math.round(retryMs / 1000)}s (raise syncTimeout if a run needs longer)`;
         await events.record(vector, 'Warning', 'SyncTimedOut', message);
         return this.write(vector, { state: 'failed', reason: 'SyncTimedOut', message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
       }

@@ -59,7 +59,7 @@ export function transportLimits(spec: TransportLimitsSpec | undefined): { ok: tr
   return { ok: true, value: { stallMs, syncMs, bytesPerSecond } };
 }
 
-/** "10M" → "10 MiB/s"-style text for messages: the figure as written when it has a suffix, else bytes. */
+/** A rate for messages, in the largest 1024-based unit that divides it (10485760 → "10 MiB/s"), else in bytes. */
 export function describeRate(bytesPerSecond: number): string {
   for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20], ['KiB', 2 ** 10]] as const) {
     if (bytesPerSecond >= size && bytesPerSecond % size === 0) return `${bytesPerSecond / size} ${unit}/s`;

@@ -371,6 +371,13 @@ describe('Vector sync: sparse replication by the remote policy', () => {
       status: undefined,
     } as unknown as KubeObject);
     await eventually(() => (vectors.get('default/v')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the annotation in the cache');
+    // A new generation: the key half looks at it first (no sync in that pass).
+    await eventually(async () => {
+      await reconciler.reconcile('default/v', ctx('default/v'));
+      const x = await vector();
+      return x.status?.observedGeneration === x.metadata.generation ? true : undefined;
+    }, 'the new spec observed');
+    expect((await vector()).status?.lastHandledSyncRequest).not.toBe('stall');
 
     let settled = false;
     const running = reconciler.reconcile('default/v', ctx('default/v')).finally(() => (settled = true));

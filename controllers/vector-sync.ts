@@ -350,9 +350,9 @@ export class VectorSync {
       const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
       const outcome = await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
         deadline.arm(limits.syncMs);
-        const plan = await this.plan(vector, key, source, policy, src, tgt, replica, targetData);
-        // Listing takes no signal: a deadline that passed meanwhile stops the run before it changes anything.
-        deadline.signal.throwIfAborted();
+        // Listing takes no signal: the deadline stops waiting for it (a hung `zfs list` would otherwise keep both
+        // slots for good); the listing changes nothing, so leaving it to end on its own is safe.
+        const plan = await deadline.race(this.plan(vector, key, source, policy, src, tgt, replica, targetData));
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
@@ -598,7 +598,7 @@ export class VectorSync {
  * A run's deadline on the injected clock: aborts its signal `arm`'s milliseconds after being armed, and passes
  * on an abort of the operator's signal (then `fired` stays false: the run was stopped, not late).
  */
-class Deadline {
+export class Deadline {
   private readonly controller = new AbortController();
   private timer: Timer | undefined;
   fired = false;
@@ -620,6 +620,17 @@ class Deadline {
       this.fired = true;
       this.controller.abort(new Error('the sync run passed its syncTimeout'));
     }, ms);
+  }
+
+  /** `work`'s result, or the abort reason as soon as the signal aborts (for work that takes no signal). */
+  race<T>(work: Promise<T>): Promise<T> {
+    const signal = this.controller.signal;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   dispose(): void {

@@ -249,6 +249,15 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     expect(seconds(relayed)).toBeGreaterThanOrEqual(((relayed.status?.lastSyncBytes ?? 0) - burstOf(MiB)) / MiB);
   }, 300_000);
 
+  it('a stallTimeout below its floor (the CRD pattern lets 2s through) stalls the vector with InvalidTransport and sends nothing', async () => {
+    const target = `${replicaPool.name}/short`;
+    await applyVector('short', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: target }, transport: { stallTimeout: '2s' } });
+    const v = await syncUntil('short', (x) => condition(x, 'Stalled')?.status === 'True', 'InvalidTransport');
+    expect(condition(v, 'Stalled')).toMatchObject({ reason: 'InvalidTransport', message: 'spec.transport.stallTimeout: 2s is too short: at least 10s' });
+    expect(v.status?.lastSyncedSnapshot).toBeUndefined();
+    expect(await snapshotsOn(`${target}/data`)).toEqual([]);
+  }, 300_000);
+
   it('syncTimeout: a run still moving bytes at its deadline is ended (SyncTimedOut), nothing half-received; the retry sends incrementally', async () => {
     const base = 'bdr-20261130T000000Z';
     const next = 'bdr-20261130T010000Z';

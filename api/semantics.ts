@@ -5,6 +5,7 @@
 import { assertFromPatterns } from '../nodes/authorized-keys.ts';
 import { parseSize } from '../planning/quota.ts';
 import { isValidTimeZone, validateScheduleSpec } from '../planning/schedule.ts';
+import { transportLimits, type TransportLimitsSpec } from '../planning/transport.ts';
 import { pathProblem, propertyProblem, selectorProblems, type LabelSelector } from '../planning/tenancy.ts';
 import { kindByName } from './kinds/index.ts';
 import { nameProblem, type NameKind } from './names.ts';
@@ -159,6 +160,10 @@ function checkVector(spec: Obj, out: FieldIssue[]): void {
   checkZfsName(asObj(spec.target)?.dataset, 'dataset', ['spec', 'target', 'dataset'], out);
   checkSize(asObj(spec.target)?.quota, ['spec', 'target', 'quota'], out);
   checkSchedule(spec.schedule, ['spec', 'schedule'], out);
+  // The same function the sync reads the fields with: bounds (and the defaults) cannot drift apart.
+  const transport = asObj(spec.transport);
+  const limits = transport ? transportLimits(transport as TransportLimitsSpec) : undefined;
+  if (limits && !limits.ok) for (const p of limits.problems) out.push({ path: ['spec', 'transport', p.field], message: p.problem });
 }
 
 /** Rules beyond the schema for one object; assumes the schema check passed. */

@@ -16,20 +16,21 @@ import { vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '../api/types.ts';
 import { vectorHoldTag } from '../nodes/guard.ts';
 import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
-import { parseDuration } from '../planning/duration.ts';
+import { formatDuration, parseDuration } from '../planning/duration.ts';
 import { describeStep, planReplication, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
 import { nextDue, parseSchedule, type Schedule } from '../planning/schedule.ts';
+import { describeRate, transportLimits, type TransportLimits } from '../planning/transport.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 import type { ZfsMachine } from '../zfs/machine.ts';
-import { meteredTransferArgv, runMeteredTransfer } from '../zfs/metered-transfer.ts';
+import { meteredTransferArgv, runMeteredTransfer, ThrottleUnavailableError } from '../zfs/metered-transfer.ts';
 import { enforceReplicaProperties } from '../zfs/replica.ts';
 import { relay } from '../zfs/transfer.ts';
 import { policyRules, poolOf } from './dataset-snapshots.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
 import { backoffDelay, type BackoffPolicy } from './runtime/backoff.ts';
-import type { Clock } from './runtime/clock.ts';
+import type { Clock, Timer } from './runtime/clock.ts';
 import { findCondition, setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
 import type { ReconcileContext, ReconcileResult } from './runtime/controller.ts';
 import type { EventRecorder } from './runtime/events.ts';
@@ -46,8 +47,6 @@ export const TRANSFER_STATUS_INTERVAL_MS = 10_000;
 /** Failed or refused runs are retried after backoffDelay(consecutiveFailures) with this policy. */
 export const SYNC_BACKOFF: BackoffPolicy = { baseMs: 10_000, capMs: 10 * 60_000 };
 const MAX_REQUEUE_MS = 6 * 3_600_000;
-/** A stream that moves no byte for this long is aborted, and the run retried with backoff (zettarepl's stall monitor). */
-export const STALL_TIMEOUT_MS = 5 * 60_000;
 /** Any new value of this annotation starts a sync now; status.lastHandledSyncRequest echoes the value handled. */
 export const SYNC_REQUESTED_ANNOTATION = 'bdr.dev/sync-requested';
 const DEFAULT_PRIORITY = 100;
@@ -59,6 +58,7 @@ const DEFAULT_PRIORITY = 100;
 export const SYNC_READY_REASONS: ReadonlySet<string> = new Set([
   'Synced', 'UpToDate', 'SyncFailed', 'NoSourceSnapshot', 'NoCommonSnapshot', 'TargetDiverged', 'NameCollision',
   'RawSendUnsupported', 'InvalidSchedule', 'RetentionPolicyNotFound', 'InvalidRetentionPolicy', 'SourceNotReady',
+  'InvalidTransport', 'SyncTimedOut', 'BandwidthLimitUnavailable',
 ]);
 
 /** What the Vector reconciler resolved: the machines and the vector's dataset on the storage machine. */
@@ -253,6 +253,11 @@ export class VectorSync {
     if ('problem' in source) return this.write(vector, { state: 'failed', reason: 'SourceNotReady', message: source.problem }, {}, requeue(30_000));
     const schedule = vector.spec.schedule ? parseSchedule(vector.spec.schedule) : undefined;
     if (schedule && !schedule.ok) return this.write(vector, { state: 'stalled', reason: 'InvalidSchedule', message: schedule.problem }, {}, requeue(MAX_REQUEUE_MS));
+    const limits = transportLimits(vector.spec.transport);
+    if (!limits.ok) {
+      const message = limits.problems.map((p) => `spec.transport.${p.field}: ${p.problem}`).join('; ');
+      return this.write(vector, { state: 'stalled', reason: 'InvalidTransport', message }, {}, requeue(MAX_REQUEUE_MS));
+    }
     const ns = vector.metadata.namespace ?? 'default';
     const policy = source.policyName ? this.deps.policies.get(`${ns}/${source.policyName}`) : undefined;
     if (!policy) {
@@ -277,7 +282,7 @@ export class VectorSync {
       return this.write(vector, this.outcomeOf(vector), extra, requeue(Math.min(next - now, this.rpoCrossing(vector, now) ?? MAX_REQUEUE_MS)));
     }
     this.lastAttempt.set(key, now);
-    return this.run(vector, key, paired, source, policy, ctx, requeue, schedule?.ok ? schedule.value : undefined);
+    return this.run(vector, key, paired, source, policy, ctx, requeue, schedule?.ok ? schedule.value : undefined, limits.value);
   }
 
   /** When the newest replicated point will pass the RPO, from now (undefined: no RPO, or already past). */
@@ -340,8 +345,14 @@ export class VectorSync {
     ctx: ReconcileContext,
     requeue: (ms: number) => ReconcileResult,
     schedule: Schedule | undefined,
+    limits: TransportLimits,
   ): Promise<ReconcileResult> {
     const { clock, events, connections } = this.deps;
+    // The run's deadline (spec.transport.syncTimeout), armed once both transfer slots are held: every command of
+    // the run gets its signal through ctx, so ending the run ends whatever it is doing on the machines.
+    const operatorSignal = ctx.signal;
+    const deadline = new Deadline(clock, operatorSignal);
+    ctx = { ...ctx, signal: deadline.signal };
     const { primary, storage, replica } = paired;
     const targetData = `${replica}/${source.leaf}`;
     const totals = this.totalsOf(vector);
@@ -353,7 +364,10 @@ export class VectorSync {
     try {
       const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
       const outcome = await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
-        const plan = await this.plan(vector, key, source, policy, src, tgt, replica, targetData);
+        deadline.arm(limits.syncMs);
+        // Listing takes no signal: the deadline stops waiting for it (a hung `zfs list` would otherwise keep both
+        // slots for good); the listing changes nothing, so leaving it to end on its own is safe.
+        const plan = await deadline.race(this.plan(vector, key, source, policy, src, tgt, replica, targetData));
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
@@ -381,7 +395,7 @@ export class VectorSync {
             if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
             lastWrite = clock.now();
             writing = writing.then(() => this.progress(latest, step, b)).then((v) => (latest = v), () => undefined);
-          }, vector.spec.transport?.mode ?? 'Direct');
+          }, vector.spec.transport?.mode ?? 'Direct', limits);
           // A progress write still in flight must not land after the final status.
           await writing;
           bytes += sent;
@@ -441,10 +455,20 @@ export class VectorSync {
       const message = sent.length > 0 ? `replicated ${lastSynced?.name ?? ''} to ${storage.metadata.name} (${bytes} bytes)` : `${targetData} on ${storage.metadata.name} is up to date at ${lastSynced?.name ?? ''}`;
       return this.write(vector, { state: 'ready', reason: sent.length > 0 ? 'Synced' : 'UpToDate', message }, fields, requeue(next !== undefined ? next - now : MAX_REQUEUE_MS), latest);
     } catch (err) {
-      if (ctx.signal.aborted) throw err;
+      if (operatorSignal.aborted) throw err;
       totals.transferBytes = 0;
       const failures = (vector.status?.consecutiveFailures ?? 0) + 1;
       const retryMs = backoffDelay(failures, SYNC_BACKOFF);
+      if (deadline.fired) {
+        // The stream (if one ran) was ended on the machines: ZFS keeps no half-received snapshot (an interrupted
+        // `receive -s` state is discarded by the next run's plan), and the held base stays, so the retry sends that
+        // step again incrementally.
+        totals.failed += 1;
+        const at = latest.status?.transfer?.snapshot;
+        const message = `sync to ${storage.metadata.name} took longer than spec.transport.syncTimeout (${formatDuration(limits.syncMs)}) and was ended${at ? ` while sending ${at}` : ''}; the base stays held and the retry sends that step again from it; retrying in ${Math.round(retryMs / 1000)}s (raise syncTimeout if a run needs longer)`;
+        await events.record(vector, 'Warning', 'SyncTimedOut', message);
+        return this.write(vector, { state: 'failed', reason: 'SyncTimedOut', message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
+      }
       const refusal = err instanceof Refusal ? err : err instanceof ZfsError && err.kind === 'conflict' ? divergedOnReceive(err, targetData, storage.metadata.name, latest.status?.lastSyncedSnapshot?.name) : undefined;
       if (refusal) {
         totals.stalled += 1;
@@ -455,6 +479,8 @@ export class VectorSync {
       const message = `sync to ${storage.metadata.name} failed: ${(err as Error).message}; retrying in ${Math.round(retryMs / 1000)}s`;
       await events.record(vector, 'Warning', 'SyncFailed', message);
       return this.write(vector, { state: 'failed', reason: 'SyncFailed', message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
+    } finally {
+      deadline.dispose();
     }
   }
 
@@ -523,6 +549,7 @@ export class VectorSync {
     signal: AbortSignal,
     onProgress: (bytes: number) => void,
     mode: 'Direct' | 'Relay',
+    limits: TransportLimits,
   ): Promise<number> {
     const { primary, storage } = paired;
     const sendOptions = {
@@ -538,20 +565,24 @@ export class VectorSync {
     let stream: (options: { signal: AbortSignal; onProgress: (bytes: number) => void }) => Promise<{ bytes: number }>;
     if (relayed) {
       if (step.resumeToken !== undefined) throw new Error('resuming a stream is not supported on the Relay transport');
-      // Through bdr's own connections to both machines (the primary cannot reach the secondary); counted here.
-      stream = (o) => relay(src.zfs, sendOptions, tgt.zfs, targetData, receiveOptions, o);
+      // Through bdr's own connections to both machines (the primary cannot reach the secondary); counted (and
+      // throttled) here.
+      const rate = limits.bytesPerSecond !== undefined ? { bytesPerSecond: limits.bytesPerSecond } : {};
+      stream = (o) => relay(src.zfs, sendOptions, tgt.zfs, targetData, receiveOptions, { ...o, ...rate });
     } else {
       const sendArgv = step.resumeToken !== undefined ? ['zfs', 'send', '-t', step.resumeToken] : await src.zfs.sendArgv(sendOptions);
       const receiveArgv = await tgt.zfs.receiveArgv(targetData, receiveOptions);
       const conn = storage.spec.connection;
       const dir = identityDir(primary, key);
+      // The limit is applied on the sending machine (pv), before the stream reaches ssh or the local receive.
+      const rate = { bytesPerSecond: limits.bytesPerSecond };
       const argv = sameMachine
-        ? meteredTransferArgv(sendArgv, { kind: 'local', receiveArgv })
+        ? meteredTransferArgv(sendArgv, { kind: 'local', receiveArgv }, rate)
         : meteredTransferArgv(sendArgv, {
             kind: 'direct',
             receiveArgv,
             route: { host: conn.host ?? '', port: conn.port ?? 22, user: conn.user ?? 'root', identityFile: `${dir}/id`, knownHostsFile: `${dir}/known_hosts` },
-          });
+          }, rate);
       stream = (o) => runMeteredTransfer(src.connection, argv, targetData, o);
     }
     // The stall watchdog: every byte reported re-arms it; when it fires the stream is ended on the machine.
@@ -562,7 +593,7 @@ export class VectorSync {
       stalled = true;
       stop.abort();
     };
-    let timer = clock.setTimeout(fire, STALL_TIMEOUT_MS);
+    let timer = clock.setTimeout(fire, limits.stallMs);
     const passOn = () => stop.abort();
     signal.addEventListener('abort', passOn, { once: true });
     try {
@@ -570,19 +601,70 @@ export class VectorSync {
         signal: stop.signal,
         onProgress: (b) => {
           clock.clearTimeout(timer);
-          timer = clock.setTimeout(fire, STALL_TIMEOUT_MS);
+          timer = clock.setTimeout(fire, limits.stallMs);
           onProgress(b);
         },
       });
       return bytes;
     } catch (err) {
-      if (stalled) throw new Error(`${describeStep(step)}: no byte moved for ${STALL_TIMEOUT_MS / 60_000} minutes; the stream was ended`);
+      if (stalled) throw new Error(`${describeStep(step)}: no byte moved for ${formatDuration(limits.stallMs)} (spec.transport.stallTimeout); the stream was ended`);
+      if (err instanceof ThrottleUnavailableError) {
+        const relayHint = sameMachine ? '' : ', or set transport.mode: Relay (limited in bdr)';
+        throw new Refusal('BandwidthLimitUnavailable', `spec.transport.bandwidthLimit (${describeRate(limits.bytesPerSecond ?? 0)}) is applied with pv on ${primary.metadata.name}, which lacks it; nothing was sent unthrottled. Install pv there (Debian, Ubuntu: apt install pv), remove the limit${relayHint}`);
+      }
       throw err;
     } finally {
       clock.clearTimeout(timer);
       signal.removeEventListener('abort', passOn);
     }
   }
+}
+
+/**
+ * A run's deadline on the injected clock: aborts its signal `arm`'s milliseconds after being armed, and passes
+ * on an abort of the operator's signal (then `fired` stays false: the run was stopped, not late).
+ */
+export class Deadline {
+  private readonly controller = new AbortController();
+  private timer: Timer | undefined;
+  fired = false;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly outer: AbortSignal,
+  ) {
+    if (outer.aborted) this.controller.abort(outer.reason);
+    else outer.addEventListener('abort', this.passOn, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  arm(ms: number): void {
+    this.timer ??= this.clock.setTimeout(() => {
+      this.fired = true;
+      this.controller.abort(new Error('the sync run passed its syncTimeout'));
+    }, ms);
+  }
+
+  /** `work`'s result, or the abort reason as soon as the signal aborts (for work that takes no signal). */
+  race<T>(work: Promise<T>): Promise<T> {
+    const signal = this.controller.signal;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
+  dispose(): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.outer.removeEventListener('abort', this.passOn);
+  }
+
+  private readonly passOn = (): void => this.controller.abort(this.outer.reason);
 }
 
 /**

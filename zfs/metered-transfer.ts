@@ -8,6 +8,7 @@ import { directSshArgv, type DirectRoute } from './transfer.ts';
  *
  *   { { zfs send … || echo "bdr: zfs send failed…" >&2; } | dd bs=128k status=progress 2>&3 | RECEIVE >/dev/null; } 3>&1
  *
+ * With a bandwidth limit, `pv -q -L RATE` sits between zfs send and dd (after a check that pv exists). *
  * RECEIVE is `ssh … 'zfs receive …'` (direct: the primary's own OpenSSH with the vector key, the stream never
  * passes through bdr) or `zfs receive …` itself (both ends on one machine: a local pipe). `dd` copies the stream
  * unchanged and reports the bytes it copied (about once a second, and exactly at the end) on the pipeline's
@@ -15,12 +16,28 @@ import { directSshArgv, type DirectRoute } from './transfer.ts';
  */
 export type MeteredReceive = { kind: 'local'; receiveArgv: readonly string[] } | { kind: 'direct'; route: DirectRoute; receiveArgv: readonly string[] };
 
-export function meteredTransferArgv(sendArgv: readonly string[], receive: MeteredReceive): string[] {
+export function meteredTransferArgv(sendArgv: readonly string[], receive: MeteredReceive, limit: { bytesPerSecond?: number | undefined } = {}): string[] {
   const receiving = receive.kind === 'local' ? [...receive.receiveArgv] : directSshArgv(receive.route, receive.receiveArgv);
+  const rate = limit.bytesPerSecond;
+  if (rate !== undefined && (!Number.isSafeInteger(rate) || rate < 1)) throw new RangeError(`invalid rate ${rate}`);
+  // pv paces the stream before dd counts it, so the bytes reported are those that went on to the receiver. It is
+  // looked for first: a machine without it refuses the transfer rather than sending unthrottled.
   const script =
+    (rate !== undefined ? `command -v pv >/dev/null 2>&1 || { echo "${PV_MISSING}" >&2; exit 3; }; ` : '') +
     `{ { ${commandLine(sendArgv)} || echo "bdr: zfs send failed with status $?" >&2; } ` +
+    (rate !== undefined ? `| pv -q -L ${rate} ` : '') +
     `| dd bs=131072 status=progress 2>&3 | ${commandLine(receiving)} >/dev/null; } 3>&1`;
   return ['sh', '-c', script];
+}
+
+const PV_MISSING = 'bdr: pv is not installed';
+
+/** A bandwidth limit was asked for and the sending machine has no pv: nothing was sent. */
+export class ThrottleUnavailableError extends Error {
+  constructor(readonly machine: string) {
+    super(`pv is not installed on ${machine}, which the bandwidth limit needs (Debian and Ubuntu: apt install pv)`);
+    this.name = 'ThrottleUnavailableError';
+  }
 }
 
 /** The largest byte count dd has reported so far in `text` (its progress and final lines both start with it). */
@@ -67,6 +84,7 @@ export async function runMeteredTransfer(
   } catch (error) {
     throw asZfsError(error, argv);
   }
+  if (result.code === 3 && result.stderr.includes(PV_MISSING)) throw new ThrottleUnavailableError(connection.description);
   if (result.code !== 0 || /bdr: zfs send failed/.test(result.stderr)) {
     // zfs send never reports a full disk of its own, so "out of space" here is the receiving side's.
     throw receiveError(zfsCommandError(['zfs', 'send|receive', ...argv.slice(2)], result, connection.description), receiveInto.split('@')[0] ?? receiveInto);

@@ -2,12 +2,15 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { commandLine } from '../nodes/quote.ts';
 import { asZfsError, receiveError, ZfsError, zfsCommandError } from './errors.ts';
+import { throttle } from './throttle.ts';
 import type { ReceiveOptions, SendOptions, TransferResult, ZfsMachine } from './machine.ts';
 
 export interface RelayOptions {
   signal?: AbortSignal;
   /** Called with the running byte count each time a chunk of the stream passes through. */
   onProgress?: (bytes: number) => void;
+  /** At most this many bytes per second pass through (a token bucket in this process, see throttle.ts). */
+  bytesPerSecond?: number;
 }
 
 /**
@@ -43,7 +46,9 @@ export async function relay(
     receiver.kill();
   };
   let pipeSettled = false;
-  const piping = pipeline(sender.stdout, counter, receiver.stdin).then(
+  // Throttled before counted: the bytes reported are those that went on towards the receiver.
+  const limiter = options.bytesPerSecond !== undefined ? throttle(options.bytesPerSecond) : undefined;
+  const piping = (limiter ? pipeline(sender.stdout, limiter, counter, receiver.stdin) : pipeline(sender.stdout, counter, receiver.stdin)).then(
     () => undefined,
     (error: unknown) => {
       stopBoth();

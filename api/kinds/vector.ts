@@ -1,4 +1,4 @@
-import { conditions, datasetName, deletionPolicy, duration, localObjectRef, schedule, SIZE_OR_NONE_PATTERN, snapshotRef, suspend } from '../schema-parts.ts';
+import { conditions, datasetName, deletionPolicy, duration, localObjectRef, schedule, SIZE_OR_NONE_PATTERN, SIZE_PATTERN, snapshotRef, suspend } from '../schema-parts.ts';
 
 export const vectorSpec = {
   type: 'object',
@@ -61,6 +61,23 @@ export const vectorSpec = {
         raw: { type: 'boolean', default: false, description: 'Send encrypted datasets raw (zfs send -w): the target never sees the key.' },
         largeBlocks: { type: 'boolean', default: true, description: 'zfs send -L where supported.' },
         resumable: { type: 'boolean', default: true, description: 'Receive with -s where supported. Resuming from the token is not implemented yet: an interrupted step is sent again from its base.' },
+        stallTimeout: {
+          ...duration('A stream that moves no byte for this long is ended and the run retried with backoff (at least 10s).'),
+          default: '5m',
+        },
+        syncTimeout: {
+          ...duration(
+            'The longest one sync run may take once it holds both transfer slots (listing, every stream, holds, prunes; at least 1m). A run past it is ended (reason SyncTimedOut) and retried with backoff; nothing partial is kept. Raise it for an initial copy expected to take longer.',
+          ),
+          default: '24h',
+        },
+        bandwidthLimit: {
+          type: 'string',
+          pattern: SIZE_PATTERN,
+          maxLength: 19,
+          description:
+            'Most bytes per second the stream may use: digits with an optional K, M, G, T or P suffix, 1024-based (10M = 10 MiB/s). Applied on the sending machine with pv (Direct, and a local pipe: the Vector refuses to send unthrottled where pv is missing) or in bdr (Relay). Unlimited when omitted.',
+        },
       },
     },
     keyRotation: {

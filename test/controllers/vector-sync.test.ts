@@ -349,7 +349,7 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect(v.status?.lastSyncTime).toBe(lastSyncTime);
   }, 300_000);
 
-  it('a stream that stops moving is ended after the stall timeout; the retry sends incrementally from the held base', async () => {
+  it('a stream that stops moving is ended after spec.transport.stallTimeout; the retry sends incrementally from the held base', async () => {
     // A new restore point with 32 MiB of new data: more than the pipes and ssh windows between A and B hold.
     const dir = join(sourcePool.mountpoint ?? '', 'data');
     await writeFile(join(dir, 'big.bin'), randomBytes(32 * 1024 * 1024));
@@ -360,8 +360,21 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     const next = point(120);
     expect(await snapshotsOn(source())).toContain(next);
     const current = await vector();
-    const applied = tc.apply({ ...current, metadata: { ...current.metadata, annotations: { 'bdr.dev/sync-requested': 'stall' } }, status: undefined } as unknown as KubeObject);
+    // 90 s instead of the default 5 minutes: the watchdog reads the Vector's own field.
+    const applied = tc.apply({
+      ...current,
+      metadata: { ...current.metadata, annotations: { 'bdr.dev/sync-requested': 'stall' } },
+      spec: { ...current.spec, transport: { ...current.spec.transport, stallTimeout: '90s' } },
+      status: undefined,
+    } as unknown as KubeObject);
     await eventually(() => (vectors.get('default/v')?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the annotation in the cache');
+    // A new generation: the key half looks at it first (no sync in that pass).
+    await eventually(async () => {
+      await reconciler.reconcile('default/v', ctx('default/v'));
+      const x = await vector();
+      return x.status?.observedGeneration === x.metadata.generation ? true : undefined;
+    }, 'the new spec observed');
+    expect((await vector()).status?.lastHandledSyncRequest).not.toBe('stall');
 
     let settled = false;
     const running = reconciler.reconcile('default/v', ctx('default/v')).finally(() => (settled = true));
@@ -375,7 +388,7 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     try {
       // Each advance fires the watchdog unless a byte moved since the last one; once the pipes are full, one does.
       await eventually(() => {
-        clock.advance(5 * 60_000);
+        clock.advance(90_000);
         return settled ? true : undefined;
       }, 'the stalled stream to be ended', 120_000, 500);
       await running;
@@ -392,7 +405,7 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     }, "B's receive to end");
     let v = await vector();
     expect(condition(v, 'Ready')).toMatchObject({ status: 'False', reason: 'SyncFailed' });
-    expect(condition(v, 'Ready')?.message).toMatch(/no byte moved for 5 minutes/);
+    expect(condition(v, 'Ready')?.message).toMatch(/no byte moved for 1m30s \(spec\.transport\.stallTimeout\); the stream was ended/);
     expect(v.status?.consecutiveFailures).toBe(1);
     expect(v.status?.transfer).toBeUndefined();
     // Nothing half-received on B; the base still held on both sides.

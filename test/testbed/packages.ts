@@ -10,6 +10,8 @@ const REQUIRED: readonly { path: string; pkg: string }[] = [
   { path: '/usr/sbin/sshd', pkg: 'openssh-server' },
   { path: '/usr/bin/ssh-keygen', pkg: 'openssh-client' },
   { path: '/usr/bin/ssh', pkg: 'openssh-client' },
+  // The sending machine's pacer for a Vector's transport.bandwidthLimit (zfs/metered-transfer.ts).
+  { path: '/usr/bin/pv', pkg: 'pv' },
 ];
 
 async function executable(path: string): Promise<boolean> {

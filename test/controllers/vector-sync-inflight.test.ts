@@ -145,7 +145,10 @@ describe('Vector sync: the points of a running plan are spared by local retentio
   it('a run that fails mid-plan stops protecting its points; Reconciling says the retry', async () => {
     await setLocal({ keepLast: 10 });
     const base = hm(2, 30);
-    await nextPoint('half hour 6\n');
+    // 03:00 (the test above left the clock 5 s past 02:30), then every 30 minutes.
+    t.clock.advance(START + 3 * 60 * MIN - t.clock.now());
+    await appendFile(join(t.files(), 'log.txt'), 'half hour 6\n');
+    await t.snapshotSource();
     await nextPoint('half hour 7\n');
     await nextPoint('half hour 8\n');
     // Remote hourly: 3 over 02:30, 03:00, 03:30, 04:00: the newest of hours 03 and 04, so two steps.

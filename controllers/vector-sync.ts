@@ -9,7 +9,8 @@
  * the primary's own OpenSSH with the vector key (or a local pipe when both ends are one machine) with its bytes
  * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`), the target pruned
  * by the remote policy, the old holds released. A refusal (diverged or unrelated target) stalls the vector and
- * destroys nothing. The held bases are offered to the Dataset controller (`protectedSnapshots`).
+ * destroys nothing. The held bases, and while a run goes on every step's source point, are offered to the Dataset
+ * controller (`protectedSnapshots`). While a stream runs, status.transfer and Reconciling=True (Transferring) say so.
  */
 import { performance } from 'node:perf_hooks';
 import { vectorKind } from '../api/kinds/index.ts';

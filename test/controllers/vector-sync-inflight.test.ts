@@ -174,4 +174,45 @@ describe('Vector sync: the points of a running plan are spared by local retentio
     expect(await t.heldOn(t.source())).toEqual([y]);
     expect(new Map(t.sync.protectedSnapshots('a'))).toEqual(new Map([[full(y), 'default/v']]));
   }, 300_000);
+
+  it('a run cut off by the operator stopping stops protecting its points too; the next run ends Reconciling', async () => {
+    const base = hm(4, 0);
+    // 04:30 with 32 MiB (the test above left the clock 10 s past 04:00): one step, caught in flight.
+    t.clock.advance(START + (4 * 60 + 30) * MIN - t.clock.now());
+    await writeFile(join(t.files(), 'big.bin'), randomBytes(32 * 1024 * 1024));
+    await t.snapshotSource();
+    const x = hm(4, 30);
+    expect(await t.snapshotsOn(t.source())).toContain(x);
+
+    const operatorStop = new AbortController();
+    const running = t.reconciler.reconcile('default/v', ctx('default/v', operatorStop.signal));
+    const receivePid = await eventually(() => pidOf(`^zfs receive -u ${t.target()}$`), "B's zfs receive", 60_000, 20);
+    process.kill(receivePid, 'SIGSTOP');
+    try {
+      await eventually(async () => ((await t.vector()).status?.transfer?.snapshot === x ? true : undefined), 'status.transfer');
+      expect(new Map(t.sync.protectedSnapshots('a'))).toEqual(new Map([[full(base), 'default/v'], [full(x), 'default/v']]));
+      const sshClient = await eventually(() => pidOf(`^ssh -i ${t.idFile()} `), "A's ssh client", 30_000, 20);
+      operatorStop.abort();
+      await expect(running).rejects.toThrow();
+      // As in vector-sync-faults.test.ts: A's pipeline is ended before the connections are dropped.
+      await eventually(() => gone(sshClient), "A's pipeline to be ended");
+      await t.connections.closeAll();
+    } finally {
+      process.kill(receivePid, 'SIGCONT');
+    }
+    await eventually(() => gone(receivePid), "B's receive to end");
+    expect(new Map(t.sync.protectedSnapshots('a'))).toEqual(new Map([[full(base), 'default/v']]));
+    // The cut-off run wrote nothing more: status still shows the stream, and Reconciling with it.
+    let v = await t.vector();
+    expect(v.status?.transfer?.snapshot).toBe(x);
+    expect(condition(v, 'Reconciling')).toMatchObject({ status: 'True', reason: 'Transferring' });
+
+    t.clock.advance(10_000);
+    v = await t.syncUntil((cur) => cur.status?.lastSyncedSnapshot?.name === x, 'the next run');
+    expect(condition(v, 'Ready')).toMatchObject({ status: 'True', reason: 'Synced' });
+    expect(condition(v, 'Reconciling')).toBeUndefined();
+    expect(v.status?.transfer).toBeUndefined();
+    expect(new Map(t.sync.protectedSnapshots('a'))).toEqual(new Map([[full(x), 'default/v']]));
+    expect(await t.heldOn(t.source())).toEqual([x]);
+  }, 300_000);
 });

@@ -9,7 +9,8 @@
  * the primary's own OpenSSH with the vector key (or a local pipe when both ends are one machine) with its bytes
  * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`), the target pruned
  * by the remote policy, the old holds released. A refusal (diverged or unrelated target) stalls the vector and
- * destroys nothing. The held bases are offered to the Dataset controller (`protectedSnapshots`).
+ * destroys nothing. The held bases, and while a run goes on every step's source point, are offered to the Dataset
+ * controller (`protectedSnapshots`). While a stream runs, status.transfer and Reconciling=True (Transferring) say so.
  */
 import { performance } from 'node:perf_hooks';
 import { vectorKind } from '../api/kinds/index.ts';
@@ -133,19 +134,33 @@ export class VectorSync {
    */
   private readonly ownHolds = new Map<string, Map<string, HoldAction['side']>>();
   private readonly lastAttempt = new Map<string, number>();
+  /**
+   * Per vector with a run going: its source machine and the point every step of the running plan sends. The
+   * planner holds a step's point only just before that step (so a crash leaves no stray hold where holds cannot
+   * be listed), so until then only this keeps local retention from destroying a later step's point mid-run.
+   */
+  private readonly inFlight = new Map<string, { machine: string; points: readonly string[] }>();
   private readonly totals = new Map<string, SyncTotals>();
 
   constructor(private readonly deps: VectorSyncDeps) {}
 
-  /** The snapshots on `machine` that a vector needs as its next incremental base (never pruned by local retention). */
+  /**
+   * The snapshots on `machine` that a vector needs as its next incremental base, and while a run is going the
+   * source points of all its steps (each is the next step's base): never pruned by local retention.
+   */
   protectedSnapshots(machine: string): ReadonlyMap<string, string> {
     // Snapshot → the vectors holding it, so a blocked retention can say whose base it is.
     const out = new Map<string, string>();
-    const add = (snapshot: string, vector: string) => out.set(snapshot, out.has(snapshot) ? `${out.get(snapshot) ?? ''}, ${vector}` : vector);
+    const add = (snapshot: string, vector: string) => {
+      const had = out.get(snapshot);
+      if (had === undefined) out.set(snapshot, vector);
+      else if (!had.split(', ').includes(vector)) out.set(snapshot, `${had}, ${vector}`);
+    };
     for (const [key, b] of this.bases) {
       if (b.sourceMachine === machine) add(b.source, key);
       if (b.targetMachine === machine) add(b.target, key);
     }
+    for (const [key, run] of this.inFlight) if (run.machine === machine) for (const point of run.points) add(point, key);
     // After a restart, status names the base until the first run: the hold protects it too, this says why.
     for (const v of this.deps.vectors.list()) {
       if (this.bases.has(objectKey(v))) continue;
@@ -196,6 +211,7 @@ export class VectorSync {
   forget(vectorKey: string): void {
     this.bases.delete(vectorKey);
     this.ownHolds.delete(vectorKey);
+    this.inFlight.delete(vectorKey);
     this.lastAttempt.delete(vectorKey);
     this.totals.delete(vectorKey);
   }
@@ -370,6 +386,7 @@ export class VectorSync {
         const plan = await deadline.race(this.plan(vector, key, source, policy, src, tgt, replica, targetData));
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
+        if (plan.kind === 'send') this.inFlight.set(key, { machine: primary.metadata.name, points: plan.steps.map((s) => s.to) });
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
         const own = this.ownHolds.get(key) ?? new Map<string, HoldAction['side']>();
         this.ownHolds.set(key, own);
@@ -387,14 +404,15 @@ export class VectorSync {
         await holdsAfter(-1);
         const steps = plan.kind === 'send' ? plan.steps : [];
         for (const [i, step] of steps.entries()) {
-          latest = await this.progress(latest, step, 0);
+          const position = { index: i, count: steps.length };
+          latest = await this.progress(latest, step, 0, position, storage.metadata.name);
           let lastWrite = clock.now();
           let writing: Promise<unknown> = Promise.resolve();
           const sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
             totals.transferBytes = b;
             if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
             lastWrite = clock.now();
-            writing = writing.then(() => this.progress(latest, step, b)).then((v) => (latest = v), () => undefined);
+            writing = writing.then(() => this.progress(latest, step, b, position, storage.metadata.name)).then((v) => (latest = v), () => undefined);
           }, vector.spec.transport?.mode ?? 'Direct', limits);
           // A progress write still in flight must not land after the final status.
           await writing;
@@ -481,14 +499,28 @@ export class VectorSync {
       return this.write(vector, { state: 'failed', reason: 'SyncFailed', message }, { consecutiveFailures: failures, ...handled }, requeue(retryMs), latest);
     } finally {
       deadline.dispose();
+      this.inFlight.delete(key);
     }
   }
 
-  /** Writes status.transfer for the step running now; returns the object as written (for the next merge patch). */
-  private async progress(vector: Vector, step: SendStep, bytes: number): Promise<Vector> {
-    const startedAt = vector.status?.transfer?.snapshot === short(step.to) ? vector.status.transfer.startedAt : iso(this.deps.clock.now());
-    const transfer = { snapshot: short(step.to), bytes, ...(startedAt ? { startedAt } : {}) };
-    return (await writeStatus(this.deps.client, VECTOR, vector, { ...(vector.status ?? {}), transfer })).object;
+  /**
+   * Writes status.transfer for the step running now, and in the same patch Reconciling=True (Transferring), so
+   * kstatus and Argo CD read the vector as in progress while a stream runs; Ready stays what the last run said.
+   * The run's final status write (`write`, through `summarize`) removes Reconciling again, or keeps it True with
+   * ProgressingWithRetry when the run failed. Returns the object as written (for the next merge patch).
+   */
+  private async progress(vector: Vector, step: SendStep, bytes: number, position: { index: number; count: number }, storage: string): Promise<Vector> {
+    const now = this.deps.clock.now();
+    const snapshot = short(step.to);
+    const startedAt = vector.status?.transfer?.snapshot === snapshot ? vector.status.transfer.startedAt : iso(now);
+    const transfer = { snapshot, bytes, ...(startedAt ? { startedAt } : {}) };
+    const conditions = setCondition(
+      vector.status?.conditions,
+      { type: 'Reconciling', status: 'True', reason: 'Transferring', message: `sending ${snapshot} to ${storage} (stream ${position.index + 1} of ${position.count}): ${bytes} bytes so far` },
+      vector.metadata.generation ?? 0,
+      new Date(now),
+    );
+    return (await writeStatus(this.deps.client, VECTOR, vector, { ...(vector.status ?? {}), transfer, conditions })).object;
   }
 
   private async plan(vector: Vector, key: string, source: Source, policy: RetentionPolicy, src: MachineHandle, tgt: MachineHandle, replica: string, targetData: string): Promise<ReplicationPlan> {

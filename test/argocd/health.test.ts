@@ -73,9 +73,9 @@ describe('Argo CD health check', () => {
       ['vector-diverged', 'Degraded', 'TargetDiverged: Target '],
       ['vector-suspended', 'Suspended', 'Suspended: spec.suspend is true'],
       ['vector-machine-suspended', 'Suspended', 'MachineSuspended: Machine vault02 is suspended (spec.suspend)'],
-      // Its first sync mid-stream (status.transfer): the controller keeps the Ready of the pairing while a stream
-      // runs and sets no Reconciling, so Argo CD shows it Healthy; InSync comes with the run's end.
-      ['vector-transferring', 'Healthy', 'Succeeded: key SHA256:'],
+      // Its first sync mid-stream (status.transfer): Reconciling=True (Transferring) comes with status.transfer, so
+      // Argo CD shows it Progressing although Ready (the pairing's) stays True; InSync comes with the run's end.
+      ['vector-transferring', 'Progressing', 'Transferring: sending bdr-20261201T090000Z to vault02 (stream 1 of 1): 0 bytes so far'],
     ])('%s is %s', async (name, status, message) => {
       const hs = await health(fixture(name));
       expect(hs.status).toBe(status);
@@ -85,6 +85,9 @@ describe('Argo CD health check', () => {
     it('the recordings are what their names say', () => {
       expect(fixture('vector-transferring').status?.transfer).toMatchObject({ snapshot: 'bdr-20261201T090000Z', bytes: 0 });
       expect(conditions(fixture('vector-transferring')).map((c) => c.type)).not.toContain('InSync');
+      expect(conditions(fixture('vector-transferring')).find((c) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'Succeeded' });
+      expect(conditions(fixture('vector-transferring')).find((c) => c.type === 'Reconciling')).toMatchObject({ status: 'True', reason: 'Transferring' });
+      expect(conditions(fixture('vector-insync')).map((c) => c.type)).not.toContain('Reconciling');
       expect(fixture('vector-insync').status?.lastSyncedSnapshot).toMatchObject({ name: 'bdr-20261201T090000Z' });
       expect(conditions(fixture('vector-insync')).find((c) => c.type === 'InSync')).toMatchObject({ status: 'True', reason: 'WithinRpo' });
       expect(conditions(fixture('vector-diverged')).find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'TargetDiverged' });

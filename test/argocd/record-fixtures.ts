@@ -2,10 +2,12 @@
  * Records the StorageTarget and Vector Argo CD fixtures from real reconciles: the Machine, StorageTarget, Dataset
  * and Vector controllers against the embedded API server, zfs-fuse pools and test sshd machines (the setups of
  * test/controllers/storage-target.test.ts and vector-sync.test.ts; the Vector part runs a real sync through the
- * guard). Run as root: `npx tsx test/argocd/record-fixtures.ts`. Writes test/fixtures/argocd/storagetarget-*.json
- * and vector-*.json; uid, resourceVersion, timestamps of metadata and managedFields are left out, as in the
- * other recordings. The Vector part runs on a fake clock from 2026-12-01T09:00:00Z, so its times are the same on
- * every run; pool names (bdrt…) are not.
+ * guard). Run as root: `npx tsx test/argocd/record-fixtures.ts [name …]`. Writes test/fixtures/argocd/
+ * storagetarget-*.json and vector-*.json, or only the named ones (e.g. `vector-transferring`): the whole scenario
+ * runs either way, each case needing the ones before it, but the other files keep their recordings. uid,
+ * resourceVersion, timestamps of metadata and managedFields are left out, as in the other recordings. The Vector
+ * part runs on a fake clock from 2026-12-01T09:00:00Z, so its times are the same on every run; pool names (bdrt…)
+ * and key fingerprints are not.
  */
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -34,6 +36,8 @@ import { REPO_ROOT } from '../helpers/run-bdr.ts';
 import { run, runOk, TestBed, type TestMachine } from '../testbed/index.ts';
 
 const FIXTURES = join(REPO_ROOT, 'test/fixtures/argocd');
+/** The fixtures to write (file names without .json); none named: all. */
+const only = new Set(process.argv.slice(2));
 const HOUR = 3_600_000;
 const abort = new AbortController();
 const ctx = (key: string) => ({ key, log: silentLogger, signal: abort.signal });
@@ -46,6 +50,10 @@ function recorded(obj: KubeObject & { spec?: unknown; status?: unknown }): unkno
 
 function write(file: string, obj: (KubeObject & { status?: { conditions?: unknown } }) | undefined): void {
   if (!obj?.status) throw new Error(`${file}: the object has no status`);
+  if (only.size > 0 && !only.has(file)) {
+    process.stdout.write(`${file}: not written (not named)\n`);
+    return;
+  }
   writeFileSync(join(FIXTURES, `${file}.json`), `${JSON.stringify(recorded(obj), null, 2)}\n`);
   process.stdout.write(`${file}: ${JSON.stringify(obj.status.conditions)}\n`);
 }
@@ -221,7 +229,8 @@ async function recordVectors(tc: TestCluster, bed: TestBed, c: Controllers): Pro
     retentionPolicyRef: { name: 'offsite' },
     rpo: '2h',
   });
-  // The first sync, caught mid-stream: B's zfs receive is stopped until status.transfer has been read.
+  // The first sync, caught mid-stream: B's zfs receive is stopped until status.transfer (and with it
+  // Reconciling=True, Transferring) has been read.
   await reconcileUntil('web-offsite', (v) => is(v, 'KeyAuthorized', 'True'));
   const target = `${replicaPool.name}/replicas/web-offsite/web`;
   const running = reconciler.reconcile('default/web-offsite', ctx('default/web-offsite'));

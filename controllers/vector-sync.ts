@@ -7,14 +7,19 @@
  * other), one inventory per machine over the operator's own connections, `planReplication` with the vector's
  * remote RetentionPolicy, then the plan in order: holds before each step (new before old), each stream through
  * the primary's own OpenSSH with the vector key (or a local pipe when both ends are one machine) with its bytes
- * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`), the target pruned
- * by the remote policy, the old holds released. A refusal (diverged or unrelated target) stalls the vector and
- * destroys nothing. The held bases are offered to the Dataset controller (`protectedSnapshots`).
+ * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`) unless the listing
+ * shows it already is, the target pruned by the remote policy, the old holds released. A refusal (diverged or
+ * unrelated target) stalls the vector and destroys nothing. The held bases are offered to the Dataset controller
+ * (`protectedSnapshots`).
+ *
+ * Command budget (test/controllers/vector-sync-commands.test.ts counts it at sshd): an incremental sync of one
+ * step is 4 commands on the primary (listing, hold, stream, release) and 3 on the storage machine (listing, the
+ * guard's receive, the hold moved forward in one command); a no-op sync is the two listings.
  */
 import { performance } from 'node:perf_hooks';
 import { vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '../api/types.ts';
-import { vectorHoldTag } from '../nodes/guard.ts';
+import { REPLICA_PROPERTIES, vectorHoldTag } from '../nodes/guard.ts';
 import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
 import { parseDuration } from '../planning/duration.ts';
 import { describeStep, planReplication, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
@@ -24,7 +29,7 @@ import { ZfsError } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 import type { ZfsMachine } from '../zfs/machine.ts';
 import { meteredTransferArgv, runMeteredTransfer } from '../zfs/metered-transfer.ts';
-import { enforceReplicaProperties } from '../zfs/replica.ts';
+import { enforceReplicaProperties, replicaPropertiesSettled } from '../zfs/replica.ts';
 import { relay } from '../zfs/transfer.ts';
 import { policyRules, poolOf } from './dataset-snapshots.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
@@ -338,12 +343,14 @@ export class VectorSync {
     try {
       const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
       const outcome = await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
-        const plan = await this.plan(vector, key, source, policy, src, tgt, replica, targetData);
+        const { plan, targetInventory } = await this.plan(vector, key, source, policy, src, tgt, replica, targetData);
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
+        // Each side's moves in plan order (new before old there); the two machines are independent of each other.
         const holdsAfter = async (step: number) => {
-          for (const h of plan.holds.filter((x) => x.afterStep === step)) await applyHold(zfsOf(h.side), h, ctx.signal);
+          const batch = plan.holds.filter((x) => x.afterStep === step);
+          await Promise.all((['source', 'target'] as const).map((side) => applyHolds(zfsOf(side), batch.filter((h) => h.side === side), ctx.signal)));
         };
         if (plan.kind === 'send') {
           await events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`);
@@ -368,7 +375,13 @@ export class VectorSync {
           totals.transferBytes = 0;
           await holdsAfter(i);
         }
-        if (steps.length > 0 || plan.kind === 'upToDate') await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
+        // The operator's re-check of the replica's inert properties, skipped when the listing taken before the
+        // run shows them all set locally and this run cannot have changed that: an incremental stream keeps local
+        // values, and through the guard (Direct) a receive succeeds only once the guard made everything it
+        // created inert. A full receive, or a stream that bypassed the guard (Relay), is always re-checked.
+        const viaGuard = paired.primary.metadata.name === paired.storage.metadata.name || (vector.spec.transport?.mode ?? 'Direct') === 'Direct';
+        const settled = replicaPropertiesSettled(targetInventory, targetData) && steps.every((s) => s.mode !== 'full') && (steps.length === 0 || viaGuard);
+        if ((steps.length > 0 || plan.kind === 'upToDate') && !settled) await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
         let pruned: string[] = [];
         if (plan.prunes.length > 0) {
           const results = await tgt.zfs.destroySnapshots(plan.prunes.map((p) => p.name), { signal: ctx.signal });
@@ -444,11 +457,22 @@ export class VectorSync {
     return (await writeStatus(this.deps.client, VECTOR, vector, { ...(vector.status ?? {}), transfer })).object;
   }
 
-  private async plan(vector: Vector, key: string, source: Source, policy: RetentionPolicy, src: MachineHandle, tgt: MachineHandle, replica: string, targetData: string): Promise<ReplicationPlan> {
-    // One listing per machine; the target's is of the vector's dataset only.
+  private async plan(
+    vector: Vector,
+    key: string,
+    source: Source,
+    policy: RetentionPolicy,
+    src: MachineHandle,
+    tgt: MachineHandle,
+    replica: string,
+    targetData: string,
+  ): Promise<{ plan: ReplicationPlan; targetInventory: Inventory }> {
+    // One `zfs get` per machine and nothing else (capabilities are cached per connection): the source's of its
+    // dataset, without pool figures; the target's of the vector's dataset, with the replica's inert properties
+    // (so their re-check costs no command when they are right) and the pool only for a remote maxRolling.
     const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
-      src.zfs.inventory({ roots: [source.dataset] }),
-      tgt.zfs.inventory({ roots: [replica] }),
+      src.zfs.inventory({ roots: [source.dataset], pools: false }),
+      tgt.zfs.inventory({ roots: [replica], properties: Object.keys(REPLICA_PROPERTIES), pools: policy.spec.maxRolling !== undefined }),
       src.zfs.capabilities(),
       tgt.zfs.capabilities(),
     ]);
@@ -479,11 +503,12 @@ export class VectorSync {
     ]);
     const mark = (list: readonly ReplicaSnapshot[]) =>
       list.map((s) => (s.held === undefined && ownBases.has(s.name) ? { ...s, held: [input.holdTag, '?'] } : s));
-    return planReplication({
+    const plan = planReplication({
       ...input,
       source: { ...input.source, snapshots: mark(input.source.snapshots) },
       target: { ...input.target, snapshots: mark(input.target.snapshots) },
     });
+    return { plan, targetInventory: tgtInv };
   }
 
   private async transfer(
@@ -585,6 +610,20 @@ async function applyHold(zfs: ZfsMachine, h: HoldAction, signal?: AbortSignal): 
     if (err instanceof ZfsError && ((h.op === 'hold' && err.kind === 'exists') || (h.op === 'release' && err.kind === 'notFound'))) return;
     throw err;
   }
+}
+
+/**
+ * One machine's hold moves of one batch, in order. A hold of one snapshot followed by the release of another
+ * (the base moving forward) is one command (`moveHold`, which holds before it releases); anything else goes
+ * one action at a time.
+ */
+async function applyHolds(zfs: ZfsMachine, actions: readonly HoldAction[], signal?: AbortSignal): Promise<void> {
+  const [first, second] = actions;
+  if (actions.length === 2 && first?.op === 'hold' && second?.op === 'release' && first.tag === second.tag) {
+    await zfs.moveHold(first.tag, first.snapshot, second.snapshot, signal ? { signal } : {});
+    return;
+  }
+  for (const h of actions) await applyHold(zfs, h, signal);
 }
 
 /**

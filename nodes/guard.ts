@@ -128,19 +128,20 @@ valid_list() {
 
 # Makes every file system at or below $1 inert with local values (local beats received, so no later
 # stream can change them). Only what is not already local and safe is set: an incremental receive into a
-# protected replica costs one listing and one zfs get.
+# protected replica costs one zfs get, which lists every file system below $1 (its type line says which
+# names are file systems; zfs-fuse's get has no -t, so snapshots are listed too and skipped) with the
+# properties and their sources.
 has_local() {
   case "$NL$current$NL" in
-    *"$NL$1$TAB$2\${TAB}local$NL"*) return 0 ;;
+    *"$NL$ds$TAB$1$TAB$2\${TAB}local$NL"*) return 0 ;;
     *) return 1 ;;
   esac
 }
 
 protect() {
-  datasets=$("$ZFS" list -H -r -t filesystem -o name "$1") || return 1
-  printf '%s\\n' "$datasets" | while IFS= read -r ds; do
-    [ -n "$ds" ] || continue
-    current=$("$ZFS" get -H -o property,value,source ${names.join(',')} "$ds" </dev/null) || exit 1
+  current=$("$ZFS" get -H -r -o name,property,value,source type,${names.join(',')} "$1" </dev/null) || return 1
+  printf '%s\\n' "$current" | while IFS="$TAB" read -r ds property value rest; do
+    [ "$property:$value" = type:filesystem ] || continue
 ${Object.entries(REPLICA_PROPERTIES)
   .map(([k, v]) => `    ${[v, ...(ALSO_SAFE[k] ?? [])].map((ok) => `has_local ${k} ${ok} || `).join('')}"$ZFS" set ${k}=${v} "$ds" </dev/null || exit 1`)
   .join('\n')}

@@ -55,6 +55,7 @@ async function main(): Promise<void> {
   const bed = new TestBed();
   const tc = await startTestCluster();
   const informers: Array<{ stop(): Promise<void> }> = [];
+  let connections: MachineConnections | undefined;
   try {
     const poolMb = Math.ceil(MIB * 2.5) + 128;
     const [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true, sizeMb: poolMb }), bed.pool({ sizeMb: poolMb * 2 })]);
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
     await Promise.all([vectors, machines, datasets, policies, targets].map((i) => i.start()));
     await eventually(() => (vectors.get('default/v') && machines.list().length === 2 && datasets.get('default/src') && policies.list().length === 1 ? true : undefined), 'the cache');
     const clock = systemClock;
-    const connections = new MachineConnections(client);
+    connections = new MachineConnections(client);
     const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
     const tasks = new TaskRunner(clock);
     const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
@@ -196,6 +197,8 @@ async function main(): Promise<void> {
     process.stdout.write(`commands (sessions) per incremental sync on A and B: ${sessions.join(', ')}\n`);
   } finally {
     for (const i of informers) await i.stop();
+    // The operator's ssh2 connections would otherwise keep the process alive after the figures.
+    await connections?.closeAll();
     await tc.stop();
     await bed.cleanup();
   }

@@ -352,24 +352,32 @@ export class VectorSync {
           const batch = plan.holds.filter((x) => x.afterStep === step);
           await Promise.all((['source', 'target'] as const).map((side) => applyHolds(zfsOf(side), batch.filter((h) => h.side === side), ctx.signal)));
         };
-        if (plan.kind === 'send') {
-          await events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`);
-          if (plan.discardPartialReceive) await tgt.zfs.run(['zfs', 'receive', '-A', targetData], { signal: ctx.signal });
-        }
-        await holdsAfter(-1);
+        // The event goes to the API server while the machines take the first holds: neither waits for the other.
+        const announced = plan.kind === 'send'
+          ? events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`)
+          : Promise.resolve();
+        const prepared = (async () => {
+          if (plan.kind === 'send' && plan.discardPartialReceive) await tgt.zfs.run(['zfs', 'receive', '-A', targetData], { signal: ctx.signal });
+          await holdsAfter(-1);
+        })();
+        await Promise.all([announced, prepared]);
         const steps = plan.kind === 'send' ? plan.steps : [];
         for (const [i, step] of steps.entries()) {
-          latest = await this.progress(latest, step, 0);
           let lastWrite = clock.now();
-          let writing: Promise<unknown> = Promise.resolve();
-          const sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
-            totals.transferBytes = b;
-            if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
-            lastWrite = clock.now();
-            writing = writing.then(() => this.progress(latest, step, b)).then((v) => (latest = v), () => undefined);
-          }, vector.spec.transport?.mode ?? 'Direct');
-          // A progress write still in flight must not land after the final status.
-          await writing;
+          // status.transfer for this step is written while the stream starts, not before it; later writes queue behind it.
+          let writing: Promise<unknown> = this.progress(latest, step, 0).then((v) => (latest = v), () => undefined);
+          let sent: number;
+          try {
+            sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
+              totals.transferBytes = b;
+              if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
+              lastWrite = clock.now();
+              writing = writing.then(() => this.progress(latest, step, b)).then((v) => (latest = v), () => undefined);
+            }, vector.spec.transport?.mode ?? 'Direct');
+          } finally {
+            // A progress write still in flight must not land after the final status (of success or failure).
+            await writing;
+          }
           bytes += sent;
           totals.sentBytes += sent;
           totals.transferBytes = 0;
@@ -416,10 +424,11 @@ export class VectorSync {
       const next = schedule ? nextDue(schedule, now, now) : undefined;
       totals.succeeded += 1;
       this.deps.metrics?.syncDuration.observe({ namespace: totals.namespace, name: totals.name }, seconds);
-      if (sent.length > 0) {
-        const unavailable = plan.flags.unavailable.length > 0 ? `; not available: ${plan.flags.unavailable.join(', ')}` : '';
-        await events.record(vector, 'Normal', 'SyncSucceeded', `sent ${sent.length} stream(s), ${bytes} bytes in ${seconds.toFixed(1)}s; replica ${targetData} now at ${lastSynced?.name ?? '?'}${unavailable}`);
-      }
+      const unavailable = plan.flags.unavailable.length > 0 ? `; not available: ${plan.flags.unavailable.join(', ')}` : '';
+      // Recorded while the status is written (two independent API calls).
+      const succeeded = sent.length > 0
+        ? events.record(vector, 'Normal', 'SyncSucceeded', `sent ${sent.length} stream(s), ${bytes} bytes in ${seconds.toFixed(1)}s; replica ${targetData} now at ${lastSynced?.name ?? '?'}${unavailable}`)
+        : Promise.resolve();
       const fields: VectorStatus = {
         lastSyncTime: iso(now),
         ...(lastSynced ? { lastSyncedSnapshot: lastSynced } : {}),
@@ -431,7 +440,11 @@ export class VectorSync {
         ...(next !== undefined ? { nextSyncTime: iso(next) } : {}),
       };
       const message = sent.length > 0 ? `replicated ${lastSynced?.name ?? ''} to ${storage.metadata.name} (${bytes} bytes)` : `${targetData} on ${storage.metadata.name} is up to date at ${lastSynced?.name ?? ''}`;
-      return this.write(vector, { state: 'ready', reason: sent.length > 0 ? 'Synced' : 'UpToDate', message }, fields, requeue(next !== undefined ? next - now : MAX_REQUEUE_MS), latest);
+      const [result] = await Promise.all([
+        this.write(vector, { state: 'ready', reason: sent.length > 0 ? 'Synced' : 'UpToDate', message }, fields, requeue(next !== undefined ? next - now : MAX_REQUEUE_MS), latest),
+        succeeded,
+      ]);
+      return result;
     } catch (err) {
       if (ctx.signal.aborted) throw err;
       totals.transferBytes = 0;
@@ -471,8 +484,8 @@ export class VectorSync {
     // dataset, without pool figures; the target's of the vector's dataset, with the replica's inert properties
     // (so their re-check costs no command when they are right) and the pool only for a remote maxRolling.
     const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
-      src.zfs.inventory({ roots: [source.dataset], pools: false }),
-      tgt.zfs.inventory({ roots: [replica], properties: Object.keys(REPLICA_PROPERTIES), pools: policy.spec.maxRolling !== undefined }),
+      src.zfs.inventory({ roots: [source.dataset], userProperties: [], pools: false }),
+      tgt.zfs.inventory({ roots: [replica], userProperties: [], properties: Object.keys(REPLICA_PROPERTIES), pools: policy.spec.maxRolling !== undefined }),
       src.zfs.capabilities(),
       tgt.zfs.capabilities(),
     ]);

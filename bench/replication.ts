@@ -11,13 +11,28 @@
  *   npx tsx bench/replication.ts [--mib 64] [--reps 3]
  *
  * Figures only, no assertions; both "machines" share this host's CPUs and zfs-fuse daemon: read the ratios.
- * Not measured here (issue 10 asks for them): 100 vectors on one pair of machines, and syncoid beside bdr.
+ * The 100-vector no-op cycle is bench/replication-fleet.ts; syncoid beside bdr is bench/replication-syncoid.ts.
  *
- * One run, --mib 96 --reps 3, shared 2-core machine, zfs-fuse (medians): initial 1.55 s vs raw 1.32 s (1.18×;
- * goal ≤ 1.10×), 1 MiB incremental 0.77 s vs 0.32 s (2.38×; goal ≤ 1.5×), no-op 0.21 s (goal ≤ 1 s), 14 sessions
- * on A and B per incremental sync (goal ≤ 4 zfs commands: inventories, capabilities, holds, the guard's and
- * enforceReplicaProperties' zfs get/list are each a session; not yet trimmed).
- */
+ * Before (issue 10's first cut), --mib 96 --reps 3, shared 2-core machine, zfs-fuse (medians): initial 1.55 s vs
+ * raw 1.32 s (1.18×), 1 MiB incremental 0.77 s vs 0.32 s (2.38×), no-op 0.21 s, 12 sessions on A and B per
+ * incremental sync (A: zfs get, zpool list, hold, stream, release; B: zfs get, zpool list, hold, release, zfs
+ * list + zfs get of enforceReplicaProperties, the guard's receive, which ran zfs receive, list and get).
+ *
+ * After (same command, three runs on the same loaded machine, load average 4-6): initial 1.32 / 2.35 / 1.47 s vs
+ * raw 1.17 / 2.09 / 1.23 s (1.13× / 1.12× / 1.19×; goal ≤ 1.10×), 1 MiB incremental 0.70 / 0.95 / 0.47 s vs
+ * 0.37 / 0.60 / 0.29 s (1.89× before the round-trip overlap below, then 1.59× / 1.61×; 1.47× in an 8 MiB run;
+ * goal ≤ 1.5×), no-op 0.11 / 0.13 / 0.03 s (goal ≤ 1 s), 7 sessions on A and B per incremental sync:
+ *   A  zfs get (source listing), zfs hold (the point sent), the stream (sh: zfs send | dd | ssh B), zfs release
+ *   B  zfs get (replica listing with its inert properties), the guard's receive (zfs receive + one zfs get -r),
+ *      moveHold (zfs hold new, then zfs release old, one sh)
+ * = 9 zfs invocations on zfs-fuse (8 on OpenZFS, where the guard forces the properties as receive options). The
+ * issue's goal of ≤ 4 zfs commands is not met: the two listings, send and receive are already 4, and the issue's
+ * own holds (the base held on both sides, new before old) add a hold and a release per side. A no-op sync is the
+ * two listings. What the incremental's remaining ~150 ms over the raw pipe is (traced per phase, 8 MiB run):
+ * transfer slots and connection lookups 7-15 ms, the listings 17-24 ms, the source's hold before the stream
+ * 25-60 ms, the stream itself ≈ the raw pipe (+0-50 ms: the ssh2 channel, `sh`, dd), the hold moves after it
+ * 60-70 ms (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
+ */ */
 import { randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

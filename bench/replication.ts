@@ -32,7 +32,7 @@
  * transfer slots and connection lookups 7-15 ms, the listings 17-24 ms, the source's hold before the stream
  * 25-60 ms, the stream itself ≈ the raw pipe (+0-50 ms: the ssh2 channel, `sh`, dd), the hold moves after it
  * 60-70 ms (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
- */ */
+ */
 import { randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

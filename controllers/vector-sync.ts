@@ -342,8 +342,8 @@ export class VectorSync {
     let bytes = 0;
     try {
       const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
-      const outcome = await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
-        const { plan, targetInventory } = await this.plan(vector, key, source, policy, src, tgt, replica, targetData);
+      const planNow = () => this.plan(vector, key, source, policy, src, tgt, replica, targetData);
+      const act = async ({ plan, targetInventory }: { plan: ReplicationPlan; targetInventory: Inventory }) => {
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
@@ -402,7 +402,17 @@ export class VectorSync {
           if (failed.length > 0) await events.record(vector, 'Warning', 'ReplicaPruneBlocked', failed.map((f) => `${short(f.snapshot)}: ${f.error.message}`).join('; '));
         }
         return { plan, bytes, pruned };
-      });
+      };
+      // A run holds a transfer slot on both machines, one run per machine at a time, so many vectors on one pair
+      // would queue even when there is nothing to send. When the source's controller reports no restore point
+      // newer than the last one synced, the run is planned first without the slots; if there is truly nothing to
+      // do (no stream, hold, prune or property to set), it ends there, read-only. Anything else is planned again
+      // under the slots from fresh listings, so nothing is ever changed on a machine outside them.
+      const expectSend = source.newestGuid === undefined || source.newestGuid !== vector.status?.lastSyncedSnapshot?.guid;
+      const early = expectSend ? undefined : await planNow();
+      const outcome = early && nothingToDo(early, targetData)
+        ? await act(early)
+        : await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => act(await planNow()));
 
       const now = clock.now();
       const { plan } = outcome;
@@ -623,6 +633,12 @@ async function applyHold(zfs: ZfsMachine, h: HoldAction, signal?: AbortSignal): 
     if (err instanceof ZfsError && ((h.op === 'hold' && err.kind === 'exists') || (h.op === 'release' && err.kind === 'notFound'))) return;
     throw err;
   }
+}
+
+/** A plan whose run changes nothing on either machine (its listings already said so). */
+function nothingToDo({ plan, targetInventory }: { plan: ReplicationPlan; targetInventory: Inventory }, targetData: string): boolean {
+  if (plan.kind === 'refuse' || plan.kind === 'wait') return true;
+  return plan.kind === 'upToDate' && plan.holds.length === 0 && plan.prunes.length === 0 && replicaPropertiesSettled(targetInventory, targetData);
 }
 
 /**

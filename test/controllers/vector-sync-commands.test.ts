@@ -19,6 +19,15 @@ import { eventually, startTestCluster, type TestCluster } from './cluster-fixtur
 import { FakeClock } from './fake-clock.ts';
 
 const abort = new AbortController();
+
+/** The real TaskRunner, counting the transfer slots asked for (the sync's only way to them). */
+class CountingTaskRunner extends TaskRunner {
+  transferSlots = 0;
+  override submit<T>(request: Parameters<TaskRunner['submit']>[0] & { run: () => Promise<T> }): Promise<T> {
+    if (request.kind === 'transfer') this.transferSlots += 1;
+    return super.submit(request);
+  }
+}
 const ctx = (key: string) => ({ key, log: silentLogger, signal: abort.signal });
 const TAG = 'bdr:vector:default:v';
 
@@ -46,6 +55,8 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
   let vectors: Informer<Vector>;
   let reconciler: VectorReconciler;
   let connections: MachineConnections | undefined;
+  let tasks: CountingTaskRunner;
+  let datasets: Informer<Dataset>;
   const informers: Array<{ start(): Promise<void>; stop(): Promise<void> }> = [];
   const clock = new FakeClock(Date.UTC(2026, 0, 1));
   const source = () => `${sourcePool.name}/data`;
@@ -112,7 +123,7 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     });
     vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
     const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
+    datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
     const policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
     const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
     informers.push(vectors, machines, datasets, policies, targets);
@@ -120,7 +131,7 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     await eventually(() => (vectors.get('default/v') && machines.list().length === 2 && datasets.get('default/src') && policies.list().length === 1 ? true : undefined), 'the cache');
     connections = new MachineConnections(client);
     const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-    const tasks = new TaskRunner(clock);
+    tasks = new CountingTaskRunner(clock);
     const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
     reconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync, keys: new VectorKeyStore(client, 'bdr-system', clock) });
     // Pairing (key, guard, dataset) and the full first sync: not part of the budget.
@@ -155,6 +166,24 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
   it('a no-op sync is the two listings', async () => {
     const count = await counted(() => syncNow());
     expect(count).toEqual({ a: 1, b: 1 });
+  }, 120_000);
+
+  it('a no-op sync whose Dataset reports no newer point is planned without transfer slots: still the two listings', async () => {
+    const v = await current();
+    const synced = v.status?.lastSyncedSnapshot;
+    const guid = (await runOk(['zfs', 'get', '-H', '-p', '-o', 'value', 'guid', `${source()}@${synced?.name ?? ''}`])).trim();
+    // What the Dataset controller reports (it does not run here): its newest point is the one already synced.
+    const ds = datasets.get('default/src') as Dataset;
+    const written = await client.patchStatus(resourceOf(datasetKind), ds, { restorePoints: { count: n, newest: { name: synced?.name ?? '', guid, createdAt: synced?.createdAt ?? '' } } });
+    await eventually(() => (datasets.get('default/src')?.metadata.resourceVersion === (written as Dataset).metadata.resourceVersion ? true : undefined), 'the dataset status in the cache');
+    const slotsBefore = tasks.transferSlots;
+    const count = await counted(() => syncNow());
+    expect(count).toEqual({ a: 1, b: 1 });
+    expect(tasks.transferSlots).toBe(slotsBefore);
+    // A new point: the run takes both machines' transfer slots again.
+    await snap();
+    await syncNow();
+    expect(tasks.transferSlots).toBe(slotsBefore + 2);
   }, 120_000);
 
   it('a property changed on the replica by hand is seen in the listing and set back in the same sync', async () => {

@@ -34,7 +34,7 @@
  * 60-70 ms (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
@@ -50,7 +50,7 @@ import { VectorKeyStore } from '../controllers/vector-keys.ts';
 import { VectorSync } from '../controllers/vector-sync.ts';
 import { silentLogger } from '../metrics/log.ts';
 import { eventually, startTestCluster } from '../test/controllers/cluster-fixture.ts';
-import { runOk, TestBed, type TestMachine } from '../test/testbed/index.ts';
+import { run, runOk, TestBed, type TestMachine } from '../test/testbed/index.ts';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -169,9 +169,38 @@ async function main(): Promise<void> {
       return performance.now() - t0;
     };
     const destroy = (ds: string) => runOk(['zfs', 'destroy', '-r', ds]);
+    // syncoid (Debian's sanoid package) on the same path: run on A (this host) into B's sshd, with B's operator
+    // key (syncoid needs a shell there, which the vector key's guard refuses) and B's host key pinned. It sends the
+    // snapshots bdr's names already exist for (--no-sync-snap) and, like bdr on zfs-fuse, uncompressed.
+    const hasSyncoid = (await run(['sh', '-c', 'command -v syncoid'])).code === 0;
+    const syncoidDir = join(a.sshd.dir, 'syncoid');
+    await mkdir(syncoidDir, { recursive: true, mode: 0o700 });
+    await writeFile(join(syncoidDir, 'id'), b.target.privateKey.endsWith('\n') ? b.target.privateKey : `${b.target.privateKey}\n`, { mode: 0o600 });
+    await writeFile(join(syncoidDir, 'known_hosts'), `[127.0.0.1]:${b.sshd.port} ${b.sshd.hostKey}\n`, { mode: 0o600 });
+    /** One syncoid run into `into` on B over ssh, or (`local`) into `into` on this host without ssh. */
+    const syncoid = async (into: string, local = false) => {
+      const t0 = performance.now();
+      await runOk([
+        'syncoid', '--no-sync-snap', '--compress=none', '--quiet',
+        ...(local
+          ? [source, into]
+          : [
+              `--sshkey=${join(syncoidDir, 'id')}`, `--sshport=${b.sshd.port}`, `--sshoption=UserKnownHostsFile=${join(syncoidDir, 'known_hosts')}`,
+              '--sshoption=StrictHostKeyChecking=yes', '--sshoption=IdentitiesOnly=yes', source, `root@127.0.0.1:${into}`,
+            ]),
+      ], { timeoutMs: 600_000 });
+      return performance.now() - t0;
+    };
+    const rawLocal = async (from: string, to: string, into: string) => {
+      const t0 = performance.now();
+      await runOk(['sh', '-c', `zfs send -i ${source}@${from} ${source}@${to} | zfs receive -u ${into}`]);
+      return performance.now() - t0;
+    };
+    /** syncoid's incremental over ssh, once: on zfs-fuse it fails (see the header); the message is printed. */
+    let syncoidSshProblem: string | undefined;
 
     // Initial: bdr (after destroying what the pairing run received) vs the raw pipe, alternating.
-    const initial = { bdr: [] as number[], raw: [] as number[] };
+    const initial = { bdr: [] as number[], raw: [] as number[], syncoid: [] as number[] };
     let bytes = 0;
     for (let r = 0; r < REPS; r++) {
       // The vector's holds go first (a held snapshot cannot be destroyed); the next sync then finds an empty target.
@@ -182,11 +211,20 @@ async function main(): Promise<void> {
       bytes = v.status?.lastSyncBytes ?? 0;
       initial.raw.push(await raw(undefined, first, `${replica}/raw${r}@${first}`));
       await destroy(`${replica}/raw${r}`);
+      if (hasSyncoid) {
+        initial.syncoid.push(await syncoid(`${replica}/syncoid${r}`));
+        await destroy(`${replica}/syncoid${r}`);
+      }
     }
     // Incremental: 1 MiB new data, bdr's -i vs the raw -i (into a copy kept current by raw pipes).
     await raw(undefined, first, `${replica}/rawinc@${first}`);
     let base = first;
-    const inc = { bdr: [] as number[], raw: [] as number[] };
+    if (hasSyncoid) {
+      await syncoid(`${replica}/syncoidinc`);
+      await syncoid(`${replica}/syncoidlocal`, true);
+      await runOk(['sh', '-c', `zfs send ${source}@${first} | zfs receive -u ${replica}/rawlocal`]);
+    }
+    const inc = { bdr: [] as number[], raw: [] as number[], syncoid: [] as number[], syncoidLocal: [] as number[], rawLocal: [] as number[] };
     const sessions: number[] = [];
     const logs = async () => (await readFile(a.sshd.logPath, 'utf8')).split('Starting session').length + (await readFile(b.sshd.logPath, 'utf8')).split('Starting session').length;
     for (let r = 0; r < REPS; r++) {
@@ -196,11 +234,22 @@ async function main(): Promise<void> {
       inc.bdr.push((await syncNow()).ms);
       sessions.push((await logs()) - before);
       inc.raw.push(await raw(base, next, `${replica}/rawinc@${next}`));
+      if (hasSyncoid) {
+        if (syncoidSshProblem === undefined) {
+          await syncoid(`${replica}/syncoidinc`).then((ms) => inc.syncoid.push(ms), (e: unknown) => (syncoidSshProblem = (e as Error).message.split('\n').slice(-3).join(' / ')));
+        }
+        inc.syncoidLocal.push(await syncoid(`${replica}/syncoidlocal`, true));
+        inc.rawLocal.push(await rawLocal(base, next, `${replica}/rawlocal@${next}`));
+      }
       base = next;
     }
     // No-op: the target is current.
     const noop: number[] = [];
     for (let r = 0; r < REPS; r++) noop.push((await syncNow()).ms);
+    const noopSyncoid: number[] = [];
+    if (hasSyncoid && syncoidSshProblem === undefined) for (let r = 0; r < REPS; r++) noopSyncoid.push(await syncoid(`${replica}/syncoidinc`));
+    const noopSyncoidLocal: number[] = [];
+    if (hasSyncoid) for (let r = 0; r < REPS; r++) noopSyncoidLocal.push(await syncoid(`${replica}/syncoidlocal`, true));
 
     const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     const line = (what: string, x: number[], y: number[]) =>
@@ -209,6 +258,21 @@ async function main(): Promise<void> {
     process.stdout.write(`${line('initial (full) sync vs raw pipe', initial.bdr, initial.raw)}\n`);
     process.stdout.write(`${line('1 MiB incremental sync vs raw -i', inc.bdr, inc.raw)}\n`);
     process.stdout.write(`no-op sync (target current)        bdr ${f(median(noop)).padStart(8)}\n`);
+    if (hasSyncoid) {
+      const vs = (what: string, x: number[], y: number[], z: number[]) =>
+        `${what.padEnd(34)} syncoid ${f(median(x)).padStart(8)}   ratio to raw ${(median(x) / median(y)).toFixed(2)}   to bdr ${(median(x) / median(z)).toFixed(2)}`;
+      process.stdout.write(`${vs('initial (full), syncoid', initial.syncoid, initial.raw, initial.bdr)}\n`);
+      if (syncoidSshProblem === undefined) {
+        process.stdout.write(`${vs('1 MiB incremental, syncoid', inc.syncoid, inc.raw, inc.bdr)}\n`);
+        process.stdout.write(`no-op, syncoid                     syncoid ${f(median(noopSyncoid)).padStart(8)}   to bdr ${(median(noopSyncoid) / median(noop)).toFixed(1)}\n`);
+      } else {
+        process.stdout.write(`1 MiB incremental, syncoid over ssh: FAILS: ${syncoidSshProblem}\n`);
+      }
+      process.stdout.write(`1 MiB incremental, both local      syncoid ${f(median(inc.syncoidLocal)).padStart(8)}   raw zfs send -i | zfs receive ${f(median(inc.rawLocal))}   ratio ${(median(inc.syncoidLocal) / median(inc.rawLocal)).toFixed(2)}\n`);
+      process.stdout.write(`no-op, both local                  syncoid ${f(median(noopSyncoidLocal)).padStart(8)}   to bdr's no-op over ssh ${(median(noopSyncoidLocal) / median(noop)).toFixed(1)}\n`);
+    } else {
+      process.stdout.write('syncoid: not installed (apt-get install -y --no-install-recommends sanoid), not measured\n');
+    }
     process.stdout.write(`commands (sessions) per incremental sync on A and B: ${sessions.join(', ')}\n`);
   } finally {
     for (const i of informers) await i.stop();

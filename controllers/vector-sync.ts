@@ -383,12 +383,12 @@ export class VectorSync {
           totals.transferBytes = 0;
           await holdsAfter(i);
         }
-        // The operator's re-check of the replica's inert properties, skipped when the listing taken before the
-        // run shows them all set locally and this run cannot have changed that: an incremental stream keeps local
-        // values, and through the guard (Direct) a receive succeeds only once the guard made everything it
-        // created inert. A full receive, or a stream that bypassed the guard (Relay), is always re-checked.
-        const viaGuard = paired.primary.metadata.name === paired.storage.metadata.name || (vector.spec.transport?.mode ?? 'Direct') === 'Direct';
-        const settled = replicaPropertiesSettled(targetInventory, targetData) && steps.every((s) => s.mode !== 'full') && (steps.length === 0 || viaGuard);
+        // The operator's re-check of the replica's inert properties is skipped when it would find nothing: without
+        // a stream, when the listing taken before the run shows every property set locally; after streams that all
+        // went through the guard (Direct), because the guard's receive succeeds only once it has checked and set
+        // them over the whole received tree itself. A local pipe or Relay receive bypasses the guard: re-checked.
+        const viaGuard = paired.primary.metadata.name !== paired.storage.metadata.name && (vector.spec.transport?.mode ?? 'Direct') === 'Direct';
+        const settled = steps.length === 0 ? replicaPropertiesSettled(targetInventory, targetData) : viaGuard;
         if ((steps.length > 0 || plan.kind === 'upToDate') && !settled) await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
         let pruned: string[] = [];
         if (plan.prunes.length > 0) {

@@ -21,9 +21,11 @@ import { writeRemoteFileAtomic } from './remote-file.ts';
  *
  * A received stream carries properties (mountpoint, canmount, sharenfs, setuid, exec, devices…): the
  * guard makes every received file system inert with REPLICA_PROPERTIES, as `-o` options of the receive
- * where ZFS has them (OpenZFS), or as local values set right after the receive where it does not
- * (zfs-fuse; local beats received). `enforceReplicaProperties` (zfs/replica.ts) re-checks them over the
- * operator's own connection.
+ * where ZFS has them (OpenZFS), and in every case as local values checked (and set where missing) over the
+ * whole received tree right after the receive (local beats received; `-o` does not reach a replication
+ * stream's children for a non-inherited property such as canmount). The receive reports success only once
+ * that is done, so a sync whose streams all went through the guard needs no re-check of its own;
+ * `enforceReplicaProperties` (zfs/replica.ts) re-checks them over the operator's own connection otherwise.
  *
  * Why a POSIX sh script: it is the one interpreter every storage node has (no Node or Python needed
  * there), it is short enough to audit, passes shellcheck and runs under dash, and bdr installs it itself
@@ -209,9 +211,10 @@ case $sub in
     [ -z "$resumable" ] || set -- "$@" -s
     [ -z "$verbose" ] || set -- "$@" -v
     if [ "$OVERRIDE" = options ]; then
-      exec "$ZFS" "$@" ${settings.map((s) => `-o ${s}`).join(' ')} "$target"
+      "$ZFS" "$@" ${settings.map((s) => `-o ${s}`).join(' ')} "$target" || exit
+    else
+      "$ZFS" "$@" "$target" || exit
     fi
-    "$ZFS" "$@" "$target" || exit
     protect "$dataset" && exit 0
     printf 'bdr-guard: received into %s, but could not make it inert; the operator re-applies this\\n' "$dataset" >&2
     exit 1

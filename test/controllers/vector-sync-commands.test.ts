@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../../api/types.ts';
@@ -195,6 +196,25 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     // The listings, then enforceReplicaProperties' list and get, and one set per wrong value.
     expect(count).toEqual({ a: 1, b: 1 + 2 + 2 });
   }, 120_000);
+
+  it("the guard's one listing makes a replication stream's children inert too (why a guarded sync needs no re-check)", async () => {
+    // A compromised primary may send what it likes with the vector key: here a -R stream whose child asks to be
+    // mounted, with setuid and exec. The guard's receive succeeds only after making the whole tree inert.
+    const tree = `${sourcePool.name}/tree`;
+    await runOk(['zfs', 'create', '-o', 'canmount=noauto', tree]);
+    await runOk(['zfs', 'create', '-o', 'canmount=on', '-o', 'setuid=on', '-o', 'exec=on', '-o', 'readonly=off', `${tree}/kid`]);
+    await runOk(['zfs', 'snapshot', '-r', `${tree}@s1`]);
+    const dir = join(a.sshd.dir, 'vectors', 'default', 'v');
+    const into = `${replicaPool.name}/replicas/v/tree`;
+    const ssh = `ssh -i ${dir}/id -p ${b.sshd.port} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${dir}/known_hosts root@127.0.0.1`;
+    await runOk(['sh', '-c', `zfs send -R -p ${tree}@s1 | ${ssh} 'zfs receive -u ${into}'`]);
+    for (const fs of [into, `${into}/kid`]) {
+      for (const [property, value] of [['canmount', 'noauto'], ['mountpoint', 'none'], ['readonly', 'on'], ['setuid', 'off'], ['exec', 'off'], ['devices', 'off']]) {
+        expect(await local(fs, property ?? ''), `${fs} ${property ?? ''}`).toBe(`${value ?? ''}\tlocal`);
+      }
+    }
+    await runOk(['zfs', 'destroy', '-r', into]);
+  }, 60_000);
 
   it('moveHold holds before it releases, and is idempotent', async () => {
     const zfs = new ZfsMachine(b.connect());

@@ -7,31 +7,49 @@
  *   no-op        a sync of a target that is already current (planning, inventories, holds, properties)
  *   commands     sessions the storage and primary machines' sshd logged for one incremental sync (each command
  *                bdr runs is one session channel: "Starting session" in sshd's VERBOSE log)
+ *   syncoid      the same initial and 1 MiB incremental runs, and a no-op, by syncoid (Debian's sanoid package)
+ *                on the same path: run on A into B's sshd with B's operator key (syncoid needs a shell there)
+ *                and B's host key pinned, --no-sync-snap (it sends the snapshots the run made) --compress=none
  *
  *   npx tsx bench/replication.ts [--mib 64] [--reps 3]
  *
  * Figures only, no assertions; both "machines" share this host's CPUs and zfs-fuse daemon: read the ratios.
- * The 100-vector no-op cycle is bench/replication-fleet.ts; syncoid beside bdr is bench/replication-syncoid.ts.
+ * The 100-vector no-op cycle is bench/replication-fleet.ts.
  *
  * Before (issue 10's first cut), --mib 96 --reps 3, shared 2-core machine, zfs-fuse (medians): initial 1.55 s vs
  * raw 1.32 s (1.18×), 1 MiB incremental 0.77 s vs 0.32 s (2.38×), no-op 0.21 s, 12 sessions on A and B per
  * incremental sync (A: zfs get, zpool list, hold, stream, release; B: zfs get, zpool list, hold, release, zfs
  * list + zfs get of enforceReplicaProperties, the guard's receive, which ran zfs receive, list and get).
  *
- * After (same command, three runs on the same loaded machine, load average 4-6): initial 1.32 / 2.35 / 1.47 s vs
- * raw 1.17 / 2.09 / 1.23 s (1.13× / 1.12× / 1.19×; goal ≤ 1.10×), 1 MiB incremental 0.70 / 0.95 / 0.47 s vs
- * 0.37 / 0.60 / 0.29 s (1.89× before the round-trip overlap below, then 1.59× / 1.61×; 1.47× in an 8 MiB run;
- * goal ≤ 1.5×), no-op 0.11 / 0.13 / 0.03 s (goal ≤ 1 s), 7 sessions on A and B per incremental sync:
- *   A  zfs get (source listing), zfs hold (the point sent), the stream (sh: zfs send | dd | ssh B), zfs release
- *   B  zfs get (replica listing with its inert properties), the guard's receive (zfs receive + one zfs get -r),
- *      moveHold (zfs hold new, then zfs release old, one sh)
- * = 9 zfs invocations on zfs-fuse (8 on OpenZFS, where the guard forces the properties as receive options). The
- * issue's goal of ≤ 4 zfs commands is not met: the two listings, send and receive are already 4, and the issue's
- * own holds (the base held on both sides, new before old) add a hold and a release per side. A no-op sync is the
- * two listings. What the incremental's remaining ~150 ms over the raw pipe is (traced per phase, 8 MiB run):
- * transfer slots and connection lookups 7-15 ms, the listings 17-24 ms, the source's hold before the stream
- * 25-60 ms, the stream itself ≈ the raw pipe (+0-50 ms: the ssh2 channel, `sh`, dd), the hold moves after it
- * 60-70 ms (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
+ * After, same command, the last three runs (load average 1.5-4 from other work on the machine):
+ *   initial      1.26 / 1.18 / 1.08 s vs raw 0.95 / 1.08 / 0.99 s: 1.33× / 1.10× / 1.09× (goal ≤ 1.10×). Traced
+ *                per phase, bdr's own part is 30-80 ms (listings, the source hold, the target hold, status); the
+ *                rest of the spread is the stream itself on zfs-fuse (the dd that meters it is one more copy).
+ *   incremental  0.43 / 0.52 / 0.50 s vs raw 0.32 / 0.29 / 0.33 s: 1.34× / 1.79× / 1.51× (goal ≤ 1.5×)
+ *   no-op        0.04 s (goal ≤ 1 s)
+ *   commands     7 sessions on A and B per incremental sync:
+ *                A  zfs get (source listing), zfs hold (the point sent), the stream (sh: zfs send | dd | ssh B),
+ *                   zfs release (the old base)
+ *                B  zfs get (replica listing with its inert properties), the guard's receive (zfs receive, then
+ *                   one zfs get -r that checks the received tree), moveHold (zfs hold new, then zfs release old,
+ *                   in one sh)
+ *                = 9 zfs invocations. The issue's goal of ≤ 4 zfs commands is not met: the two listings, send
+ *                and receive are already 4, and the issue's own holds (the base held on both sides, new before
+ *                old) add a hold and a release per side. A no-op sync is the two listings.
+ *   Where the incremental's remaining ~150 ms over the raw pipe goes (traced per phase): transfer slots and
+ *   connection lookups 7-15 ms, the listings (both at once) 17-24 ms, the source's hold before the stream
+ *   25-60 ms, the stream ≈ the raw pipe (+0-50 ms: the ssh2 channel, `sh`, dd), the hold moves after it 60-70 ms
+ *   (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
+ *
+ * syncoid 2.1.0 beside it (same runs): initial over ssh 1.13 / 1.12 / 1.02 s (1.19× / 1.04× / 1.03× raw, 0.90-0.95×
+ * bdr: it receives with the operator's key, so it skips the guard's work that raw and bdr pay). Incremental over
+ * ssh FAILS on zfs-fuse, every time: zfs-fuse's `zfs get` has no `-t`, so syncoid's target snapshot listing
+ * (`zfs get -Hpd 1 -t snapshot …`) fails and it falls back to getsnapsfallback(), which is handed the already
+ * ssh-prefixed host from getsnaps() and prefixes `ssh …` a second time ("bash: line 1: root@127.0.0.1: command
+ * not found", "CRITICAL ERROR: snapshots couldn't be listed … (exit code 32512)", /usr/sbin/syncoid lines 1524
+ * and 1597-1610). The initial works only because a new target has no snapshots to list. With both ends local
+ * (no ssh, so the fallback works): 1 MiB incremental 0.37 / 0.41 / 0.37 s vs a local `zfs send -i | zfs receive`
+ * 0.05-0.06 s (6.6-7.6×), no-op 0.13-0.18 s (3.7-4.4× bdr's no-op over ssh).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';

@@ -148,8 +148,10 @@ async function main(): Promise<void> {
 
     // Pairing (key, guard, dataset) and each first sync: not part of any figure.
     const t0 = performance.now();
-    // Intermittently (1 in ~100 pairings here, with 1 or 4 workers) a vector's first sync fails with OpenSSH's
-    // "Load key …/id: error in libcrypto" and backs off for minutes; the setup then gives up with that message.
+    // About 1 vector key in 256 is unusable: ssh2's generateKeyPairSync('ed25519') (nodes/keygen.ts) drops a
+    // public key's leading zero byte (a 31-byte key in the file), so OpenSSH refuses it ("Load key …/id: error in
+    // libcrypto") and that vector's syncs fail until its key rotates. With 100 vectors about one run in three
+    // meets one; the setup then gives up with that message (run again).
     await pooled(names, WORKERS, async (n) => {
       let last: unknown;
       await eventually(async () => {

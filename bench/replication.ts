@@ -7,19 +7,52 @@
  *   no-op        a sync of a target that is already current (planning, inventories, holds, properties)
  *   commands     sessions the storage and primary machines' sshd logged for one incremental sync (each command
  *                bdr runs is one session channel: "Starting session" in sshd's VERBOSE log)
+ *   syncoid      the same initial and 1 MiB incremental runs, and a no-op, by syncoid (Debian's sanoid package)
+ *                on the same path: run on A into B's sshd with B's operator key (syncoid needs a shell there)
+ *                and B's host key pinned, --no-sync-snap (it sends the snapshots the run made) --compress=none
  *
  *   npx tsx bench/replication.ts [--mib 64] [--reps 3]
  *
  * Figures only, no assertions; both "machines" share this host's CPUs and zfs-fuse daemon: read the ratios.
- * Not measured here (issue 10 asks for them): 100 vectors on one pair of machines, and syncoid beside bdr.
+ * The 100-vector no-op cycle is bench/replication-fleet.ts.
  *
- * One run, --mib 96 --reps 3, shared 2-core machine, zfs-fuse (medians): initial 1.55 s vs raw 1.32 s (1.18×;
- * goal ≤ 1.10×), 1 MiB incremental 0.77 s vs 0.32 s (2.38×; goal ≤ 1.5×), no-op 0.21 s (goal ≤ 1 s), 14 sessions
- * on A and B per incremental sync (goal ≤ 4 zfs commands: inventories, capabilities, holds, the guard's and
- * enforceReplicaProperties' zfs get/list are each a session; not yet trimmed).
+ * Before (issue 10's first cut), --mib 96 --reps 3, shared 2-core machine, zfs-fuse (medians): initial 1.55 s vs
+ * raw 1.32 s (1.18×), 1 MiB incremental 0.77 s vs 0.32 s (2.38×), no-op 0.21 s, 12 sessions on A and B per
+ * incremental sync (A: zfs get, zpool list, hold, stream, release; B: zfs get, zpool list, hold, release, zfs
+ * list + zfs get of enforceReplicaProperties, the guard's receive, which ran zfs receive, list and get).
+ *
+ * After, same command, the last three runs (load average 1.5-4 from other work on the machine):
+ *   initial      1.26 / 1.18 / 1.08 s vs raw 0.95 / 1.08 / 0.99 s: 1.33× / 1.10× / 1.09× (goal ≤ 1.10×). Traced
+ *                per phase, bdr's own part is 30-80 ms (listings, the source hold, the target hold, status); the
+ *                rest of the spread is the stream itself on zfs-fuse (the dd that meters it is one more copy).
+ *   incremental  0.43 / 0.52 / 0.50 s vs raw 0.32 / 0.29 / 0.33 s: 1.34× / 1.79× / 1.51× (goal ≤ 1.5×)
+ *   no-op        0.04 s (goal ≤ 1 s)
+ *   commands     7 sessions on A and B per incremental sync:
+ *                A  zfs get (source listing), zfs hold (the point sent), the stream (sh: zfs send | dd | ssh B),
+ *                   zfs release (the old base)
+ *                B  zfs get (replica listing with its inert properties), the guard's receive (zfs receive, then
+ *                   one zfs get -r that checks the received tree), moveHold (zfs hold new, then zfs release old,
+ *                   in one sh)
+ *                = 9 zfs invocations. The issue's goal of ≤ 4 zfs commands is not met: the two listings, send
+ *                and receive are already 4, and the issue's own holds (the base held on both sides, new before
+ *                old) add a hold and a release per side. A no-op sync is the two listings.
+ *   Where the incremental's remaining ~150 ms over the raw pipe goes (traced per phase): transfer slots and
+ *   connection lookups 7-15 ms, the listings (both at once) 17-24 ms, the source's hold before the stream
+ *   25-60 ms, the stream ≈ the raw pipe (+0-50 ms: the ssh2 channel, `sh`, dd), the hold moves after it 60-70 ms
+ *   (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
+ *
+ * syncoid 2.1.0 beside it (same runs): initial over ssh 1.13 / 1.12 / 1.02 s (1.19× / 1.04× / 1.03× raw, 0.90-0.95×
+ * bdr: it receives with the operator's key, so it skips the guard's work that raw and bdr pay). Incremental over
+ * ssh FAILS on zfs-fuse, every time: zfs-fuse's `zfs get` has no `-t`, so syncoid's target snapshot listing
+ * (`zfs get -Hpd 1 -t snapshot …`) fails and it falls back to getsnapsfallback(), which is handed the already
+ * ssh-prefixed host from getsnaps() and prefixes `ssh …` a second time ("bash: line 1: root@127.0.0.1: command
+ * not found", "CRITICAL ERROR: snapshots couldn't be listed … (exit code 32512)", /usr/sbin/syncoid lines 1524
+ * and 1597-1610). The initial works only because a new target has no snapshots to list. With both ends local
+ * (no ssh, so the fallback works): 1 MiB incremental 0.37 / 0.41 / 0.37 s vs a local `zfs send -i | zfs receive`
+ * 0.05-0.06 s (6.6-7.6×), no-op 0.13-0.18 s (3.7-4.4× bdr's no-op over ssh).
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
@@ -35,7 +68,7 @@ import { VectorKeyStore } from '../controllers/vector-keys.ts';
 import { VectorSync } from '../controllers/vector-sync.ts';
 import { silentLogger } from '../metrics/log.ts';
 import { eventually, startTestCluster } from '../test/controllers/cluster-fixture.ts';
-import { runOk, TestBed, type TestMachine } from '../test/testbed/index.ts';
+import { run, runOk, TestBed, type TestMachine } from '../test/testbed/index.ts';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -55,6 +88,7 @@ async function main(): Promise<void> {
   const bed = new TestBed();
   const tc = await startTestCluster();
   const informers: Array<{ stop(): Promise<void> }> = [];
+  let connections: MachineConnections | undefined;
   try {
     const poolMb = Math.ceil(MIB * 2.5) + 128;
     const [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true, sizeMb: poolMb }), bed.pool({ sizeMb: poolMb * 2 })]);
@@ -113,7 +147,7 @@ async function main(): Promise<void> {
     await Promise.all([vectors, machines, datasets, policies, targets].map((i) => i.start()));
     await eventually(() => (vectors.get('default/v') && machines.list().length === 2 && datasets.get('default/src') && policies.list().length === 1 ? true : undefined), 'the cache');
     const clock = systemClock;
-    const connections = new MachineConnections(client);
+    connections = new MachineConnections(client);
     const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
     const tasks = new TaskRunner(clock);
     const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
@@ -153,9 +187,38 @@ async function main(): Promise<void> {
       return performance.now() - t0;
     };
     const destroy = (ds: string) => runOk(['zfs', 'destroy', '-r', ds]);
+    // syncoid (Debian's sanoid package) on the same path: run on A (this host) into B's sshd, with B's operator
+    // key (syncoid needs a shell there, which the vector key's guard refuses) and B's host key pinned. It sends the
+    // snapshots bdr's names already exist for (--no-sync-snap) and, like bdr on zfs-fuse, uncompressed.
+    const hasSyncoid = (await run(['sh', '-c', 'command -v syncoid'])).code === 0;
+    const syncoidDir = join(a.sshd.dir, 'syncoid');
+    await mkdir(syncoidDir, { recursive: true, mode: 0o700 });
+    await writeFile(join(syncoidDir, 'id'), b.target.privateKey.endsWith('\n') ? b.target.privateKey : `${b.target.privateKey}\n`, { mode: 0o600 });
+    await writeFile(join(syncoidDir, 'known_hosts'), `[127.0.0.1]:${b.sshd.port} ${b.sshd.hostKey}\n`, { mode: 0o600 });
+    /** One syncoid run into `into` on B over ssh, or (`local`) into `into` on this host without ssh. */
+    const syncoid = async (into: string, local = false) => {
+      const t0 = performance.now();
+      await runOk([
+        'syncoid', '--no-sync-snap', '--compress=none', '--quiet',
+        ...(local
+          ? [source, into]
+          : [
+              `--sshkey=${join(syncoidDir, 'id')}`, `--sshport=${b.sshd.port}`, `--sshoption=UserKnownHostsFile=${join(syncoidDir, 'known_hosts')}`,
+              '--sshoption=StrictHostKeyChecking=yes', '--sshoption=IdentitiesOnly=yes', source, `root@127.0.0.1:${into}`,
+            ]),
+      ], { timeoutMs: 600_000 });
+      return performance.now() - t0;
+    };
+    const rawLocal = async (from: string, to: string, into: string) => {
+      const t0 = performance.now();
+      await runOk(['sh', '-c', `zfs send -i ${source}@${from} ${source}@${to} | zfs receive -u ${into}`]);
+      return performance.now() - t0;
+    };
+    /** syncoid's incremental over ssh, once: on zfs-fuse it fails (see the header); the message is printed. */
+    let syncoidSshProblem: string | undefined;
 
     // Initial: bdr (after destroying what the pairing run received) vs the raw pipe, alternating.
-    const initial = { bdr: [] as number[], raw: [] as number[] };
+    const initial = { bdr: [] as number[], raw: [] as number[], syncoid: [] as number[] };
     let bytes = 0;
     for (let r = 0; r < REPS; r++) {
       // The vector's holds go first (a held snapshot cannot be destroyed); the next sync then finds an empty target.
@@ -166,11 +229,20 @@ async function main(): Promise<void> {
       bytes = v.status?.lastSyncBytes ?? 0;
       initial.raw.push(await raw(undefined, first, `${replica}/raw${r}@${first}`));
       await destroy(`${replica}/raw${r}`);
+      if (hasSyncoid) {
+        initial.syncoid.push(await syncoid(`${replica}/syncoid${r}`));
+        await destroy(`${replica}/syncoid${r}`);
+      }
     }
     // Incremental: 1 MiB new data, bdr's -i vs the raw -i (into a copy kept current by raw pipes).
     await raw(undefined, first, `${replica}/rawinc@${first}`);
     let base = first;
-    const inc = { bdr: [] as number[], raw: [] as number[] };
+    if (hasSyncoid) {
+      await syncoid(`${replica}/syncoidinc`);
+      await syncoid(`${replica}/syncoidlocal`, true);
+      await runOk(['sh', '-c', `zfs send ${source}@${first} | zfs receive -u ${replica}/rawlocal`]);
+    }
+    const inc = { bdr: [] as number[], raw: [] as number[], syncoid: [] as number[], syncoidLocal: [] as number[], rawLocal: [] as number[] };
     const sessions: number[] = [];
     const logs = async () => (await readFile(a.sshd.logPath, 'utf8')).split('Starting session').length + (await readFile(b.sshd.logPath, 'utf8')).split('Starting session').length;
     for (let r = 0; r < REPS; r++) {
@@ -180,11 +252,22 @@ async function main(): Promise<void> {
       inc.bdr.push((await syncNow()).ms);
       sessions.push((await logs()) - before);
       inc.raw.push(await raw(base, next, `${replica}/rawinc@${next}`));
+      if (hasSyncoid) {
+        if (syncoidSshProblem === undefined) {
+          await syncoid(`${replica}/syncoidinc`).then((ms) => inc.syncoid.push(ms), (e: unknown) => (syncoidSshProblem = (e as Error).message.split('\n').slice(-3).join(' / ')));
+        }
+        inc.syncoidLocal.push(await syncoid(`${replica}/syncoidlocal`, true));
+        inc.rawLocal.push(await rawLocal(base, next, `${replica}/rawlocal@${next}`));
+      }
       base = next;
     }
     // No-op: the target is current.
     const noop: number[] = [];
     for (let r = 0; r < REPS; r++) noop.push((await syncNow()).ms);
+    const noopSyncoid: number[] = [];
+    if (hasSyncoid && syncoidSshProblem === undefined) for (let r = 0; r < REPS; r++) noopSyncoid.push(await syncoid(`${replica}/syncoidinc`));
+    const noopSyncoidLocal: number[] = [];
+    if (hasSyncoid) for (let r = 0; r < REPS; r++) noopSyncoidLocal.push(await syncoid(`${replica}/syncoidlocal`, true));
 
     const f = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     const line = (what: string, x: number[], y: number[]) =>
@@ -193,9 +276,26 @@ async function main(): Promise<void> {
     process.stdout.write(`${line('initial (full) sync vs raw pipe', initial.bdr, initial.raw)}\n`);
     process.stdout.write(`${line('1 MiB incremental sync vs raw -i', inc.bdr, inc.raw)}\n`);
     process.stdout.write(`no-op sync (target current)        bdr ${f(median(noop)).padStart(8)}\n`);
+    if (hasSyncoid) {
+      const vs = (what: string, x: number[], y: number[], z: number[]) =>
+        `${what.padEnd(34)} syncoid ${f(median(x)).padStart(8)}   ratio to raw ${(median(x) / median(y)).toFixed(2)}   to bdr ${(median(x) / median(z)).toFixed(2)}`;
+      process.stdout.write(`${vs('initial (full), syncoid', initial.syncoid, initial.raw, initial.bdr)}\n`);
+      if (syncoidSshProblem === undefined) {
+        process.stdout.write(`${vs('1 MiB incremental, syncoid', inc.syncoid, inc.raw, inc.bdr)}\n`);
+        process.stdout.write(`no-op, syncoid                     syncoid ${f(median(noopSyncoid)).padStart(8)}   to bdr ${(median(noopSyncoid) / median(noop)).toFixed(1)}\n`);
+      } else {
+        process.stdout.write(`1 MiB incremental, syncoid over ssh: FAILS: ${syncoidSshProblem}\n`);
+      }
+      process.stdout.write(`1 MiB incremental, both local      syncoid ${f(median(inc.syncoidLocal)).padStart(8)}   raw zfs send -i | zfs receive ${f(median(inc.rawLocal))}   ratio ${(median(inc.syncoidLocal) / median(inc.rawLocal)).toFixed(2)}\n`);
+      process.stdout.write(`no-op, both local                  syncoid ${f(median(noopSyncoidLocal)).padStart(8)}   to bdr's no-op over ssh ${(median(noopSyncoidLocal) / median(noop)).toFixed(1)}\n`);
+    } else {
+      process.stdout.write('syncoid: not installed (apt-get install -y --no-install-recommends sanoid), not measured\n');
+    }
     process.stdout.write(`commands (sessions) per incremental sync on A and B: ${sessions.join(', ')}\n`);
   } finally {
     for (const i of informers) await i.stop();
+    // The operator's ssh2 connections would otherwise keep the process alive after the figures.
+    await connections?.closeAll();
     await tc.stop();
     await bed.cleanup();
   }

@@ -7,15 +7,20 @@
  * other), one inventory per machine over the operator's own connections, `planReplication` with the vector's
  * remote RetentionPolicy, then the plan in order: holds before each step (new before old), each stream through
  * the primary's own OpenSSH with the vector key (or a local pipe when both ends are one machine) with its bytes
- * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`), the target pruned
- * by the remote policy, the old holds released. A refusal (diverged or unrelated target) stalls the vector and
- * destroys nothing. The held bases, and while a run goes on every step's source point, are offered to the Dataset
- * controller (`protectedSnapshots`). While a stream runs, status.transfer and Reconciling=True (Transferring) say so.
+ * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`) unless the listing
+ * shows it already is, the target pruned by the remote policy, the old holds released. A refusal (diverged or
+ * unrelated target) stalls the vector and destroys nothing. The held bases, and while a run goes on every step's
+ * source point, are offered to the Dataset controller (`protectedSnapshots`). While a stream runs, status.transfer
+ * and Reconciling=True (Transferring) say so.
+ *
+ * Command budget (test/controllers/vector-sync-commands.test.ts counts it at sshd): an incremental sync of one
+ * step is 4 commands on the primary (listing, hold, stream, release) and 3 on the storage machine (listing, the
+ * guard's receive, the hold moved forward in one command); a no-op sync is the two listings.
  */
 import { performance } from 'node:perf_hooks';
 import { vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '../api/types.ts';
-import { vectorHoldTag } from '../nodes/guard.ts';
+import { REPLICA_PROPERTIES, vectorHoldTag } from '../nodes/guard.ts';
 import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
 import { formatDuration, parseDuration } from '../planning/duration.ts';
 import { describeStep, planReplication, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
@@ -26,7 +31,7 @@ import { ZfsError } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 import type { ZfsMachine } from '../zfs/machine.ts';
 import { meteredTransferArgv, runMeteredTransfer, ThrottleUnavailableError } from '../zfs/metered-transfer.ts';
-import { enforceReplicaProperties } from '../zfs/replica.ts';
+import { enforceReplicaProperties, replicaPropertiesSettled } from '../zfs/replica.ts';
 import { relay } from '../zfs/transfer.ts';
 import { policyRules, poolOf } from './dataset-snapshots.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
@@ -379,49 +384,63 @@ export class VectorSync {
     let bytes = 0;
     try {
       const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
-      const outcome = await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
-        deadline.arm(limits.syncMs);
-        // Listing takes no signal: the deadline stops waiting for it (a hung `zfs list` would otherwise keep both
-        // slots for good); the listing changes nothing, so leaving it to end on its own is safe.
-        const plan = await deadline.race(this.plan(vector, key, source, policy, src, tgt, replica, targetData));
+      // Listing takes no signal: the deadline stops waiting for it (a hung `zfs list` would otherwise keep both
+      // slots for good); the listing changes nothing, so leaving it to end on its own is safe.
+      const planNow = () => deadline.race(this.plan(vector, key, source, policy, src, tgt, replica, targetData));
+      const act = async ({ plan, targetInventory }: { plan: ReplicationPlan; targetInventory: Inventory }) => {
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
         if (plan.kind === 'send') this.inFlight.set(key, { machine: primary.metadata.name, points: plan.steps.map((s) => s.to) });
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
         const own = this.ownHolds.get(key) ?? new Map<string, HoldAction['side']>();
         this.ownHolds.set(key, own);
+        // Each side's moves in plan order (new before old there); the two machines are independent of each other.
+        // Recorded as the vector's own before a hold is taken and forgotten once released (see ownHolds).
         const holdsAfter = async (step: number) => {
-          for (const h of plan.holds.filter((x) => x.afterStep === step)) {
-            if (h.op === 'hold') own.set(h.snapshot, h.side);
-            await applyHold(zfsOf(h.side), h, ctx.signal);
-            if (h.op === 'release') own.delete(h.snapshot);
-          }
+          const batch = plan.holds.filter((x) => x.afterStep === step);
+          for (const h of batch) if (h.op === 'hold') own.set(h.snapshot, h.side);
+          await Promise.all((['source', 'target'] as const).map((side) => applyHolds(zfsOf(side), batch.filter((h) => h.side === side), ctx.signal)));
+          for (const h of batch) if (h.op === 'release') own.delete(h.snapshot);
         };
-        if (plan.kind === 'send') {
-          await events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`);
-          if (plan.discardPartialReceive) await tgt.zfs.run(['zfs', 'receive', '-A', targetData], { signal: ctx.signal });
-        }
-        await holdsAfter(-1);
+        // The event goes to the API server while the machines take the first holds: neither waits for the other.
+        const announced = plan.kind === 'send'
+          ? events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`)
+          : Promise.resolve();
+        const prepared = (async () => {
+          if (plan.kind === 'send' && plan.discardPartialReceive) await tgt.zfs.run(['zfs', 'receive', '-A', targetData], { signal: ctx.signal });
+          await holdsAfter(-1);
+        })();
+        await Promise.all([announced, prepared]);
         const steps = plan.kind === 'send' ? plan.steps : [];
         for (const [i, step] of steps.entries()) {
           const position = { index: i, count: steps.length };
-          latest = await this.progress(latest, step, 0, position, storage.metadata.name);
           let lastWrite = clock.now();
-          let writing: Promise<unknown> = Promise.resolve();
-          const sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
-            totals.transferBytes = b;
-            if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
-            lastWrite = clock.now();
-            writing = writing.then(() => this.progress(latest, step, b, position, storage.metadata.name)).then((v) => (latest = v), () => undefined);
-          }, vector.spec.transport?.mode ?? 'Direct', limits);
-          // A progress write still in flight must not land after the final status.
-          await writing;
+          // status.transfer for this step is written while the stream starts, not before it; later writes queue behind it.
+          let writing: Promise<unknown> = this.progress(latest, step, 0, position, storage.metadata.name).then((v) => (latest = v), () => undefined);
+          let sent: number;
+          try {
+            sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
+              totals.transferBytes = b;
+              if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
+              lastWrite = clock.now();
+              writing = writing.then(() => this.progress(latest, step, b, position, storage.metadata.name)).then((v) => (latest = v), () => undefined);
+            }, vector.spec.transport?.mode ?? 'Direct', limits);
+          } finally {
+            // A progress write still in flight must not land after the final status (of success or failure).
+            await writing;
+          }
           bytes += sent;
           totals.sentBytes += sent;
           totals.transferBytes = 0;
           await holdsAfter(i);
         }
-        if (steps.length > 0 || plan.kind === 'upToDate') await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
+        // The operator's re-check of the replica's inert properties is skipped when it would find nothing: without
+        // a stream, when the listing taken before the run shows every property set locally; after streams that all
+        // went through the guard (Direct), because the guard's receive succeeds only once it has checked and set
+        // them over the whole received tree itself. A local pipe or Relay receive bypasses the guard: re-checked.
+        const viaGuard = paired.primary.metadata.name !== paired.storage.metadata.name && (vector.spec.transport?.mode ?? 'Direct') === 'Direct';
+        const settled = steps.length === 0 ? replicaPropertiesSettled(targetInventory, targetData) : viaGuard;
+        if ((steps.length > 0 || plan.kind === 'upToDate') && !settled) await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
         let pruned: string[] = [];
         if (plan.prunes.length > 0) {
           const results = await tgt.zfs.destroySnapshots(plan.prunes.map((p) => p.name), { signal: ctx.signal });
@@ -434,7 +453,20 @@ export class VectorSync {
           if (failed.length > 0) await events.record(vector, 'Warning', 'ReplicaPruneBlocked', failed.map((f) => `${short(f.snapshot)}: ${f.error.message}`).join('; '));
         }
         return { plan, bytes, pruned };
-      });
+      };
+      // A run holds a transfer slot on both machines, one run per machine at a time, so many vectors on one pair
+      // would queue even when there is nothing to send. When the source's controller reports no restore point
+      // newer than the last one synced, the run is planned first without the slots; if there is truly nothing to
+      // do (no stream, hold, prune or property to set), it ends there, read-only. Anything else is planned again
+      // under the slots from fresh listings, so nothing is ever changed on a machine outside them.
+      const expectSend = source.newestGuid === undefined || source.newestGuid !== vector.status?.lastSyncedSnapshot?.guid;
+      const early = expectSend ? undefined : await planNow();
+      const outcome = early && nothingToDo(early, targetData)
+        ? await act(early)
+        : await withTransferSlots(this.deps.tasks, [primary.metadata.name, storage.metadata.name], primary.metadata.name, key, source.priority, async () => {
+            deadline.arm(limits.syncMs);
+            return act(await planNow());
+          });
 
       const now = clock.now();
       const { plan } = outcome;
@@ -456,10 +488,11 @@ export class VectorSync {
       const next = schedule ? nextDue(schedule, now, now) : undefined;
       totals.succeeded += 1;
       this.deps.metrics?.syncDuration.observe({ namespace: totals.namespace, name: totals.name }, seconds);
-      if (sent.length > 0) {
-        const unavailable = plan.flags.unavailable.length > 0 ? `; not available: ${plan.flags.unavailable.join(', ')}` : '';
-        await events.record(vector, 'Normal', 'SyncSucceeded', `sent ${sent.length} stream(s), ${bytes} bytes in ${seconds.toFixed(1)}s; replica ${targetData} now at ${lastSynced?.name ?? '?'}${unavailable}`);
-      }
+      const unavailable = plan.flags.unavailable.length > 0 ? `; not available: ${plan.flags.unavailable.join(', ')}` : '';
+      // Recorded while the status is written (two independent API calls).
+      const succeeded = sent.length > 0
+        ? events.record(vector, 'Normal', 'SyncSucceeded', `sent ${sent.length} stream(s), ${bytes} bytes in ${seconds.toFixed(1)}s; replica ${targetData} now at ${lastSynced?.name ?? '?'}${unavailable}`)
+        : Promise.resolve();
       const fields: VectorStatus = {
         lastSyncTime: iso(now),
         ...(lastSynced ? { lastSyncedSnapshot: lastSynced } : {}),
@@ -471,7 +504,11 @@ export class VectorSync {
         ...(next !== undefined ? { nextSyncTime: iso(next) } : {}),
       };
       const message = sent.length > 0 ? `replicated ${lastSynced?.name ?? ''} to ${storage.metadata.name} (${bytes} bytes)` : `${targetData} on ${storage.metadata.name} is up to date at ${lastSynced?.name ?? ''}`;
-      return this.write(vector, { state: 'ready', reason: sent.length > 0 ? 'Synced' : 'UpToDate', message }, fields, requeue(next !== undefined ? next - now : MAX_REQUEUE_MS), latest);
+      const [result] = await Promise.all([
+        this.write(vector, { state: 'ready', reason: sent.length > 0 ? 'Synced' : 'UpToDate', message }, fields, requeue(next !== undefined ? next - now : MAX_REQUEUE_MS), latest),
+        succeeded,
+      ]);
+      return result;
     } catch (err) {
       if (operatorSignal.aborted) throw err;
       totals.transferBytes = 0;
@@ -523,11 +560,22 @@ export class VectorSync {
     return (await writeStatus(this.deps.client, VECTOR, vector, { ...(vector.status ?? {}), transfer, conditions })).object;
   }
 
-  private async plan(vector: Vector, key: string, source: Source, policy: RetentionPolicy, src: MachineHandle, tgt: MachineHandle, replica: string, targetData: string): Promise<ReplicationPlan> {
-    // One listing per machine; the target's is of the vector's dataset only.
+  private async plan(
+    vector: Vector,
+    key: string,
+    source: Source,
+    policy: RetentionPolicy,
+    src: MachineHandle,
+    tgt: MachineHandle,
+    replica: string,
+    targetData: string,
+  ): Promise<{ plan: ReplicationPlan; targetInventory: Inventory }> {
+    // One `zfs get` per machine and nothing else (capabilities are cached per connection): the source's of its
+    // dataset, without pool figures; the target's of the vector's dataset, with the replica's inert properties
+    // (so their re-check costs no command when they are right) and the pool only for a remote maxRolling.
     const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
-      src.zfs.inventory({ roots: [source.dataset] }),
-      tgt.zfs.inventory({ roots: [replica] }),
+      src.zfs.inventory({ roots: [source.dataset], userProperties: [], pools: false }),
+      tgt.zfs.inventory({ roots: [replica], userProperties: [], properties: Object.keys(REPLICA_PROPERTIES), pools: policy.spec.maxRolling !== undefined }),
       src.zfs.capabilities(),
       tgt.zfs.capabilities(),
     ]);
@@ -563,11 +611,12 @@ export class VectorSync {
     ]);
     const mark = (list: readonly ReplicaSnapshot[]) =>
       list.map((s) => (s.held === undefined && ownBases.has(s.name) ? { ...s, held: [input.holdTag, '?'] } : s));
-    return planReplication({
+    const plan = planReplication({
       ...input,
       source: { ...input.source, snapshots: mark(input.source.snapshots) },
       target: { ...input.target, snapshots: mark(input.target.snapshots) },
     });
+    return { plan, targetInventory: tgtInv };
   }
 
   private async transfer(
@@ -740,6 +789,26 @@ async function applyHold(zfs: ZfsMachine, h: HoldAction, signal?: AbortSignal): 
     if (err instanceof ZfsError && ((h.op === 'hold' && err.kind === 'exists') || (h.op === 'release' && err.kind === 'notFound'))) return;
     throw err;
   }
+}
+
+/** A plan whose run changes nothing on either machine (its listings already said so). */
+function nothingToDo({ plan, targetInventory }: { plan: ReplicationPlan; targetInventory: Inventory }, targetData: string): boolean {
+  if (plan.kind === 'refuse' || plan.kind === 'wait') return true;
+  return plan.kind === 'upToDate' && plan.holds.length === 0 && plan.prunes.length === 0 && replicaPropertiesSettled(targetInventory, targetData);
+}
+
+/**
+ * One machine's hold moves of one batch, in order. A hold of one snapshot followed by the release of another
+ * (the base moving forward) is one command (`moveHold`, which holds before it releases); anything else goes
+ * one action at a time.
+ */
+async function applyHolds(zfs: ZfsMachine, actions: readonly HoldAction[], signal?: AbortSignal): Promise<void> {
+  const [first, second] = actions;
+  if (actions.length === 2 && first?.op === 'hold' && second?.op === 'release' && first.tag === second.tag) {
+    await zfs.moveHold(first.tag, first.snapshot, second.snapshot, signal ? { signal } : {});
+    return;
+  }
+  for (const h of actions) await applyHold(zfs, h, signal);
 }
 
 /**

@@ -21,9 +21,11 @@ import { writeRemoteFileAtomic } from './remote-file.ts';
  *
  * A received stream carries properties (mountpoint, canmount, sharenfs, setuid, exec, devices…): the
  * guard makes every received file system inert with REPLICA_PROPERTIES, as `-o` options of the receive
- * where ZFS has them (OpenZFS), or as local values set right after the receive where it does not
- * (zfs-fuse; local beats received). `enforceReplicaProperties` (zfs/replica.ts) re-checks them over the
- * operator's own connection.
+ * where ZFS has them (OpenZFS), and in every case as local values checked (and set where missing) over the
+ * whole received tree right after the receive (local beats received; `-o` does not reach a replication
+ * stream's children for a non-inherited property such as canmount). The receive reports success only once
+ * that is done, so a sync whose streams all went through the guard needs no re-check of its own;
+ * `enforceReplicaProperties` (zfs/replica.ts) re-checks them over the operator's own connection otherwise.
  *
  * Why a POSIX sh script: it is the one interpreter every storage node has (no Node or Python needed
  * there), it is short enough to audit, passes shellcheck and runs under dash, and bdr installs it itself
@@ -128,19 +130,20 @@ valid_list() {
 
 # Makes every file system at or below $1 inert with local values (local beats received, so no later
 # stream can change them). Only what is not already local and safe is set: an incremental receive into a
-# protected replica costs one listing and one zfs get.
+# protected replica costs one zfs get, which lists every file system below $1 (its type line says which
+# names are file systems; zfs-fuse's get has no -t, so snapshots are listed too and skipped) with the
+# properties and their sources.
 has_local() {
   case "$NL$current$NL" in
-    *"$NL$1$TAB$2\${TAB}local$NL"*) return 0 ;;
+    *"$NL$ds$TAB$1$TAB$2\${TAB}local$NL"*) return 0 ;;
     *) return 1 ;;
   esac
 }
 
 protect() {
-  datasets=$("$ZFS" list -H -r -t filesystem -o name "$1") || return 1
-  printf '%s\\n' "$datasets" | while IFS= read -r ds; do
-    [ -n "$ds" ] || continue
-    current=$("$ZFS" get -H -o property,value,source ${names.join(',')} "$ds" </dev/null) || exit 1
+  current=$("$ZFS" get -H -r -o name,property,value,source type,${names.join(',')} "$1" </dev/null) || return 1
+  printf '%s\\n' "$current" | while IFS="$TAB" read -r ds property value rest; do
+    [ "$property:$value" = type:filesystem ] || continue
 ${Object.entries(REPLICA_PROPERTIES)
   .map(([k, v]) => `    ${[v, ...(ALSO_SAFE[k] ?? [])].map((ok) => `has_local ${k} ${ok} || `).join('')}"$ZFS" set ${k}=${v} "$ds" </dev/null || exit 1`)
   .join('\n')}
@@ -208,9 +211,10 @@ case $sub in
     [ -z "$resumable" ] || set -- "$@" -s
     [ -z "$verbose" ] || set -- "$@" -v
     if [ "$OVERRIDE" = options ]; then
-      exec "$ZFS" "$@" ${settings.map((s) => `-o ${s}`).join(' ')} "$target"
+      "$ZFS" "$@" ${settings.map((s) => `-o ${s}`).join(' ')} "$target" || exit
+    else
+      "$ZFS" "$@" "$target" || exit
     fi
-    "$ZFS" "$@" "$target" || exit
     protect "$dataset" && exit 0
     printf 'bdr-guard: received into %s, but could not make it inert; the operator re-applies this\\n' "$dataset" >&2
     exit 1

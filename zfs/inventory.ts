@@ -28,6 +28,11 @@ export interface DatasetEntry {
   userrefs: number;
   /** The requested user properties that are set on (or inherited by) this dataset. */
   userProperties: Record<string, UserProperty>;
+  /**
+   * Native properties asked for besides INVENTORY_PROPERTIES (e.g. a replica's `readonly`), with ZFS's source
+   * column as printed ("local", "received", "default", "inherited from …", "-"); absent when none were asked for.
+   */
+  properties?: Record<string, { value: string; source: string }>;
 }
 
 export interface PoolEntry {
@@ -68,10 +73,11 @@ export class InventoryParseError extends Error {
  * Parses `zfs get -H -p -o name,property,value,source <props> …` output: one line per dataset and property,
  * tab-separated. Lines of datasets that vanish mid-listing are simply absent; that is not an error.
  */
-export function parseZfsGet(output: string, userProperties: readonly string[]): Omit<Inventory, 'pools' | 'takenAt'> {
+export function parseZfsGet(output: string, userProperties: readonly string[], nativeProperties: readonly string[] = []): Omit<Inventory, 'pools' | 'takenAt'> {
   const byName = new Map<string, Partial<DatasetEntry> & { name: string; userProperties: Record<string, UserProperty> }>();
   const order: string[] = [];
   const wanted = new Set(userProperties);
+  const native = new Set(nativeProperties);
   for (const line of output.split('\n')) {
     if (line === '') continue;
     const parts = line.split('\t');
@@ -108,7 +114,9 @@ export function parseZfsGet(output: string, userProperties: readonly string[]): 
         entry.userrefs = value === '-' ? 0 : integer(value, name, property);
         break;
       default:
-        if (wanted.has(property) && !(value === '-' && source === '-')) {
+        if (native.has(property)) {
+          entry.properties = { ...entry.properties, [property]: { value, source } };
+        } else if (wanted.has(property) && !(value === '-' && source === '-')) {
           entry.userProperties[property] = userProperty(value, source);
         }
     }
@@ -130,6 +138,7 @@ export function parseZfsGet(output: string, userProperties: readonly string[]): 
       createtxg: e.createtxg,
       userrefs: e.userrefs ?? 0,
       userProperties: e.userProperties,
+      ...(native.size > 0 ? { properties: e.properties ?? {} } : {}),
     };
     if (type === 'snapshot') snapshots.push(entry);
     else if (type === 'bookmark') bookmarks.push(entry);

@@ -98,18 +98,22 @@ export class ZfsMachine {
 
   /**
    * Everything on the machine (or below `roots`) in one `zfs get` call, plus one `zpool list` run on the
-   * same connection at the same time. zfs-fuse has no `zfs list -p`; `zfs get -Hp` gives exact numbers on
-   * both implementations.
+   * same connection at the same time unless `pools: false` (a caller that needs no pool figures saves the
+   * command; `pools` is then empty). zfs-fuse has no `zfs list -p`; `zfs get -Hp` gives exact numbers on
+   * both implementations. `properties` adds native properties to the same listing (`DatasetEntry.properties`).
    */
-  async inventory(options: { roots?: readonly string[]; userProperties?: readonly string[] } & CommandOptions = {}): Promise<Inventory> {
+  async inventory(
+    options: { roots?: readonly string[]; userProperties?: readonly string[]; properties?: readonly string[]; pools?: boolean } & CommandOptions = {},
+  ): Promise<Inventory> {
     const roots = (options.roots ?? []).map((r) => assertName('dataset', r));
     const userProperties = (options.userProperties ?? BDR_USER_PROPERTIES).map(assertUserProperty);
+    const native = (options.properties ?? []).map(assertNativeProperty);
     const caps = await this.capabilities();
     const types = caps.getTypeFilter ? ['-t', caps.bookmarks ? 'filesystem,volume,snapshot,bookmark' : 'filesystem,volume,snapshot'] : [];
     const getArgv = [
       this.programs.zfs, 'get', '-H', '-p', ...types, ...(roots.length > 0 ? ['-r'] : []),
       '-o', 'name,property,value,source',
-      [...INVENTORY_PROPERTIES, ...userProperties].join(','),
+      [...INVENTORY_PROPERTIES, ...native, ...userProperties].join(','),
       ...roots,
     ];
     const pools = [...new Set(roots.map((r) => r.split('/')[0] ?? r))];
@@ -118,8 +122,8 @@ export class ZfsMachine {
       '-o', 'name,size,allocated,free,health', ...pools,
     ];
     const takenAt = Date.now();
-    const [get, zpool] = await Promise.all([this.run(getArgv, options), this.run(zpoolArgv, options)]);
-    return { ...parseZfsGet(get.stdout, userProperties), pools: parseZpoolList(zpool.stdout, caps.zpoolParsable), takenAt };
+    const [get, zpool] = await Promise.all([this.run(getArgv, options), options.pools === false ? undefined : this.run(zpoolArgv, options)]);
+    return { ...parseZfsGet(get.stdout, userProperties, native), pools: zpool ? parseZpoolList(zpool.stdout, caps.zpoolParsable) : [], takenAt };
   }
 
   async createDataset(
@@ -232,6 +236,32 @@ export class ZfsMachine {
     assertHoldTag(tag);
     for (const s of snapshots) assertName('snapshot', s);
     if (snapshots.length > 0) await this.run([this.programs.zfs, 'release', tag, ...snapshots], options);
+  }
+
+  /**
+   * Moves hold `tag` forward in one command (one round trip): holds `to`, and only once that hold is in place
+   * releases `from`, so there is no moment without one. Idempotent: `to` already held by `tag`, or `from`
+   * no longer held (or gone), is what was wanted. A hold that fails for any other reason releases nothing and
+   * throws its own classified error; a failed release throws the release's.
+   */
+  async moveHold(tag: string, to: string, from: string, options: CommandOptions = {}): Promise<void> {
+    assertHoldTag(tag);
+    assertName('snapshot', to);
+    assertName('snapshot', from);
+    // Names travel as positional parameters, never inside the script text.
+    const script =
+      'out=$("$1" hold "$2" "$3" 2>&1) || case $out in *"already exists"*) ;; *) printf "%s\\n" "$out" >&2; exit 90 ;; esac; ' +
+      'out=$("$1" release "$2" "$4" 2>&1) || case $out in *"no such tag"*|*"does not exist"*) ;; *) printf "%s\\n" "$out" >&2; exit 91 ;; esac';
+    const argv = ['sh', '-c', script, 'sh', this.programs.zfs, tag, to, from];
+    let result: ExecResult;
+    try {
+      result = await this.connection.exec(argv, { timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, ...(options.signal ? { signal: options.signal } : {}) });
+    } catch (error) {
+      throw asZfsError(error, argv);
+    }
+    if (result.code === 0) return;
+    const failed = result.code === 90 ? [this.programs.zfs, 'hold', tag, to] : [this.programs.zfs, 'release', tag, from];
+    throw zfsCommandError(failed, result, this.connection.description);
   }
 
   /** Hold tags per snapshot (OpenZFS). zfs-fuse cannot list them: use `userrefs` from the inventory. */
@@ -370,6 +400,12 @@ export class ZfsMachine {
     assertName('snapshot', from);
     return from;
   }
+}
+
+/** A native property name (`readonly`, `canmount`): lower-case letters only, so it can never be an option. */
+function assertNativeProperty(name: string): string {
+  if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new ZfsError('invalidName', `invalid property name ${JSON.stringify(name)}`, { retriable: false });
+  return name;
 }
 
 function datasetOrSnapshot(name: string): string {

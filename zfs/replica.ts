@@ -1,6 +1,7 @@
 import { assertName } from '../api/names.ts';
 import { REPLICA_ALSO_SAFE as ALSO_SAFE, REPLICA_PROPERTIES } from '../nodes/guard.ts';
 import { ZfsError } from './errors.ts';
+import type { Inventory } from './inventory.ts';
 import type { CommandOptions, ZfsMachine } from './machine.ts';
 
 /**
@@ -20,7 +21,8 @@ export interface ReplicaPropertyFix {
 
 /**
  * Checks every file system at or below `dataset` for REPLICA_PROPERTIES as local values (local beats
- * received, so no later stream can change them) and sets those that are not. Run on every sync: the guard
+ * received, so no later stream can change them) and sets those that are not. Run by a sync whose listing
+ * shows a value wrong (`replicaPropertiesSettled`) or that received without the guard or a full stream: the guard
  * does the same after each receive, but a receive interrupted between its end and the guard's settings, a
  * hand edit, or a guard that could not finish is caught here. One listing plus one `zfs get` per file
  * system when nothing is wrong; one `zfs set` per wrong value (zfs-fuse sets one property at a time).
@@ -51,6 +53,23 @@ export async function enforceReplicaProperties(
     }
   }
   return { checked, fixed };
+}
+
+/**
+ * Whether a listing (`ZfsMachine.inventory` with `properties: Object.keys(REPLICA_PROPERTIES)`) shows every
+ * file system at or below `dataset` already inert: each of REPLICA_PROPERTIES a local value that is the wanted
+ * one or also safe, exactly the test `enforceReplicaProperties` applies. False when the dataset is not in the
+ * listing, or the listing lacks the properties: then only the re-check can tell.
+ */
+export function replicaPropertiesSettled(inventory: Inventory, dataset: string): boolean {
+  const below = inventory.datasets.filter((d) => d.type === 'filesystem' && (d.name === dataset || d.name.startsWith(`${dataset}/`)));
+  if (!below.some((d) => d.name === dataset)) return false;
+  return below.every((d) =>
+    Object.entries(REPLICA_PROPERTIES).every(([property, wanted]) => {
+      const got = d.properties?.[property];
+      return got?.source === 'local' && (got.value === wanted || (ALSO_SAFE[property] ?? []).includes(got.value));
+    }),
+  );
 }
 
 export interface ReplicaSpace {

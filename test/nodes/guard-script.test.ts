@@ -193,7 +193,7 @@ describe('guard script', () => {
     expect((await run(['zfs', 'list', `${prefix}/opts`])).code).not.toBe(0);
     const script = guardScript({ receiveProperties: true });
     expect(script).toContain(
-      'exec "$ZFS" "$@" -o canmount=noauto -o mountpoint=none -o sharenfs=off -o sharesmb=off -o readonly=on -o setuid=off -o exec=off -o devices=off -o volmode=none "$target"',
+      '"$ZFS" "$@" -o canmount=noauto -o mountpoint=none -o sharenfs=off -o sharesmb=off -o readonly=on -o setuid=off -o exec=off -o devices=off -o volmode=none "$target" || exit',
     );
   });
 });

@@ -645,13 +645,13 @@ export class VectorSync {
     const relayed = !sameMachine && mode === 'Relay';
     let stream: (options: { signal: AbortSignal; onProgress: (bytes: number) => void }) => Promise<{ bytes: number }>;
     if (relayed) {
-      if (step.resumeToken !== undefined) throw new Error('resuming a stream is not supported on the Relay transport');
       // Through bdr's own connections to both machines (the primary cannot reach the secondary); counted (and
       // throttled) here.
       const rate = limits.bytesPerSecond !== undefined ? { bytesPerSecond: limits.bytesPerSecond } : {};
-      stream = (o) => relay(src.zfs, sendOptions, tgt.zfs, targetData, receiveOptions, { ...o, ...rate });
+      const what = step.resumeToken !== undefined ? { resumeToken: step.resumeToken } : sendOptions;
+      stream = (o) => relay(src.zfs, what, tgt.zfs, targetData, receiveOptions, { ...o, ...rate });
     } else {
-      const sendArgv = step.resumeToken !== undefined ? ['zfs', 'send', '-t', step.resumeToken] : await src.zfs.sendArgv(sendOptions);
+      const sendArgv = step.resumeToken !== undefined ? await src.zfs.sendResumeArgv(step.resumeToken) : await src.zfs.sendArgv(sendOptions);
       const receiveArgv = await tgt.zfs.receiveArgv(targetData, receiveOptions);
       const conn = storage.spec.connection;
       const dir = identityDir(primary, key);

@@ -349,10 +349,18 @@ export class ZfsMachine {
 
   /** Resumes an interrupted send from the receiver's token (`zfs send -t`). */
   async sendResume(token: string, options: CommandOptions = {}): Promise<RunningCommand> {
+    return this.connection.spawn(await this.sendResumeArgv(token), options);
+  }
+
+  /**
+   * `zfs send -t <token>`. The token is read from the receiving machine, so it is checked for its shape before it
+   * reaches this machine's command line.
+   */
+  async sendResumeArgv(token: string): Promise<string[]> {
     if (!/^[0-9a-f]+-[0-9a-f]+-[0-9a-f]+-[0-9a-f]+$/i.test(token)) throw new ZfsError('invalidName', 'malformed resume token', { retriable: false });
     const caps = await this.capabilities();
     if (!caps.resumeTokens) throw new ZfsError('unsupported', `${this.connection.description}: resume tokens are not supported here`, { retriable: false });
-    return this.connection.spawn([this.programs.zfs, 'send', '-t', token], options);
+    return [this.programs.zfs, 'send', '-t', token];
   }
 
   async clone(snapshot: string, target: string, options: { parents?: boolean; properties?: Record<string, string> } & CommandOptions = {}): Promise<void> {

@@ -21,13 +21,14 @@ export interface RelayOptions {
  */
 export async function relay(
   source: ZfsMachine,
-  send: SendOptions,
+  /** What to send, or the receiver's resume token to continue an interrupted stream (`zfs send -t`). */
+  send: SendOptions | { resumeToken: string },
   target: ZfsMachine,
   receiveInto: string,
   receive: ReceiveOptions = {},
   options: RelayOptions = {},
 ): Promise<TransferResult> {
-  const sendArgv = await source.sendArgv(send);
+  const sendArgv = 'resumeToken' in send ? await source.sendResumeArgv(send.resumeToken) : await source.sendArgv(send);
   const receiveArgv = await target.receiveArgv(receiveInto, receive);
   const started = Date.now();
   const signal = options.signal;

@@ -580,9 +580,11 @@ export class VectorSync {
       tgt.zfs.capabilities(),
     ]);
     const targetExists = tgtInv.datasets.some((d) => d.name === targetData);
-    // An interrupted `receive -s` (OpenZFS) would refuse every other stream. Without the token's guids (not read
-    // yet) the planner cannot match it to a step, so it is discarded (`receive -A`) and the step starts again.
+    // An interrupted `receive -s` (OpenZFS) would refuse every other stream. Its token is decoded on the source
+    // (`zfs send -nvt`): the planner continues it only when it brings exactly its first step, else it is discarded
+    // (`receive -A`) and the step starts again from the base; an undecodable token is discarded too.
     const token = targetExists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
+    const contents = token !== undefined && srcCaps.resumeTokens ? await src.zfs.describeResumeToken(token) : undefined;
     const input = replicationInput({
       now: this.deps.clock.now(),
       vector,
@@ -592,7 +594,7 @@ export class VectorSync {
       targetInventory: tgtInv,
       policy,
       capabilities: { source: srcCaps, target: tgtCaps },
-      ...(token !== undefined ? { resumeToken: token } : {}),
+      ...(token !== undefined ? { resumeToken: token, ...(contents ? { resumeContents: contents } : {}) } : {}),
     });
     // Without `zfs holds` (zfs-fuse) a held snapshot's tags are unknown, so a base this vector held and a run cut
     // short moved past (its stream finished on its own) would stay held for good: the bases this vector is known
@@ -825,6 +827,8 @@ export function replicationInput(a: {
   policy: RetentionPolicy;
   capabilities: ReplicationInput['capabilities'];
   resumeToken?: string;
+  /** The token's decoded guids (`zfs send -nvt`); without them the planner discards the partial receive. */
+  resumeContents?: { toGuid: string; fromGuid?: string };
 }): ReplicationInput {
   const targetData = a.targetDataset;
   const targetExists = a.targetInventory.datasets.some((d) => d.name === targetData);
@@ -838,7 +842,15 @@ export function replicationInput(a: {
       dataset: targetData,
       exists: targetExists,
       snapshots: snapshotsOf(a.targetInventory, targetData),
-      ...(token !== undefined ? { partialReceive: { token } } : {}),
+      ...(token !== undefined
+        ? {
+            partialReceive: {
+              token,
+              ...(a.resumeContents ? { toGuid: a.resumeContents.toGuid } : {}),
+              ...(a.resumeContents?.fromGuid !== undefined ? { fromGuid: a.resumeContents.fromGuid } : {}),
+            },
+          }
+        : {}),
       ...(pool ? { pool: { sizeBytes: pool.size, allocatedBytes: pool.allocated } } : {}),
     },
     remotePolicy: policyRules(a.policy),

@@ -2,6 +2,7 @@ import { assertName, nameProblem } from '../api/names.ts';
 import type { ExecResult, NodeConnection, RunningCommand } from '../nodes/connection.ts';
 import { probeCapabilities, type ZfsCapabilities } from './capabilities.ts';
 import { asZfsError, ZfsError, zfsCommandError } from './errors.ts';
+import { parseResumeTokenContents, type ResumeTokenContents } from './resume-token.ts';
 import {
   BDR_USER_PROPERTIES,
   INVENTORY_PROPERTIES,
@@ -15,6 +16,9 @@ export interface ZfsPrograms {
   zfs: string;
   zpool: string;
 }
+
+/** The kinds of a zfs command that ran and failed (the rest are the connection's). */
+const ZFS_COMMAND_FAILURES: ReadonlySet<string> = new Set(['notFound', 'busy', 'exists', 'noSpace', 'permissionDenied', 'unsupported', 'conflict', 'invalidName', 'failed']);
 
 export interface CommandOptions {
   timeoutMs?: number;
@@ -345,6 +349,23 @@ export class ZfsMachine {
     const r = await this.run([this.programs.zfs, 'get', '-H', '-p', '-o', 'value', 'receive_resume_token', dataset], options);
     const token = r.stdout.trim();
     return token === '' || token === '-' ? undefined : token;
+  }
+
+  /**
+   * What the token's interrupted stream was bringing (`zfs send -nvt`, a dry run on this machine), or undefined
+   * when it cannot be read: the caller then discards the partial receive rather than guess.
+   */
+  async describeResumeToken(token: string, options: CommandOptions = {}): Promise<ResumeTokenContents | undefined> {
+    await this.sendResumeArgv(token);
+    try {
+      const r = await this.run([this.programs.zfs, 'send', '-nvt', token], options);
+      // The contents go to stdout for a dry run (stderr on some versions): read both.
+      return parseResumeTokenContents(`${r.stdout}\n${r.stderr}`);
+    } catch (error) {
+      // zfs refused the token (corrupt, or a version that cannot decode it): discard it. A lost connection is thrown.
+      if (error instanceof ZfsError && ZFS_COMMAND_FAILURES.has(error.kind)) return undefined;
+      throw error;
+    }
   }
 
   /** Resumes an interrupted send from the receiver's token (`zfs send -t`). */

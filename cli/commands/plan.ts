@@ -445,6 +445,7 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
         ]);
         const exists = tgtInv.datasets.some((d) => d.name === targetData);
         const token = exists && tgtCaps.resumeTokens ? await tgt.zfs.resumeToken(targetData) : undefined;
+        const contents = token !== undefined && srcCaps.resumeTokens ? await src.zfs.describeResumeToken(token) : undefined;
         plan = planReplication(
           replicationInput({
             now: at,
@@ -455,7 +456,7 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
             targetInventory: tgtInv,
             policy,
             capabilities: { source: srcCaps, target: tgtCaps },
-            ...(token !== undefined ? { resumeToken: token } : {}),
+            ...(token !== undefined ? { resumeToken: token, ...(contents ? { resumeContents: contents } : {}) } : {}),
           }),
         );
       } catch (err) {

@@ -5,7 +5,7 @@
  * Expectation, worked out by hand from examples/quickstart/quickstart.yaml: the source gets a restore point every
  * 20 s on the epoch's grid (:00, :20, :40 of each minute) and keeps the 3 newest (plus the newest of each hour);
  * the vector runs on whole minutes with a remote policy of keepLast 1 + hourly 24, so each run sends the source's
- * newest point then (:00, or :40 when the :00 one is not taken yet) and never a :20 point; the replica keeps its
+ * newest point then and the points between runs are never sent; the replica keeps its
  * newest plus the base of its last run (one more across an hour boundary), fewer than the source. The vector
  * needed no key: KeyAuthorized=True with reason LocalPipe, and no key Secret.
  */
@@ -76,10 +76,12 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
         // The first run came when the vector was paired, at any instant; once a later run has pruned its point,
         // two scheduled runs (whole minutes, aligned to the epoch) have sent theirs.
         const scheduled = [...seenOnReplica].filter((r) => r !== firstReceived);
-        // And the source took a :20 point between them, so sparseness can be seen: on a loaded machine the
-        // source may skip a slot, so the test waits for a later pair of runs rather than assuming one.
+        // And the source took a point between them that no run sent, so sparseness can be seen. Which point that
+        // is depends on when the runs and snapshots actually happened (a loaded machine delays both), so the test
+        // waits for it rather than assuming a slot.
         const times = at(scheduled);
-        const between = at(seenOnSource).some((t) => t % 60_000 === 20_000 && t > (times[0] ?? Infinity) && t < (times[times.length - 1] ?? -Infinity));
+        const received = new Set(at(seenOnReplica));
+        const between = at(seenOnSource).some((t) => t > (times[0] ?? Infinity) && t < (times[times.length - 1] ?? -Infinity) && !received.has(t));
         return firstReceived !== undefined && scheduled.length >= 2 && between && !rep.some((r) => r.endsWith(firstReceived as string))
           ? { src, rep, scheduled }
           : undefined;
@@ -92,15 +94,17 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
     // Every replica point is one of the source's, by name.
     for (const r of seenOnReplica) expect(seenOnSource.has(r)).toBe(true);
     // Sparse: the source's points fall on :00, :20 and :40 of each minute, the vector runs on whole minutes and
-    // sends the source's newest then (:00, or :40 when that minute's point is not taken yet): never a :20 point,
-    // though the source had them.
+    // sends the source's newest then, so between two scheduled runs the source had points no run sent; and the
+    // runs sent fewer points than the source took between them.
     const times = at(scheduled);
-    for (const t of times) expect([0, 40_000]).toContain(t % 60_000);
     const first = times[0] as number;
     const last = times[times.length - 1] as number;
-    const skipped = at(seenOnSource).filter((t) => t % 60_000 === 20_000 && t > first && t < last);
-    expect(skipped.length).toBeGreaterThanOrEqual(1);
-    for (const t of skipped) expect(at(seenOnReplica)).not.toContain(t);
+    const window = at(seenOnSource).filter((t) => t > first && t <= last);
+    const sentInWindow = at(seenOnReplica).filter((t) => t > first && t <= last);
+    expect(window.filter((t) => !sentInWindow.includes(t)).length).toBeGreaterThanOrEqual(1);
+    expect(sentInWindow.length).toBeLessThan(window.length);
+    // Each on its 20 s grid (the Dataset's schedule), whichever were sent.
+    for (const t of times) expect(t % 20_000).toBe(0);
     // Fewer: the replica keeps its newest and the base of its last run (one more across an hour boundary); the
     // source its three newest (likewise).
     expect(rep.length).toBeLessThanOrEqual(3);

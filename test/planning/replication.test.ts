@@ -134,6 +134,21 @@ describe('three days of hourly local snapshots, remote policy daily: 7', () => {
     }
   });
 
+  it('a snapshot taken by hand is a point like any other: sent when it is the newest, skipped when the policy drops it', () => {
+    // Monday 22:00 and 23:00 by bdr, a manual one at 23:30 (newest) on the source; the target has 22:00.
+    // Its createtxg lies between its neighbours' (bdr's points here have txg 100 + hours since Monday 00:00).
+    const manual = (t: number): ReplicaSnapshot => ({ name: 'tank/web@before-upgrade', guid: '777', createdAt: t, createTxg: (t - DAY0) / HOUR + 100 });
+    const target = { dataset: 'backup/web', exists: true, snapshots: [rcv(at(0, 22))] };
+    const newest = asSend(planReplication(input({ source: { dataset: 'tank/web', snapshots: [src(at(0, 22)), src(at(0, 23)), manual(at(0, 23) + HOUR / 2)] }, target })));
+    // daily: 7 keeps one point for Monday (the newest of the day, the manual one) and the newest is always sent.
+    expect(stepSummary(newest)).toEqual([`i ${short(at(0, 22))} > before-upgrade`]);
+    // The same manual point, followed by bdr's Tuesday 00:00: Monday's keeper is still the manual one (newest of
+    // Monday), then Tuesday's.
+    const later = asSend(planReplication(input({ source: { dataset: 'tank/web', snapshots: [src(at(0, 22)), manual(at(0, 22) + HOUR / 2), src(at(0, 23)), src(at(1, 0))] }, target })));
+    // Monday's newest is 23:00 (bdr's), so the manual 22:30 is not kept and not sent.
+    expect(stepSummary(later)).toEqual([`i ${short(at(0, 22))} > ${short(at(0, 23))}`, `i ${short(at(0, 23))} > ${short(at(1, 0))}`]);
+  });
+
   it('the newest by createtxg is sent last even when two points share a creation second', () => {
     // Retention breaks the tie by name (b before a); the replica must still end at the later transaction group.
     const t = at(0, 5);

@@ -53,7 +53,7 @@ export const caughtUp = async <T extends KubeObject>(
  * The informers the sync tests read, started; added to `into` before they start, so that whoever stops `into`
  * stops them too when a start fails.
  */
-export async function startInformers(tc: TestCluster, client: KubeClient, into: Array<{ start(): Promise<void>; stop(): Promise<void> }>) {
+export async function startInformers(tc: TestCluster, client: KubeClient, into: Array<{ stop(): Promise<void> }>) {
   const vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
   const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
   const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);

@@ -11,6 +11,7 @@ import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '.
 import { DatasetReconciler } from '../../controllers/dataset-controller.ts';
 import { InventoryCache } from '../../controllers/inventory-cache.ts';
 import { MachineConnections } from '../../controllers/machine-connections.ts';
+import type { Clock } from '../../controllers/runtime/clock.ts';
 import { EventRecorder } from '../../controllers/runtime/events.ts';
 import { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
@@ -102,7 +103,7 @@ export function startOperator(deps: {
   policies: Informer<RetentionPolicy>;
   machines: Informer<Machine>;
   targets: Informer<StorageTarget>;
-  clock: FakeClock;
+  clock: Clock;
   metrics?: VectorSyncMetrics;
 }) {
   const { client, vectors, datasets, policies, machines, targets, clock, metrics } = deps;

@@ -9,23 +9,20 @@ import type { MachineConnections } from '../../controllers/machine-connections.t
 import type { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
 import type { VectorReconciler } from '../../controllers/vector-controller.ts';
-import { silentLogger } from '../../metrics/log.ts';
 import { run, runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
 import {
-  caughtUp as caughtUpIn, condition, eventsOf as eventsIn, gone, heldOn, markReady as markReadyIn, pidOf, snapshotsOn, startInformers, startOperator as buildOperator,
+  caughtUp as caughtUpIn, condition, ctx, eventsOf as eventsIn, gone, heldOn, markReady as markReadyIn, pidOf, pointAt, snapshotsOn, startInformers, startOperator as buildOperator,
 } from './sync-bed.ts';
 import { machineObject } from './vector-bed.ts';
 
 const HOUR = 3_600_000;
 /** Monday 2026-11-23 00:00 UTC. */
 const START = Date.UTC(2026, 10, 23, 0, 0, 0);
-const abort = new AbortController();
-const ctx = (key: string, signal: AbortSignal = abort.signal) => ({ key, log: silentLogger, signal });
 
 /** `bdr-YYYYMMDDTHHMMSSZ` of the hour `h` after START (the Dataset controller's names). */
-const point = (h: number) => `bdr-${new Date(START + h * HOUR).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`;
+const point = (h: number) => pointAt(START + h * HOUR);
 
 /**
  * The faults of vector-sync.test.ts's setup (A primary, B and C storage, each a real sshd; zfs-fuse pools; the

@@ -10,24 +10,21 @@ import type { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
 import type { VectorReconciler } from '../../controllers/vector-controller.ts';
 import type { VectorSync } from '../../controllers/vector-sync.ts';
-import { silentLogger } from '../../metrics/log.ts';
 import { registerVectorMetrics } from '../../metrics/vector-metrics.ts';
 import { run, runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
 import {
-  caughtUp as caughtUpIn, condition, eventsOf as eventsIn, gone, heldOn, markReady as markReadyIn, pidOf, snapshotsOn, startInformers, startOperator, userrefs,
+  caughtUp as caughtUpIn, condition, ctx, eventsOf as eventsIn, gone, heldOn, markReady as markReadyIn, pidOf, pointAt, snapshotsOn, startInformers, startOperator, userrefs,
 } from './sync-bed.ts';
 import { machineObject } from './vector-bed.ts';
 
 const HOUR = 3_600_000;
 /** Monday 2026-11-23 00:00 UTC. */
 const START = Date.UTC(2026, 10, 23, 0, 0, 0);
-const abort = new AbortController();
-const ctx = (key: string) => ({ key, log: silentLogger, signal: abort.signal });
 
 /** `bdr-YYYYMMDDTHHMMSSZ` of the hour `h` after START (the Dataset controller's names). */
-const point = (h: number) => `bdr-${new Date(START + h * HOUR).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`;
+const point = (h: number) => pointAt(START + h * HOUR);
 
 /**
  * Machine A (primary, a real sshd) takes hourly restore points of a mounted zfs-fuse dataset with files written

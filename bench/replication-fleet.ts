@@ -19,38 +19,22 @@
  * planned outside the transfer slots (every run queued for the one transfer slot of A and of B), a cycle of 20
  * vectors took 1.06 s (53 ms per vector, about 5.3 s for 100); after, 0.41 s (20 ms per vector).
  */
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { readFile } from 'node:fs/promises';
-import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
-import { MachineConnections } from '../controllers/machine-connections.ts';
-import { EventRecorder } from '../controllers/runtime/events.ts';
-import { Informer } from '../controllers/runtime/informer.ts';
-import { KubeClient, resourceOf, type KubeObject } from '../controllers/runtime/kube.ts';
+import { datasetKind, vectorKind } from '../api/kinds/index.ts';
+import type { Dataset, Machine } from '../api/types.ts';
+import type { MachineConnections } from '../controllers/machine-connections.ts';
 import { systemClock } from '../controllers/runtime/clock.ts';
-import { TaskRunner } from '../controllers/task-runner.ts';
-import { VectorReconciler } from '../controllers/vector-controller.ts';
-import { VectorKeyStore } from '../controllers/vector-keys.ts';
-import { VectorSync } from '../controllers/vector-sync.ts';
+import { KubeClient, resourceOf, type KubeObject } from '../controllers/runtime/kube.ts';
 import { silentLogger } from '../metrics/log.ts';
 import { eventually, startTestCluster } from '../test/controllers/cluster-fixture.ts';
-import { runOk, TestBed, type TestMachine } from '../test/testbed/index.ts';
+import { caughtUp, startInformers, startOperator } from '../test/controllers/sync-bed.ts';
+import { runOk, TestBed } from '../test/testbed/index.ts';
+import { applyMachines, integerArg, median } from './bed.ts';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name} must be a positive integer`);
-  return v;
-}
-const N = arg('vectors', 100);
-const REPS = arg('reps', 3);
+const N = integerArg('vectors', 100);
+const REPS = integerArg('reps', 3);
 const WORKERS = 4;
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
-};
 
 /** Runs `f` over `items` with at most `workers` at a time (the operator's controller workers). */
 async function pooled<T>(items: readonly T[], workers: number, f: (item: T) => Promise<void>): Promise<void> {
@@ -71,21 +55,7 @@ async function main(): Promise<void> {
   try {
     const [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ sizeMb: 256 }), bed.pool({ sizeMb: 256 })]);
     const client = new KubeClient(tc.kubeConfig);
-    const machineObject = (m: TestMachine, role: string) => ({
-      apiVersion: 'bdr.dev/v1alpha1',
-      kind: 'Machine',
-      metadata: { name: m.name },
-      spec: {
-        role,
-        connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
-        paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
-        allowedNamespaces: { names: ['default'] },
-      },
-    });
-    tc.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bdr-system' } });
-    for (const m of [a, b]) tc.apply({ ...m.secret, metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' } });
-    tc.apply(machineObject(a, 'Source'));
-    tc.apply(machineObject(b, 'Storage'));
+    applyMachines(tc, a, b);
     const names = Array.from({ length: N }, (_, i) => `v${String(i).padStart(3, '0')}`);
     const parent = `${sourcePool.name}/fleet`;
     await runOk(['zfs', 'create', parent]);
@@ -107,13 +77,7 @@ async function main(): Promise<void> {
         spec: { source: { datasetRef: { name: n } }, target: { machineRef: { name: 'b' }, dataset: `${replicaPool.name}/replicas/${n}` }, retentionPolicyRef: { name: 'all' }, schedule: { interval: '24h' } },
       });
     }
-    const vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-    const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-    const policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
-    const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-    informers.push(vectors, machines, datasets, policies, targets);
-    await Promise.all([vectors, machines, datasets, policies, targets].map((i) => i.start()));
+    const { vectors, machines, datasets, policies, targets } = await startInformers(tc, client, informers);
     await eventually(() => (vectors.list().length === N && machines.list().length === 2 && datasets.list().length === N && policies.list().length === 1 ? true : undefined), 'the cache');
     // Each Dataset's newest restore point, as the Dataset controller reports it (it does not run here): the sync
     // compares it with the vector's last synced point to know, without a command, that nothing new is due.
@@ -131,20 +95,12 @@ async function main(): Promise<void> {
       }),
     );
     await eventually(() => (datasets.list().every((d) => d.status?.restorePoints?.newest?.guid) ? true : undefined), 'dataset status in the cache');
-    const clock = systemClock;
-    connections = new MachineConnections(client);
-    const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-    const tasks = new TaskRunner(clock);
-    const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
-    const reconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync, keys: new VectorKeyStore(client, 'bdr-system', clock) });
+    const operator = startOperator({ client, vectors, datasets, policies, machines, targets, clock: systemClock });
+    connections = operator.connections;
+    const { reconciler } = operator;
     const signal = new AbortController().signal;
     const reconcile = (n: string) => reconciler.reconcile(`default/${n}`, { key: `default/${n}`, log: silentLogger, signal });
-    const fresh = (n: string) =>
-      eventually(async () => {
-        const server = await client.get<Vector>(resourceOf(vectorKind), n, 'default');
-        const cached = vectors.get(`default/${n}`);
-        return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
-      }, `${n} in the cache`);
+    const fresh = (n: string) => caughtUp(client, vectors, resourceOf(vectorKind), n, 'default');
 
     // Pairing (key, guard, dataset) and each first sync: not part of any figure.
     const t0 = performance.now();

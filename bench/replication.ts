@@ -55,34 +55,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
-import { MachineConnections } from '../controllers/machine-connections.ts';
-import { EventRecorder } from '../controllers/runtime/events.ts';
-import { Informer } from '../controllers/runtime/informer.ts';
-import { KubeClient, resourceOf, type KubeObject } from '../controllers/runtime/kube.ts';
+import { vectorKind } from '../api/kinds/index.ts';
+import type { Vector } from '../api/types.ts';
+import type { MachineConnections } from '../controllers/machine-connections.ts';
 import { systemClock } from '../controllers/runtime/clock.ts';
-import { TaskRunner } from '../controllers/task-runner.ts';
-import { VectorReconciler } from '../controllers/vector-controller.ts';
-import { VectorKeyStore } from '../controllers/vector-keys.ts';
-import { VectorSync } from '../controllers/vector-sync.ts';
+import { KubeClient, resourceOf, type KubeObject } from '../controllers/runtime/kube.ts';
 import { silentLogger } from '../metrics/log.ts';
 import { eventually, startTestCluster } from '../test/controllers/cluster-fixture.ts';
-import { run, runOk, TestBed, type TestMachine } from '../test/testbed/index.ts';
+import { caughtUp, startInformers, startOperator } from '../test/controllers/sync-bed.ts';
+import { run, runOk, TestBed } from '../test/testbed/index.ts';
+import { applyMachines, numberArg, median } from './bed.ts';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
-  return v;
-}
-const MIB = arg('mib', 64);
-const REPS = arg('reps', 3);
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
-};
+const MIB = numberArg('mib', 64);
+const REPS = numberArg('reps', 3);
 
 async function main(): Promise<void> {
   const bed = new TestBed();
@@ -93,21 +78,7 @@ async function main(): Promise<void> {
     const poolMb = Math.ceil(MIB * 2.5) + 128;
     const [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true, sizeMb: poolMb }), bed.pool({ sizeMb: poolMb * 2 })]);
     const client = new KubeClient(tc.kubeConfig);
-    const machineObject = (m: TestMachine, role: string) => ({
-      apiVersion: 'bdr.dev/v1alpha1',
-      kind: 'Machine',
-      metadata: { name: m.name },
-      spec: {
-        role,
-        connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
-        paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
-        allowedNamespaces: { names: ['default'] },
-      },
-    });
-    tc.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bdr-system' } });
-    for (const m of [a, b]) tc.apply({ ...m.secret, metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' } });
-    tc.apply(machineObject(a, 'Source'));
-    tc.apply(machineObject(b, 'Storage'));
+    applyMachines(tc, a, b);
     const source = `${sourcePool.name}/data`;
     await runOk(['zfs', 'create', source]);
     const dir = join(sourcePool.mountpoint ?? '', 'data');
@@ -138,27 +109,13 @@ async function main(): Promise<void> {
       metadata: { name: 'v', namespace: 'default', annotations: { 'bdr.dev/sync-requested': '0' } },
       spec: { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: replica }, retentionPolicyRef: { name: 'all' }, schedule: { interval: '24h' } },
     });
-    const vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-    const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-    const policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
-    const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-    informers.push(vectors, machines, datasets, policies, targets);
-    await Promise.all([vectors, machines, datasets, policies, targets].map((i) => i.start()));
+    const { vectors, machines, datasets, policies, targets } = await startInformers(tc, client, informers);
     await eventually(() => (vectors.get('default/v') && machines.list().length === 2 && datasets.get('default/src') && policies.list().length === 1 ? true : undefined), 'the cache');
-    const clock = systemClock;
-    connections = new MachineConnections(client);
-    const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-    const tasks = new TaskRunner(clock);
-    const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
-    const reconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync, keys: new VectorKeyStore(client, 'bdr-system', clock) });
+    const operator = startOperator({ client, vectors, datasets, policies, machines, targets, clock: systemClock });
+    connections = operator.connections;
+    const { sync, reconciler } = operator;
     const signal = new AbortController().signal;
-    const current = async () =>
-      eventually(async () => {
-        const server = await client.get<Vector>(resourceOf(vectorKind), 'v', 'default');
-        const cached = vectors.get('default/v');
-        return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
-      }, 'v in the cache');
+    const current = () => caughtUp(client, vectors, resourceOf(vectorKind), 'v', 'default');
     let request = 0;
     /** One sync now (a new bdr.dev/sync-requested value), timed from the reconcile that runs it. */
     const syncNow = async (): Promise<{ ms: number; v: Vector }> => {

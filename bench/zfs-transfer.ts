@@ -24,21 +24,10 @@ import { installVectorIdentity } from '../nodes/identity.ts';
 import { SshConnection } from '../nodes/ssh.ts';
 import { directTransfer, relay, ZfsMachine } from '../zfs/index.ts';
 import { generateKeyPair, runOk, TestBed } from '../test/testbed/index.ts';
+import { median, numberArg } from './bed.ts';
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} must be a positive number`);
-  return v;
-}
-
-const MIB = arg('mib', 210);
-const REPS = arg('reps', 3);
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
-};
+const MIB = numberArg('mib', 210);
+const REPS = numberArg('reps', 3);
 
 async function main(): Promise<void> {
   const bed = new TestBed();

@@ -11,6 +11,7 @@ import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '.
 import { DatasetReconciler } from '../../controllers/dataset-controller.ts';
 import { InventoryCache } from '../../controllers/inventory-cache.ts';
 import { MachineConnections } from '../../controllers/machine-connections.ts';
+import type { Clock } from '../../controllers/runtime/clock.ts';
 import { EventRecorder } from '../../controllers/runtime/events.ts';
 import { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
@@ -19,15 +20,108 @@ import { VectorReconciler } from '../../controllers/vector-controller.ts';
 import { VectorKeyStore } from '../../controllers/vector-keys.ts';
 import { VectorSync } from '../../controllers/vector-sync.ts';
 import { silentLogger } from '../../metrics/log.ts';
+import type { VectorSyncMetrics } from '../../metrics/vector-metrics.ts';
 import { run, runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
+import { machineObject } from './vector-bed.ts';
 
 const abort = new AbortController();
 export const ctx = (key: string, signal: AbortSignal = abort.signal) => ({ key, log: silentLogger, signal });
 
 /** `bdr-YYYYMMDDTHHMMSSZ` at `ms` (the Dataset controller's names). */
 export const pointAt = (ms: number) => `bdr-${new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`;
+
+/** Writes Ready on a Machine through the status subresource, as the Machine controller's probe would. */
+export async function markReady(client: KubeClient, name: string): Promise<void> {
+  const m = await client.get<Machine>(resourceOf(machineKind), name);
+  await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name } }, {
+    conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],
+  });
+}
+
+/** Waits until the cache holds what the API server holds, so each reconcile acts on the last write. */
+export const caughtUp = async <T extends KubeObject>(
+  client: KubeClient, informer: Informer<T>, resource: Parameters<KubeClient['get']>[0], name: string, namespace?: string,
+): Promise<T> =>
+  eventually(async () => {
+    const server = await client.get<T>(resource, name, namespace);
+    const cached = informer.get(namespace ? `${namespace}/${name}` : name);
+    return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
+  }, `${name} in the cache`);
+
+/**
+ * The informers the sync tests read, started; added to `into` before they start, so that whoever stops `into`
+ * stops them too when a start fails.
+ */
+export async function startInformers(tc: TestCluster, client: KubeClient, into: Array<{ stop(): Promise<void> }>) {
+  const vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
+  const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
+  const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
+  const policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
+  const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
+  const all = [vectors, machines, datasets, policies, targets];
+  into.push(...all);
+  await Promise.all(all.map((i) => i.start()));
+  return { vectors, machines, datasets, policies, targets };
+}
+
+export const eventsOf = async (client: KubeClient, object: string, reason: string) =>
+  (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === object && e.reason === reason);
+
+export const snapshotsOn = async (dataset: string) =>
+  (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', '-r', dataset]))
+    .split('\n')
+    .filter((l) => l.startsWith(`${dataset}@`))
+    .map((l) => l.slice(dataset.length + 1));
+
+/** Every dataset below (and with) `dataset`, snapshots excluded. */
+export const datasetsUnder = async (dataset: string) => (await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', dataset])).trim().split('\n');
+
+export const userrefs = async (snapshot: string) => Number((await runOk(['zfs', 'get', '-H', '-p', '-o', 'value', 'userrefs', snapshot])).trim());
+
+/** The snapshots of `dataset` that carry any user hold (zfs-fuse has no `zfs holds`; userrefs counts them). */
+export const heldOn = async (dataset: string) => {
+  const held = new Set(
+    (await runOk(['zfs', 'get', '-H', '-p', '-r', '-o', 'name,value', 'userrefs', dataset]))
+      .split('\n')
+      .map((l) => l.split('\t'))
+      .filter(([name, refs]) => name?.startsWith(`${dataset}@`) && Number(refs) > 0)
+      .map(([name]) => (name as string).slice(dataset.length + 1)),
+  );
+  return (await snapshotsOn(dataset)).filter((s) => held.has(s));
+};
+
+/**
+ * The operator's in-process parts (connections, the sync, the Dataset and Vector reconcilers), built anew as a
+ * restarted operator would: nothing carried over but the cluster and the informers passed in.
+ */
+export function startOperator(deps: {
+  client: KubeClient;
+  vectors: Informer<Vector>;
+  datasets: Informer<Dataset>;
+  policies: Informer<RetentionPolicy>;
+  machines: Informer<Machine>;
+  targets: Informer<StorageTarget>;
+  clock: Clock;
+  metrics?: VectorSyncMetrics;
+}) {
+  const { client, vectors, datasets, policies, machines, targets, clock, metrics } = deps;
+  const connections = new MachineConnections(client);
+  const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
+  const tasks = new TaskRunner(clock);
+  const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock, ...(metrics ? { metrics } : {}) });
+  const dsReconciler = new DatasetReconciler({
+    client, datasets, policies, machines, connections, tasks, events, clock,
+    inventories: new InventoryCache(2_000, clock),
+    protectedSnapshots: (m) => sync.protectedSnapshots(m),
+  });
+  const reconciler = new VectorReconciler({
+    client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync,
+    keys: new VectorKeyStore(client, 'bdr-system', clock),
+  });
+  return { connections, sync, dsReconciler, reconciler };
+}
 
 export interface SyncBedOptions {
   start: number;
@@ -85,7 +179,7 @@ export class SyncBed {
     for (const m of [this.a, this.b]) tc.apply({ ...m.secret, metadata: { name: m.secret.metadata.name, namespace: 'bdr-system' } });
     tc.apply(this.machineObject(this.a, 'Source'));
     tc.apply(this.machineObject(this.b, 'Storage'));
-    for (const m of ['a', 'b']) await this.markReady(m);
+    for (const m of ['a', 'b']) await markReady(this.client, m);
     await runOk(['zfs', 'create', this.source()]);
     await mkdir(this.files(), { recursive: true });
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'local', namespace: 'default' }, spec: options.local });
@@ -96,13 +190,8 @@ export class SyncBed {
       metadata: { name: 'src', namespace: 'default' },
       spec: { machineRef: { name: 'a' }, name: this.source(), schedule: { interval: options.interval }, retentionPolicyRef: { name: 'local' } },
     });
-    this.vectors = new Informer<Vector>(tc.kubeConfig, this.client, resourceOf(vectorKind), silentLogger);
-    this.machines = new Informer<Machine>(tc.kubeConfig, this.client, resourceOf(machineKind), silentLogger);
-    this.datasets = new Informer<Dataset>(tc.kubeConfig, this.client, resourceOf(datasetKind), silentLogger);
-    this.policies = new Informer<RetentionPolicy>(tc.kubeConfig, this.client, resourceOf(retentionPolicyKind), silentLogger);
-    this.targets = new Informer<StorageTarget>(tc.kubeConfig, this.client, resourceOf(storageTargetKind), silentLogger);
-    this.informers.push(this.vectors, this.machines, this.datasets, this.policies, this.targets);
-    await Promise.all(this.informers.map((i) => i.start()));
+    ({ vectors: this.vectors, machines: this.machines, datasets: this.datasets, policies: this.policies, targets: this.targets } =
+      await startInformers(tc, this.client, this.informers));
     await eventually(
       () => (this.machines.list().filter((m) => m.status?.conditions).length === 2 && this.datasets.get('default/src') && this.policies.list().length === 2 ? true : undefined),
       'the cache',
@@ -119,53 +208,14 @@ export class SyncBed {
 
   /** The operator's in-process parts, built anew as a restarted operator would: nothing carried over but the cluster. */
   startOperator(): void {
-    const { client, vectors, datasets, policies, machines, targets, clock } = this;
-    this.connections = new MachineConnections(client);
-    const connections = this.connections;
-    const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-    const tasks = new TaskRunner(clock);
-    const sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
-    this.sync = sync;
-    this.dsReconciler = new DatasetReconciler({
-      client, datasets, policies, machines, connections, tasks, events, clock,
-      inventories: new InventoryCache(2_000, clock),
-      protectedSnapshots: (m) => sync.protectedSnapshots(m),
-    });
-    this.reconciler = new VectorReconciler({
-      client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync,
-      keys: new VectorKeyStore(client, 'bdr-system', clock),
-    });
+    ({ connections: this.connections, sync: this.sync, dsReconciler: this.dsReconciler, reconciler: this.reconciler } = startOperator(this));
   }
 
-  machineObject(m: TestMachine, role: 'Source' | 'Storage') {
-    return {
-      apiVersion: 'bdr.dev/v1alpha1',
-      kind: 'Machine',
-      metadata: { name: m.name },
-      spec: {
-        role,
-        connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
-        paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
-        allowedNamespaces: { names: ['default'] },
-      },
-    };
-  }
-
-  private async markReady(name: string): Promise<void> {
-    const m = await this.client.get<Machine>(resourceOf(machineKind), name);
-    await this.client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name } }, {
-      conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],
-    });
-  }
+  machineObject = (m: TestMachine, role: 'Source' | 'Storage') => machineObject(m, role);
 
   /** Waits until the cache holds what the API server holds, so each reconcile acts on the last write. */
-  async caughtUp<T extends KubeObject>(informer: Informer<T>, resource: Parameters<KubeClient['get']>[0], name: string, namespace?: string): Promise<T> {
-    return eventually(async () => {
-      const server = await this.client.get<T>(resource, name, namespace);
-      const cached = informer.get(namespace ? `${namespace}/${name}` : name);
-      return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
-    }, `${name} in the cache`);
-  }
+  caughtUp = <T extends KubeObject>(informer: Informer<T>, resource: Parameters<KubeClient['get']>[0], name: string, namespace?: string): Promise<T> =>
+    caughtUp(this.client, informer, resource, name, namespace);
 
   vector = (name = 'v') => this.caughtUp(this.vectors, resourceOf(vectorKind), name, 'default');
 
@@ -179,31 +229,11 @@ export class SyncBed {
     await eventually(() => (this.vectors.get(`default/${name}`)?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), 'the vector in the cache');
   }
 
-  eventsOf = async (object: string, reason: string) =>
-    (await this.client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === object && e.reason === reason);
-
-  snapshotsOn = async (dataset: string) =>
-    (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', '-r', dataset]))
-      .split('\n')
-      .filter((l) => l.startsWith(`${dataset}@`))
-      .map((l) => l.slice(dataset.length + 1));
-
-  /** Every dataset below (and with) `dataset`, snapshots excluded. */
-  datasetsUnder = async (dataset: string) => (await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', dataset])).trim().split('\n');
-
-  userrefs = async (snapshot: string) => Number((await runOk(['zfs', 'get', '-H', '-p', '-o', 'value', 'userrefs', snapshot])).trim());
-
-  /** The snapshots of `dataset` that carry any user hold (zfs-fuse has no `zfs holds`; userrefs counts them). */
-  heldOn = async (dataset: string) => {
-    const held = new Set(
-      (await runOk(['zfs', 'get', '-H', '-p', '-r', '-o', 'name,value', 'userrefs', dataset]))
-        .split('\n')
-        .map((l) => l.split('\t'))
-        .filter(([name, refs]) => name?.startsWith(`${dataset}@`) && Number(refs) > 0)
-        .map(([name]) => (name as string).slice(dataset.length + 1)),
-    );
-    return (await this.snapshotsOn(dataset)).filter((s) => held.has(s));
-  };
+  eventsOf = (object: string, reason: string) => eventsOf(this.client, object, reason);
+  snapshotsOn = snapshotsOn;
+  datasetsUnder = datasetsUnder;
+  userrefs = userrefs;
+  heldOn = heldOn;
 
   /** An independent measure of a stream: `zfs send [-i from] to | wc -c` on the source. */
   streamBytes = async (from: string | undefined, to: string) => {

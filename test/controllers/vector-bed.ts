@@ -64,6 +64,36 @@ export function machineObject(m: TestMachine, role: 'Source' | 'Storage', extra:
   };
 }
 
+/** The informers the Vector controller reads, started; added to `into` first, so stopping `into` stops them after a failed start. */
+export async function startVectorInformers(tc: TestCluster, client: KubeClient, into: Array<{ start(): Promise<void>; stop(): Promise<void> }>) {
+  const vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
+  const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
+  const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
+  const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
+  into.push(vectors, machines, datasets, targets);
+  await Promise.all([vectors, machines, datasets, targets].map((i) => i.start()));
+  return { vectors, machines, datasets, targets };
+}
+
+/** The Vector and sweep reconcilers (no sync) over those informers, with the parts they share. */
+export function startVectorOperator(deps: {
+  client: KubeClient;
+  vectors: Informer<Vector>;
+  datasets: Informer<Dataset>;
+  machines: Informer<Machine>;
+  targets: Informer<StorageTarget>;
+  clock: FakeClock;
+}) {
+  const { client, vectors, datasets, machines, targets, clock } = deps;
+  const connections = new MachineConnections(client);
+  const keys = new VectorKeyStore(client, 'bdr-system', clock);
+  const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
+  const tasks = new TaskRunner(clock);
+  const reconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, keys, events, clock, tasks });
+  const sweep = new VectorSweepReconciler({ machines, vectors, connections, keys, events, clock, appliedOf: (v) => reconciler.appliedOf(v), isBusy: (k) => reconciler.isBusy(k) });
+  return { connections, keys, events, tasks, reconciler, sweep };
+}
+
 export async function startVectorBed(): Promise<VectorBed> {
   const bed = new TestBed();
   const [a, b, c, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.machine('c'), bed.pool(), bed.pool()]);
@@ -81,20 +111,11 @@ export async function startVectorBed(): Promise<VectorBed> {
     metadata: { name: 'src', namespace: 'default' },
     spec: { machineRef: { name: 'a' }, name: `${sourcePool.name}/data`, schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' } },
   });
-  const vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-  const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-  const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-  const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-  const informers = [vectors, machines, datasets, targets];
-  await Promise.all(informers.map((i) => i.start()));
+  const informers: Array<{ start(): Promise<void>; stop(): Promise<void> }> = [];
+  const { vectors, machines, datasets, targets } = await startVectorInformers(tc, client, informers);
   await eventually(() => (machines.list().length === 3 && datasets.get('default/src') ? true : undefined), 'the cache');
-  const connections = new MachineConnections(client);
-  const keys = new VectorKeyStore(client, 'bdr-system', clock);
-  const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-  const tasks = new TaskRunner(clock);
-  const reconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, keys, events, clock, tasks });
+  const { connections, events, tasks, reconciler, sweep } = startVectorOperator({ client, vectors, datasets, machines, targets, clock });
   const targetReconciler = new StorageTargetReconciler({ client, targets, machines, vectors, connections, inventories: new InventoryCache(2_000, clock), tasks, events, clock });
-  const sweep = new VectorSweepReconciler({ machines, vectors, connections, keys, events, clock, appliedOf: (v) => reconciler.appliedOf(v), isBusy: (k) => reconciler.isBusy(k) });
   return {
     bed, a, b, c, sourcePool, replicaPool, tc, client, clock, vectors, machines, targets, reconciler, targetReconciler, sweep,
     stop: async () => {
@@ -124,13 +145,13 @@ export async function setPool(t: VectorBed, name: string, pool: string, sizeByte
   await inCache(t.machines, name, written as { metadata: { resourceVersion?: string } });
 }
 
-export async function applyVector(t: VectorBed, name: string, spec: object): Promise<void> {
+export async function applyVector(t: Pick<VectorBed, 'tc' | 'vectors'>, name: string, spec: object): Promise<void> {
   const applied = t.tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name, namespace: 'default' }, spec });
   await inCache(t.vectors, `default/${name}`, applied);
 }
 
 /** Reconciles until the vector in the cache satisfies `done` (each reconcile acts on the cache as it is). */
-export const reconcileUntil = (t: VectorBed, name: string, done: (v: Vector) => boolean, what: string) =>
+export const reconcileUntil = (t: Pick<VectorBed, 'reconciler' | 'vectors'>, name: string, done: (v: Vector) => boolean, what: string) =>
   eventually(async () => {
     let failure: unknown;
     await t.reconciler.reconcile(`default/${name}`, ctx(`default/${name}`)).catch((e: unknown) => {
@@ -144,21 +165,20 @@ export const reconcileUntil = (t: VectorBed, name: string, done: (v: Vector) => 
 
 export const condition = (v: Vector | StorageTarget | undefined, type: string) => v?.status?.conditions?.find((x) => x.type === type);
 
+/** `ssh`'s options with the vector's files on the primary, as the primary would use them. */
+export const sshOptions = (m: TestMachine, identity: string, knownHosts: string) => [
+  '-i', identity,
+  '-o', `UserKnownHostsFile=${knownHosts}`,
+  '-o', 'StrictHostKeyChecking=yes',
+  '-o', 'IdentitiesOnly=yes',
+  '-o', 'BatchMode=yes',
+  '-o', 'ConnectTimeout=10',
+  '-p', String(m.sshd.port),
+  `root@${m.sshd.host}`,
+];
+
 /** `ssh` with the vector's files on the primary, as the primary would run it. */
-export function sshAs(m: TestMachine, identity: string, knownHosts: string, command: string) {
-  return run([
-    'ssh',
-    '-i', identity,
-    '-o', `UserKnownHostsFile=${knownHosts}`,
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=10',
-    '-p', String(m.sshd.port),
-    `root@${m.sshd.host}`,
-    command,
-  ]);
-}
+export const sshAs = (m: TestMachine, identity: string, knownHosts: string, command: string) => run(['ssh', ...sshOptions(m, identity, knownHosts), command]);
 
 /** The vector's key files on primary A. */
 export const keyFiles = (t: VectorBed, name: string) => {
@@ -169,5 +189,5 @@ export const keyFiles = (t: VectorBed, name: string) => {
 export const vectorLines = async (m: TestMachine, vectorKey: string) =>
   (await readFile(m.sshd.authorizedKeysPath, 'utf8')).split('\n').filter((l) => l.endsWith(`=${vectorKey}`));
 
-export const eventsOf = async (t: VectorBed, name: string, reason: string) =>
+export const eventsOf = async (t: Pick<VectorBed, 'client'>, name: string, reason: string) =>
   (await t.client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === name && e.reason === reason);

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../../api/types.ts';
+import { datasetKind, vectorKind } from '../../api/kinds/index.ts';
+import type { Dataset, Vector } from '../../api/types.ts';
 import { MachineConnections } from '../../controllers/machine-connections.ts';
 import { EventRecorder } from '../../controllers/runtime/events.ts';
-import { Informer } from '../../controllers/runtime/informer.ts';
+import type { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
 import { TaskRunner } from '../../controllers/task-runner.ts';
 import { VectorReconciler } from '../../controllers/vector-controller.ts';
@@ -15,6 +15,7 @@ import { silentLogger } from '../../metrics/log.ts';
 import { ZfsError } from '../../zfs/errors.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
+import { caughtUp, startInformers, userrefs } from './sync-bed.ts';
 import { machineObject } from './vector-bed.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
@@ -69,12 +70,7 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     await runOk(['zfs', 'snapshot', `${source()}@${name}`]);
     return name;
   };
-  const current = () =>
-    eventually(async () => {
-      const server = await client.get<Vector>(resourceOf(vectorKind), 'v', 'default');
-      const cached = vectors.get('default/v');
-      return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
-    }, 'v in the cache');
+  const current = () => caughtUp(client, vectors, resourceOf(vectorKind), 'v', 'default');
   let request = 0;
   /** One sync now (a new bdr.dev/sync-requested value). */
   const syncNow = async (): Promise<Vector> => {
@@ -95,7 +91,6 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     await f();
     return { a: (await sessions(a)) - (before[0] ?? 0), b: (await sessions(b)) - (before[1] ?? 0) };
   };
-  const userrefs = async (snapshot: string) => Number((await runOk(['zfs', 'get', '-H', '-p', '-o', 'value', 'userrefs', snapshot])).trim());
   const local = async (dataset: string, property: string) => (await runOk(['zfs', 'get', '-H', '-o', 'value,source', property, dataset])).trim();
 
   beforeAll(async () => {
@@ -122,13 +117,9 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
       metadata: { name: 'v', namespace: 'default', annotations: { 'bdr.dev/sync-requested': '0' } },
       spec: { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: `${replicaPool.name}/replicas/v` }, retentionPolicyRef: { name: 'all' }, schedule: { interval: '24h' } },
     });
-    vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-    const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-    const policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
-    const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-    informers.push(vectors, machines, datasets, policies, targets);
-    await Promise.all(informers.map((i) => i.start()));
+    const started = await startInformers(tc, client, informers);
+    ({ vectors, datasets } = started);
+    const { machines, policies, targets } = started;
     await eventually(() => (vectors.get('default/v') && machines.list().length === 2 && datasets.get('default/src') && policies.list().length === 1 ? true : undefined), 'the cache');
     connections = new MachineConnections(client);
     const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);

@@ -2,31 +2,27 @@ import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../../api/kinds/index.ts';
+import { datasetKind, vectorKind } from '../../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../../api/types.ts';
-import { DatasetReconciler } from '../../controllers/dataset-controller.ts';
-import { InventoryCache } from '../../controllers/inventory-cache.ts';
-import { MachineConnections } from '../../controllers/machine-connections.ts';
-import { EventRecorder } from '../../controllers/runtime/events.ts';
-import { Informer } from '../../controllers/runtime/informer.ts';
+import type { DatasetReconciler } from '../../controllers/dataset-controller.ts';
+import type { MachineConnections } from '../../controllers/machine-connections.ts';
+import type { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
-import { TaskRunner } from '../../controllers/task-runner.ts';
-import { VectorReconciler } from '../../controllers/vector-controller.ts';
-import { VectorKeyStore } from '../../controllers/vector-keys.ts';
-import { VectorSync } from '../../controllers/vector-sync.ts';
-import { silentLogger } from '../../metrics/log.ts';
+import type { VectorReconciler } from '../../controllers/vector-controller.ts';
 import { run, runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
+import {
+  caughtUp as caughtUpIn, condition, ctx, eventsOf as eventsIn, gone, heldOn, markReady as markReadyIn, pidOf, pointAt, snapshotsOn, startInformers, startOperator as buildOperator,
+} from './sync-bed.ts';
+import { machineObject } from './vector-bed.ts';
 
 const HOUR = 3_600_000;
 /** Monday 2026-11-23 00:00 UTC. */
 const START = Date.UTC(2026, 10, 23, 0, 0, 0);
-const abort = new AbortController();
-const ctx = (key: string, signal: AbortSignal = abort.signal) => ({ key, log: silentLogger, signal });
 
 /** `bdr-YYYYMMDDTHHMMSSZ` of the hour `h` after START (the Dataset controller's names). */
-const point = (h: number) => `bdr-${new Date(START + h * HOUR).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`;
+const point = (h: number) => pointAt(START + h * HOUR);
 
 /**
  * The faults of vector-sync.test.ts's setup (A primary, B and C storage, each a real sshd; zfs-fuse pools; the
@@ -53,65 +49,18 @@ describe('Vector sync: faults', () => {
   let dsReconciler: DatasetReconciler;
   let reconciler: VectorReconciler;
   const informers: Array<{ start(): Promise<void>; stop(): Promise<void> }> = [];
-  const guardOf = (m: TestMachine) => join(m.sshd.dir, 'bin', 'zfs-guard');
   const source = () => `${sourcePool.name}/data`;
   const replica = () => `${replicaPool.name}/replicas/v`;
   const target = () => `${replica()}/data`;
   const onC = () => `${thirdPool.name}/replicas/w/data`;
 
-  const machineObject = (m: TestMachine, role: 'Source' | 'Storage') => ({
-    apiVersion: 'bdr.dev/v1alpha1',
-    kind: 'Machine',
-    metadata: { name: m.name },
-    spec: {
-      role,
-      connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
-      paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: guardOf(m), vectorKeys: join(m.sshd.dir, 'vectors') },
-      allowedNamespaces: { names: ['default'] },
-    },
-  });
-  const markReady = async (name: string) => {
-    const m = await client.get<Machine>(resourceOf(machineKind), name);
-    await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name } }, {
-      conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],
-    });
-  };
-  const caughtUp = async <T extends KubeObject>(informer: Informer<T>, resource: Parameters<KubeClient['get']>[0], name: string, namespace?: string) =>
-    eventually(async () => {
-      const server = await client.get<T>(resource, name, namespace);
-      const cached = informer.get(namespace ? `${namespace}/${name}` : name);
-      return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
-    }, `${name} in the cache`);
+  const markReady = (name: string) => markReadyIn(client, name);
+  const caughtUp = <T extends KubeObject>(informer: Informer<T>, resource: Parameters<KubeClient['get']>[0], name: string, namespace?: string) =>
+    caughtUpIn(client, informer, resource, name, namespace);
   const vectorNamed = (name: string) => caughtUp(vectors, resourceOf(vectorKind), name, 'default');
-  const condition = (v: Vector | undefined, type: string) => v?.status?.conditions?.find((x) => x.type === type);
-  const eventsOf = async (object: string, reason: string) =>
-    (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === object && e.reason === reason);
-  const snapshotsOn = async (dataset: string) =>
-    (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', '-r', dataset]))
-      .split('\n')
-      .filter((l) => l.startsWith(`${dataset}@`))
-      .map((l) => l.slice(dataset.length + 1));
-  const userrefs = async (snapshot: string) => Number((await runOk(['zfs', 'get', '-H', '-p', '-o', 'value', 'userrefs', snapshot])).trim());
-  const heldOn = async (dataset: string) => {
-    const out: string[] = [];
-    for (const s of await snapshotsOn(dataset)) if ((await userrefs(`${dataset}@${s}`)) > 0) out.push(s);
-    return out;
-  };
+  const eventsOf = (object: string, reason: string) => eventsIn(client, object, reason);
   const streamBytes = async (from: string, to: string) =>
     Number((await runOk(['sh', '-c', `zfs send -i ${source()}@${from} ${source()}@${to} | wc -c`])).trim());
-  const pidOf = async (pattern: string) => {
-    const r = await run(['pgrep', '-f', pattern]);
-    const pid = Number(r.stdout.trim().split('\n')[0]);
-    return pid > 0 ? pid : undefined;
-  };
-  const gone = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return undefined;
-    } catch {
-      return true;
-    }
-  };
   const snapshotSource = async () => {
     await dsReconciler.reconcile('default/src', ctx('default/src'));
     return caughtUp(datasets, resourceOf(datasetKind), 'src', 'default');
@@ -130,19 +79,7 @@ describe('Vector sync: faults', () => {
 
   /** The operator's in-process parts, built anew as a restarted operator would: nothing carried over but the cluster. */
   const startOperator = () => {
-    connections = new MachineConnections(client);
-    const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-    const tasks = new TaskRunner(clock);
-    const sync: VectorSync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock });
-    dsReconciler = new DatasetReconciler({
-      client, datasets, policies, machines, connections, tasks, events, clock,
-      inventories: new InventoryCache(2_000, clock),
-      protectedSnapshots: (m) => sync.protectedSnapshots(m),
-    });
-    reconciler = new VectorReconciler({
-      client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync,
-      keys: new VectorKeyStore(client, 'bdr-system', clock),
-    });
+    ({ connections, dsReconciler, reconciler } = buildOperator({ client, vectors, datasets, policies, machines, targets, clock }));
   };
 
   beforeAll(async () => {
@@ -170,13 +107,7 @@ describe('Vector sync: faults', () => {
       metadata: { name: 'src', namespace: 'default' },
       spec: { machineRef: { name: 'a' }, name: source(), schedule: { interval: '1h' }, retentionPolicyRef: { name: 'capped' } },
     });
-    vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-    machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-    policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
-    targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-    informers.push(vectors, machines, datasets, policies, targets);
-    await Promise.all(informers.map((i) => i.start()));
+    ({ vectors, machines, datasets, policies, targets } = await startInformers(tc, client, informers));
     await eventually(() => (machines.list().filter((m) => m.status?.conditions).length === 3 && datasets.get('default/src') && policies.list().length === 3 ? true : undefined), 'the cache');
     startOperator();
   }, 300_000);

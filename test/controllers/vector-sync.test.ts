@@ -3,32 +3,28 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../../api/types.ts';
-import { DatasetReconciler } from '../../controllers/dataset-controller.ts';
-import { InventoryCache } from '../../controllers/inventory-cache.ts';
-import { MachineConnections } from '../../controllers/machine-connections.ts';
-import { EventRecorder } from '../../controllers/runtime/events.ts';
-import { Informer } from '../../controllers/runtime/informer.ts';
+import { datasetKind, vectorKind } from '../../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, Vector } from '../../api/types.ts';
+import type { DatasetReconciler } from '../../controllers/dataset-controller.ts';
+import type { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
-import { TaskRunner } from '../../controllers/task-runner.ts';
-import { VectorReconciler } from '../../controllers/vector-controller.ts';
-import { VectorKeyStore } from '../../controllers/vector-keys.ts';
-import { VectorSync } from '../../controllers/vector-sync.ts';
-import { silentLogger } from '../../metrics/log.ts';
+import type { VectorReconciler } from '../../controllers/vector-controller.ts';
+import type { VectorSync } from '../../controllers/vector-sync.ts';
 import { registerVectorMetrics } from '../../metrics/vector-metrics.ts';
 import { run, runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
+import {
+  caughtUp as caughtUpIn, condition, ctx, eventsOf as eventsIn, gone, heldOn, markReady as markReadyIn, pidOf, pointAt, snapshotsOn, startInformers, startOperator, userrefs,
+} from './sync-bed.ts';
+import { machineObject } from './vector-bed.ts';
 
 const HOUR = 3_600_000;
 /** Monday 2026-11-23 00:00 UTC. */
 const START = Date.UTC(2026, 10, 23, 0, 0, 0);
-const abort = new AbortController();
-const ctx = (key: string) => ({ key, log: silentLogger, signal: abort.signal });
 
 /** `bdr-YYYYMMDDTHHMMSSZ` of the hour `h` after START (the Dataset controller's names). */
-const point = (h: number) => `bdr-${new Date(START + h * HOUR).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`;
+const point = (h: number) => pointAt(START + h * HOUR);
 
 /**
  * Machine A (primary, a real sshd) takes hourly restore points of a mounted zfs-fuse dataset with files written
@@ -56,7 +52,6 @@ describe('Vector sync: sparse replication by the remote policy', () => {
   let sync: VectorSync;
   const registry = new Registry();
   const informers: Array<{ start(): Promise<void>; stop(): Promise<void> }> = [];
-  const guardOf = (m: TestMachine) => join(m.sshd.dir, 'bin', 'zfs-guard');
   const source = () => `${sourcePool.name}/data`;
   const replica = () => `${replicaPool.name}/replicas/v`;
   const target = () => `${replica()}/data`;
@@ -65,40 +60,12 @@ describe('Vector sync: sparse replication by the remote policy', () => {
   const measured: number[] = [];
   const reported: number[] = [];
 
-  const machineObject = (m: TestMachine, role: 'Source' | 'Storage') => ({
-    apiVersion: 'bdr.dev/v1alpha1',
-    kind: 'Machine',
-    metadata: { name: m.name },
-    spec: {
-      role,
-      connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
-      paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: guardOf(m), vectorKeys: join(m.sshd.dir, 'vectors') },
-      allowedNamespaces: { names: ['default'] },
-    },
-  });
-  const markReady = async (name: string) => {
-    const m = await client.get<Machine>(resourceOf(machineKind), name);
-    await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name } }, {
-      conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],
-    });
-  };
+  const markReady = (name: string) => markReadyIn(client, name);
   /** Waits until the cache holds what the API server holds, so each reconcile acts on the last write. */
-  const caughtUp = async <T extends KubeObject>(informer: Informer<T>, resource: Parameters<KubeClient['get']>[0], name: string, namespace?: string) =>
-    eventually(async () => {
-      const server = await client.get<T>(resource, name, namespace);
-      const cached = informer.get(namespace ? `${namespace}/${name}` : name);
-      return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
-    }, `${name} in the cache`);
+  const caughtUp = <T extends KubeObject>(informer: Informer<T>, resource: Parameters<KubeClient['get']>[0], name: string, namespace?: string) =>
+    caughtUpIn(client, informer, resource, name, namespace);
   const vector = () => caughtUp(vectors, resourceOf(vectorKind), 'v', 'default');
-  const condition = (v: Vector | undefined, type: string) => v?.status?.conditions?.find((x) => x.type === type);
-  const eventsOf = async (reason: string) =>
-    (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === 'v' && e.reason === reason);
-  const snapshotsOn = async (dataset: string) =>
-    (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', '-r', dataset]))
-      .split('\n')
-      .filter((l) => l.startsWith(`${dataset}@`))
-      .map((l) => l.slice(dataset.length + 1));
-  const userrefs = async (snapshot: string) => Number((await runOk(['zfs', 'get', '-H', '-p', '-o', 'value', 'userrefs', snapshot])).trim());
+  const eventsOf = (reason: string) => eventsIn(client, 'v', reason);
   const streamBytes = async (from: string | undefined, to: string) => {
     const send = from ? `zfs send -i ${source()}@${from} ${source()}@${to}` : `zfs send ${source()}@${to}`;
     return Number((await runOk(['sh', '-c', `${send} | wc -c`])).trim());
@@ -152,28 +119,11 @@ describe('Vector sync: sparse replication by the remote policy', () => {
       metadata: { name: 'src', namespace: 'default' },
       spec: { machineRef: { name: 'a' }, name: source(), schedule: { interval: '1h' }, retentionPolicyRef: { name: 'local' } },
     });
-    vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-    machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-    policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
-    const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-    informers.push(vectors, machines, datasets, policies, targets);
-    await Promise.all(informers.map((i) => i.start()));
+    const started = await startInformers(tc, client, informers);
+    ({ vectors, machines, datasets, policies } = started);
     await eventually(() => (machines.list().filter((m) => m.status?.conditions).length === 3 && datasets.get('default/src') && policies.list().length === 3 ? true : undefined), 'the cache');
-    const connections = new MachineConnections(client);
-    const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-    const tasks = new TaskRunner(clock);
     const metrics = registerVectorMetrics(registry, () => vectors.list(), () => clock.now(), () => sync.metricsTotals());
-    sync = new VectorSync({ client, vectors, datasets, policies, connections, tasks, events, clock, metrics });
-    dsReconciler = new DatasetReconciler({
-      client, datasets, policies, machines, connections, tasks, events, clock,
-      inventories: new InventoryCache(2_000, clock),
-      protectedSnapshots: (m) => sync.protectedSnapshots(m),
-    });
-    reconciler = new VectorReconciler({
-      client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync,
-      keys: new VectorKeyStore(client, 'bdr-system', clock),
-    });
+    ({ sync, dsReconciler, reconciler } = startOperator({ client, vectors, datasets, policies, machines, targets: started.targets, clock, metrics }));
   }, 300_000);
 
   afterAll(async () => {
@@ -297,11 +247,6 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect(await userrefs(`${source()}@${base}`)).toBe(0);
     expect(await userrefs(`${source()}@${point(108)}`)).toBe(1);
     // No stray holds: exactly one held snapshot on each side, the base (the failed attempts held Thursday's point).
-    const heldOn = async (dataset: string) => {
-      const out: string[] = [];
-      for (const s of await snapshotsOn(dataset)) if ((await userrefs(`${dataset}@${s}`)) > 0) out.push(s);
-      return out;
-    };
     expect(await heldOn(source())).toEqual([point(108)]);
     expect(await heldOn(target())).toEqual([point(108)]);
   }, 900_000);
@@ -427,19 +372,6 @@ describe('Vector sync: sparse replication by the remote policy', () => {
   }, 300_000);
 
   it('killing zfs receive or the ssh client before the receive ends: the next run sends incrementally from the held base, nothing stray left', async () => {
-    const pidOf = async (pattern: string) => {
-      const r = await run(['pgrep', '-f', pattern]);
-      const pid = Number(r.stdout.trim().split('\n')[0]);
-      return pid > 0 ? pid : undefined;
-    };
-    const gone = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    };
     const idFile = join(a.sshd.dir, 'vectors', 'default', 'v', 'id');
     // zfs send is not among them: on zfs-fuse the whole stream is in the pipes and the daemon before a test can
     // catch the sending process.
@@ -482,13 +414,8 @@ describe('Vector sync: sparse replication by the remote policy', () => {
       v = await vector();
       expect(v.status?.lastSyncedSnapshot?.name, what).toBe(next);
       expect(v.status?.lastSyncBytes, what).toBe(await streamBytes(base, next));
-      const held = async (dataset: string) => {
-        const out: string[] = [];
-        for (const snap of await snapshotsOn(dataset)) if ((await userrefs(`${dataset}@${snap}`)) > 0) out.push(snap);
-        return out;
-      };
-      expect(await held(source()), what).toEqual([next]);
-      expect(await held(target()), what).toEqual([next]);
+      expect(await heldOn(source()), what).toEqual([next]);
+      expect(await heldOn(target()), what).toEqual([next]);
     }
   }, 600_000);
 
@@ -601,6 +528,5 @@ describe('Vector sync: sparse replication by the remote policy', () => {
     expect((await readFile(c.sshd.logPath, 'utf8')).split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(fingerprint))).toEqual([]);
   }, 300_000);
 
-  const eventsOfDataset = async (reason: string) =>
-    (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === 'src' && e.reason === reason);
+  const eventsOfDataset = (reason: string) => eventsIn(client, 'src', reason);
 });

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetKind, machineKind, retentionPolicyKind, storageTargetKind, vectorKind } from '../../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../../api/types.ts';
+import { datasetKind, vectorKind } from '../../api/kinds/index.ts';
+import type { Dataset, Vector } from '../../api/types.ts';
 import { MachineConnections } from '../../controllers/machine-connections.ts';
 import { EventRecorder } from '../../controllers/runtime/events.ts';
-import { Informer } from '../../controllers/runtime/informer.ts';
+import type { Informer } from '../../controllers/runtime/informer.ts';
 import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
 import { TaskRunner } from '../../controllers/task-runner.ts';
 import { VectorReconciler } from '../../controllers/vector-controller.ts';
@@ -17,6 +17,8 @@ import { burstOf } from '../../zfs/throttle.ts';
 import { run, runOk, TestBed, TESTBED_ROOT, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
+import { caughtUp as caughtUpIn, condition, eventsOf as eventsIn, markReady, startInformers, userrefs } from './sync-bed.ts';
+import { machineObject } from './vector-bed.ts';
 
 const abort = new AbortController();
 const ctx = (key: string) => ({ key, log: silentLogger, signal: abort.signal });
@@ -47,31 +49,12 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
   const source = () => `${sourcePool.name}/data`;
   const figures: string[] = [];
 
-  const machineObject = (m: TestMachine, role: 'Source' | 'Storage') => ({
-    apiVersion: 'bdr.dev/v1alpha1',
-    kind: 'Machine',
-    metadata: { name: m.name },
-    spec: {
-      role,
-      connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
-      paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
-      allowedNamespaces: { names: ['default'] },
-    },
-  });
-  const caughtUp = async (name: string) =>
-    eventually(async () => {
-      const server = await client.get<Vector>(resourceOf(vectorKind), name, 'default');
-      const cached = vectors.get(`default/${name}`);
-      return server && cached?.metadata.resourceVersion === server.metadata.resourceVersion ? cached : undefined;
-    }, `${name} in the cache`);
-  const condition = (v: Vector | undefined, type: string) => v?.status?.conditions?.find((x) => x.type === type);
-  const eventsOf = async (object: string, reason: string) =>
-    (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === object && e.reason === reason);
+  const caughtUp = (name: string) => caughtUpIn(client, vectors, resourceOf(vectorKind), name, 'default');
+  const eventsOf = (object: string, reason: string) => eventsIn(client, object, reason);
   const snapshotsOn = async (dataset: string) => {
     const r = await run(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', '-r', dataset]);
     return r.stdout.split('\n').filter((l) => l.startsWith(`${dataset}@`)).map((l) => l.slice(dataset.length + 1));
   };
-  const userrefs = async (snapshot: string) => Number((await runOk(['zfs', 'get', '-H', '-p', '-o', 'value', 'userrefs', snapshot])).trim());
   const streamBytes = async (dataset: string, from: string | undefined, to: string) =>
     Number((await runOk(['sh', '-c', `zfs send ${from ? `-i ${dataset}@${from} ` : ''}${dataset}@${to} | wc -c`])).trim());
   const applyVector = async (name: string, spec: object, annotation?: string) => {
@@ -134,12 +117,7 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     tc.apply(machineObject(n, 'Source'));
     tc.apply(machineObject(b, 'Storage'));
     tc.apply(machineObject(c, 'Storage'));
-    for (const name of ['a', 'n', 'b', 'c']) {
-      const m = await client.get<Machine>(resourceOf(machineKind), name);
-      await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name } }, {
-        conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],
-      });
-    }
+    for (const name of ['a', 'n', 'b', 'c']) await markReady(client, name);
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'p', namespace: 'default' }, spec: { keepLast: 5 } });
     // 4 MiB of random data: the rate, not the pool, decides how long it takes.
     await runOk(['zfs', 'create', source()]);
@@ -147,13 +125,9 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     await runOk(['zfs', 'snapshot', `${source()}@bdr-20261130T000000Z`]);
     dataset('src', 'a', source());
     dataset('onn', 'n', source());
-    vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-    const machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    const datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-    const policies = new Informer<RetentionPolicy>(tc.kubeConfig, client, resourceOf(retentionPolicyKind), silentLogger);
-    const targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-    informers.push(vectors, machines, datasets, policies, targets);
-    await Promise.all(informers.map((i) => i.start()));
+    const started = await startInformers(tc, client, informers);
+    vectors = started.vectors;
+    const { machines, datasets, policies, targets } = started;
     await eventually(() => (machines.list().filter((m) => m.status?.conditions).length === 4 && datasets.list().length === 2 && policies.list().length === 1 ? true : undefined), 'the cache');
     const connections = new MachineConnections(client);
     const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);

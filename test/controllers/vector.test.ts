@@ -2,20 +2,20 @@ import { spawn } from 'node:child_process';
 import { copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { datasetKind, machineKind, storageTargetKind, vectorKind } from '../../api/kinds/index.ts';
+import { machineKind, vectorKind } from '../../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector } from '../../api/types.ts';
-import { MachineConnections } from '../../controllers/machine-connections.ts';
-import { EventRecorder } from '../../controllers/runtime/events.ts';
-import { Informer } from '../../controllers/runtime/informer.ts';
-import { KubeClient, resourceOf, type KubeObject } from '../../controllers/runtime/kube.ts';
-import { TaskRunner } from '../../controllers/task-runner.ts';
-import { VectorReconciler } from '../../controllers/vector-controller.ts';
-import { VectorKeyStore } from '../../controllers/vector-keys.ts';
-import { VectorSweepReconciler } from '../../controllers/vector-sweep.ts';
+import type { Informer } from '../../controllers/runtime/informer.ts';
+import { KubeClient, resourceOf } from '../../controllers/runtime/kube.ts';
+import type { VectorReconciler } from '../../controllers/vector-controller.ts';
+import type { VectorSweepReconciler } from '../../controllers/vector-sweep.ts';
 import { silentLogger } from '../../metrics/log.ts';
 import { run, runOk, TestBed, generateKeyPair, type TestMachine, type TestPool } from '../testbed/index.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
+import {
+  applyVector as applyVectorIn, condition, eventsOf as eventsIn, guardOf, inCache, machineObject, reconcileUntil as reconcileUntilIn, sshAs as ssh, sshOptions,
+  startVectorInformers, startVectorOperator, vectorLines,
+} from './vector-bed.ts';
 
 const HOUR = 3_600_000;
 const abort = new AbortController();
@@ -43,20 +43,8 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
   let reconciler: VectorReconciler;
   let sweep: VectorSweepReconciler;
   const informers: Array<{ start(): Promise<void>; stop(): Promise<void> }> = [];
-  const guardOf = (m: TestMachine) => join(m.sshd.dir, 'bin', 'zfs-guard');
   const keyDir = () => join(a.sshd.dir, 'vectors');
 
-  const machineObject = (m: TestMachine, role: 'Source' | 'Storage') => ({
-    apiVersion: 'bdr.dev/v1alpha1',
-    kind: 'Machine',
-    metadata: { name: m.name },
-    spec: {
-      role,
-      connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
-      paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: guardOf(m), vectorKeys: join(m.sshd.dir, 'vectors') },
-      allowedNamespaces: { names: ['default'] },
-    },
-  });
   const markReady = async (name: string, freeBytes: number) => {
     const m = await client.get<Machine>(resourceOf(machineKind), name);
     await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name } }, {
@@ -64,41 +52,10 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
       pools: [{ name: replicaPool.name, health: 'ONLINE', sizeBytes: 10 * 2 ** 30, allocatedBytes: 10 * 2 ** 30 - freeBytes, freeBytes }],
     });
   };
-  const inCache = async <T extends KubeObject>(informer: Informer<T>, key: string, applied: { metadata: { resourceVersion?: string } }) =>
-    eventually(() => (informer.get(key)?.metadata.resourceVersion === applied.metadata.resourceVersion ? true : undefined), `${key} in the cache`);
-  const applyVector = async (name: string, spec: object) => {
-    const applied = tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name, namespace: 'default' }, spec });
-    await inCache(vectors, `default/${name}`, applied);
-  };
-  /** Reconciles until the vector in the cache satisfies `done` (each reconcile acts on the cache as it is). */
-  const reconcileUntil = (name: string, done: (v: Vector) => boolean, what: string) =>
-    eventually(async () => {
-      let failure: unknown;
-      await reconciler.reconcile(`default/${name}`, ctx(`default/${name}`)).catch((e: unknown) => {
-        failure = e;
-      });
-      const v = vectors.get(`default/${name}`);
-      if (v && done(v)) return v;
-      if (failure) throw failure;
-      return undefined;
-    }, what, 60_000, 200);
-  const condition = (v: Vector | undefined, type: string) => v?.status?.conditions?.find((x) => x.type === type);
-  const sshOptions = (m: TestMachine, identity: string, knownHosts: string) => [
-    '-i', identity,
-    '-o', `UserKnownHostsFile=${knownHosts}`,
-    '-o', 'StrictHostKeyChecking=yes',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=10',
-    '-p', String(m.sshd.port),
-    `root@${m.sshd.host}`,
-  ];
-  const ssh = (m: TestMachine, identity: string, knownHosts: string, command: string) => run(['ssh', ...sshOptions(m, identity, knownHosts), command]);
-  const eventsOf = async (name: string, reason: string) =>
-    (await client.core.listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.involvedObject.name === name && e.reason === reason);
+  const applyVector = (name: string, spec: object) => applyVectorIn({ tc, vectors }, name, spec);
+  const reconcileUntil = (name: string, done: (v: Vector) => boolean, what: string) => reconcileUntilIn({ reconciler, vectors }, name, done, what);
+  const eventsOf = (name: string, reason: string) => eventsIn({ client }, name, reason);
   const fingerprintOf = async (privateKeyPath: string) => (await runOk(['ssh-keygen', '-l', '-f', privateKeyPath])).split(' ')[1];
-  const vectorLines = async (m: TestMachine, vectorKey: string) =>
-    (await readFile(m.sshd.authorizedKeysPath, 'utf8')).split('\n').filter((l) => l.endsWith(`=${vectorKey}`));
 
   beforeAll(async () => {
     [a, b, c, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.machine('c'), bed.pool(), bed.pool()]);
@@ -126,27 +83,9 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
       metadata: { name: 'offsite' },
       spec: { machines: [{ name: 'b' }, { name: 'c' }], parentDataset: `${replicaPool.name}/replicas` },
     });
-    vectors = new Informer<Vector>(tc.kubeConfig, client, resourceOf(vectorKind), silentLogger);
-    machines = new Informer<Machine>(tc.kubeConfig, client, resourceOf(machineKind), silentLogger);
-    datasets = new Informer<Dataset>(tc.kubeConfig, client, resourceOf(datasetKind), silentLogger);
-    targets = new Informer<StorageTarget>(tc.kubeConfig, client, resourceOf(storageTargetKind), silentLogger);
-    informers.push(vectors, machines, datasets, targets);
-    await Promise.all(informers.map((i) => i.start()));
+    ({ vectors, machines, datasets, targets } = await startVectorInformers(tc, client, informers));
     await eventually(() => (machines.list().filter((m) => m.status?.pools).length === 3 && datasets.get('default/src') && targets.get('offsite') ? true : undefined), 'the cache');
-    const connections = new MachineConnections(client);
-    const keys = new VectorKeyStore(client, 'bdr-system', clock);
-    const events = new EventRecorder(client, 'bdr', 'default', silentLogger, clock);
-    reconciler = new VectorReconciler({ client, vectors, datasets, machines, storageTargets: targets, connections, keys, events, clock, tasks: new TaskRunner(clock) });
-    sweep = new VectorSweepReconciler({
-      machines,
-      vectors,
-      connections,
-      keys,
-      events,
-      clock,
-      appliedOf: (v) => reconciler.appliedOf(v),
-      isBusy: (k) => reconciler.isBusy(k),
-    });
+    ({ reconciler, sweep } = startVectorOperator({ client, vectors, datasets, machines, targets, clock }));
   }, 300_000);
 
   afterAll(async () => {

@@ -5,27 +5,16 @@
  * let the RPO alert stay silent for a paused vector and count from the Vector itself before a first replica; the
  * rotation interval lets the key alert judge each vector's key age against its own schedule.
  */
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Vector } from '../api/types.ts';
 import { isTrue } from '../controllers/runtime/conditions.ts';
 import { DEFAULT_ROTATION } from '../controllers/vector-controller.ts';
 import { parseDuration } from '../planning/duration.ts';
+import { statusGauge } from './vector-metrics.ts';
 
 export function registerVectorConditionMetrics(registry: Registry, vectors: () => readonly Vector[]): void {
-  const gauge = (name: string, help: string, value: (v: Vector) => number | undefined) =>
-    new Gauge({
-      name,
-      help,
-      labelNames: ['namespace', 'name'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const v of vectors()) {
-          const x = value(v);
-          if (x !== undefined && Number.isFinite(x)) this.set({ namespace: v.metadata.namespace ?? 'default', name: v.metadata.name }, x);
-        }
-      },
-    });
+  // The same scrape-time gauge over the informer cache as the sync metrics use.
+  const gauge = (name: string, help: string, value: (v: Vector) => number | undefined) => statusGauge(registry, vectors, name, help, value);
   const flag = (b: boolean) => (b ? 1 : 0);
   gauge('bdr_vector_stalled', 'Whether the vector is Stalled (1: it needs a human, its Stalled condition says why) or not (0)', (v) =>
     flag(isTrue(v.status?.conditions, 'Stalled')),

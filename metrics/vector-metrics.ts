@@ -15,7 +15,8 @@ import { parseDuration } from '../planning/duration.ts';
 type Labels = { namespace: string; name: string };
 const labelsOf = (v: Vector): Labels => ({ namespace: v.metadata.namespace ?? 'default', name: v.metadata.name });
 
-function statusGauge(registry: Registry, vectors: () => readonly Vector[], name: string, help: string, value: (v: Vector) => number | undefined): void {
+/** A gauge computed at scrape time from each Vector in the cache (a restart cannot freeze a value). */
+export function statusGauge(registry: Registry, vectors: () => readonly Vector[], name: string, help: string, value: (v: Vector) => number | undefined): void {
   new Gauge({
     name,
     help,

@@ -60,7 +60,7 @@ export const vectorSpec = {
         compressed: { type: 'boolean', default: true, description: 'Send compressed blocks as stored (zfs send -c) where supported.' },
         raw: { type: 'boolean', default: false, description: 'Send encrypted datasets raw (zfs send -w): the target never sees the key.' },
         largeBlocks: { type: 'boolean', default: true, description: 'zfs send -L where supported.' },
-        resumable: { type: 'boolean', default: true, description: 'Receive with -s where supported. Resuming from the token is not implemented yet: an interrupted step is sent again from its base.' },
+        resumable: { type: 'boolean', default: true, description: 'Receive with -s where both machines support it (OpenZFS): an interrupted stream is continued with zfs send -t when its token brings exactly the next step; otherwise (and on zfs-fuse) the step is sent again from its held base.' },
         stallTimeout: {
           ...duration('A stream that moves no byte for this long is ended and the run retried with backoff (at least 10s).'),
           default: '5m',

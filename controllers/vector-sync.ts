@@ -14,8 +14,9 @@
  * and Reconciling=True (Transferring) say so.
  *
  * Command budget (test/controllers/vector-sync-commands.test.ts counts it at sshd): an incremental sync of one
- * step is 4 commands on the primary (listing, hold, stream, release) and 3 on the storage machine (listing, the
- * guard's receive, the hold moved forward in one command); a no-op sync is the two listings.
+ * step is 2 sessions on the primary (listing; the stream, whose shell holds the point sent before it and releases
+ * the old base after the receive) and 2 on the storage machine (listing; the guard's receive, which moves the
+ * target's hold once it received); a no-op sync is the two listings.
  */
 import { performance } from 'node:perf_hooks';
 import { vectorKind } from '../api/kinds/index.ts';
@@ -396,27 +397,41 @@ export class VectorSync {
         this.ownHolds.set(key, own);
         // Each side's moves in plan order (new before old there); the two machines are independent of each other.
         // Recorded as the vector's own before a hold is taken and forgotten once released (see ownHolds).
-        const holdsAfter = async (step: number) => {
-          const batch = plan.holds.filter((x) => x.afterStep === step);
-          for (const h of batch) if (h.op === 'hold') own.set(h.snapshot, h.side);
-          await Promise.all((['source', 'target'] as const).map((side) => applyHolds(zfsOf(side), batch.filter((h) => h.side === side), ctx.signal)));
-          for (const h of batch) if (h.op === 'release') own.delete(h.snapshot);
+        const batch = (step: number) => plan.holds.filter((x) => x.afterStep === step);
+        const taking = (actions: readonly HoldAction[]) => {
+          for (const h of actions) if (h.op === 'hold') own.set(h.snapshot, h.side);
         };
+        const done = (actions: readonly HoldAction[]) => {
+          for (const h of actions) if (h.op === 'release') own.delete(h.snapshot);
+        };
+        const runHolds = async (actions: readonly HoldAction[]) => {
+          taking(actions);
+          await Promise.all((['source', 'target'] as const).map((side) => applyHolds(zfsOf(side), actions.filter((h) => h.side === side), ctx.signal)));
+          done(actions);
+        };
+        const steps = plan.kind === 'send' ? plan.steps : [];
+        const mode = vector.spec.transport?.mode ?? 'Direct';
+        // A stream run by a shell on the primary (Direct, or a local pipe) carries its step's hold moves in its own
+        // session: the source's before the stream and after the receive, the target's in the guard's receive (or
+        // the local shell). The source's first hold goes with the first stream; the target's before it cannot.
+        const carried = steps.length > 0 && (mode === 'Direct' || primary.metadata.name === storage.metadata.name);
+        const first = batch(-1);
         // The event goes to the API server while the machines take the first holds: neither waits for the other.
         const announced = plan.kind === 'send'
           ? events.record(vector, 'Normal', 'SyncStarted', `sending ${plan.steps.length} stream(s) to ${storage.metadata.name}: ${plan.steps.map(describeStep).join('; ')}`)
           : Promise.resolve();
         const prepared = (async () => {
           if (plan.kind === 'send' && plan.discardPartialReceive) await tgt.zfs.run(['zfs', 'receive', '-A', targetData], { signal: ctx.signal });
-          await holdsAfter(-1);
+          await runHolds(carried ? first.filter((h) => h.side === 'target') : first);
         })();
         await Promise.all([announced, prepared]);
-        const steps = plan.kind === 'send' ? plan.steps : [];
         for (const [i, step] of steps.entries()) {
           const position = { index: i, count: steps.length };
           let lastWrite = clock.now();
           // status.transfer for this step is written while the stream starts, not before it; later writes queue behind it.
           let writing: Promise<unknown> = this.progress(latest, step, 0, position, storage.metadata.name).then((v) => (latest = v), () => undefined);
+          const moves = carried ? { before: i === 0 ? first.filter((h) => h.side === 'source') : [], after: batch(i) } : undefined;
+          if (moves) taking([...moves.before, ...moves.after]);
           let sent: number;
           try {
             sent = await this.transfer(key, step, plan.flags, paired, src, tgt, targetData, ctx.signal, (b) => {
@@ -424,7 +439,7 @@ export class VectorSync {
               if (clock.now() - lastWrite < TRANSFER_STATUS_INTERVAL_MS) return;
               lastWrite = clock.now();
               writing = writing.then(() => this.progress(latest, step, b, position, storage.metadata.name)).then((v) => (latest = v), () => undefined);
-            }, vector.spec.transport?.mode ?? 'Direct', limits);
+            }, mode, limits, moves);
           } finally {
             // A progress write still in flight must not land after the final status (of success or failure).
             await writing;
@@ -432,13 +447,14 @@ export class VectorSync {
           bytes += sent;
           totals.sentBytes += sent;
           totals.transferBytes = 0;
-          await holdsAfter(i);
+          if (moves) done([...moves.before, ...moves.after]);
+          else await runHolds(batch(i));
         }
         // The operator's re-check of the replica's inert properties is skipped when it would find nothing: without
         // a stream, when the listing taken before the run shows every property set locally; after streams that all
         // went through the guard (Direct), because the guard's receive succeeds only once it has checked and set
         // them over the whole received tree itself. A local pipe or Relay receive bypasses the guard: re-checked.
-        const viaGuard = paired.primary.metadata.name !== paired.storage.metadata.name && (vector.spec.transport?.mode ?? 'Direct') === 'Direct';
+        const viaGuard = paired.primary.metadata.name !== paired.storage.metadata.name && mode === 'Direct';
         const settled = steps.length === 0 ? replicaPropertiesSettled(targetInventory, targetData) : viaGuard;
         if ((steps.length > 0 || plan.kind === 'upToDate') && !settled) await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
         let pruned: string[] = [];
@@ -633,6 +649,8 @@ export class VectorSync {
     onProgress: (bytes: number) => void,
     mode: 'Direct' | 'Relay',
     limits: TransportLimits,
+    /** Hold moves carried by the stream's own session (Direct or local only): `before` it, `after` the receive. */
+    moves?: { before: readonly HoldAction[]; after: readonly HoldAction[] },
   ): Promise<number> {
     const { primary, storage } = paired;
     const sendOptions = {
@@ -646,6 +664,7 @@ export class VectorSync {
     const sameMachine = primary.metadata.name === storage.metadata.name;
     const relayed = !sameMachine && mode === 'Relay';
     let stream: (options: { signal: AbortSignal; onProgress: (bytes: number) => void }) => Promise<{ bytes: number }>;
+    if (relayed && moves) throw new TypeError('a relayed stream cannot carry hold moves');
     if (relayed) {
       // Through bdr's own connections to both machines (the primary cannot reach the secondary); counted (and
       // throttled) here.
@@ -654,18 +673,24 @@ export class VectorSync {
       stream = (o) => relay(src.zfs, what, tgt.zfs, targetData, receiveOptions, { ...o, ...rate });
     } else {
       const sendArgv = step.resumeToken !== undefined ? await src.zfs.sendResumeArgv(step.resumeToken) : await src.zfs.sendArgv(sendOptions);
-      const receiveArgv = await tgt.zfs.receiveArgv(targetData, receiveOptions);
+      // Direct: the target's moves are words of the guard's receive (+hold/+release, run once it received); the
+      // source's run in the primary's shell. A local pipe runs both sides' in its one shell, in plan order.
+      const argvOf = (h: HoldAction) => (h.side === 'source' ? src.zfs : tgt.zfs).holdArgv(h.op, h.tag, h.snapshot);
+      const inGuard = sameMachine ? [] : (moves?.after ?? []).filter((h) => h.side === 'target');
+      const inShell = { before: (moves?.before ?? []).map(argvOf), after: (moves?.after ?? []).filter((h) => !inGuard.includes(h)).map(argvOf) };
+      for (const h of inGuard) if (h.tag !== vectorHoldTag(ownerTags(key).current)) throw new TypeError(`the guard moves only its key's tag, not ${h.tag}`);
+      const receiveArgv = [...(await tgt.zfs.receiveArgv(targetData, receiveOptions)), ...inGuard.flatMap((h) => [`+${h.op}`, h.snapshot])];
       const conn = storage.spec.connection;
       const dir = identityDir(primary, key);
       // The limit is applied on the sending machine (pv), before the stream reaches ssh or the local receive.
       const rate = { bytesPerSecond: limits.bytesPerSecond };
       const argv = sameMachine
-        ? meteredTransferArgv(sendArgv, { kind: 'local', receiveArgv }, rate)
+        ? meteredTransferArgv(sendArgv, { kind: 'local', receiveArgv }, rate, inShell)
         : meteredTransferArgv(sendArgv, {
             kind: 'direct',
             receiveArgv,
             route: { host: conn.host ?? '', port: conn.port ?? 22, user: conn.user ?? 'root', identityFile: `${dir}/id`, knownHostsFile: `${dir}/known_hosts` },
-          }, rate);
+          }, rate, inShell);
       stream = (o) => runMeteredTransfer(src.connection, argv, targetData, o);
     }
     // The stall watchdog: every byte reported re-arms it; when it fires the stream is ended on the machine.

@@ -13,7 +13,8 @@ import { writeRemoteFileAtomic } from './remote-file.ts';
  * vector's dataset prefix and its hold tag. The primary may be compromised, so the guard allows exactly
  * what a vector needs, below its prefix, and adds its own protections instead of trusting the client:
  *
- *   zfs receive|recv -u [-s] [-v] <dataset or snapshot below prefix>    (never -F, never the prefix itself)
+ *   zfs receive|recv -u [-s] [-v] <dataset or snapshot below prefix> [+hold|+release <snapshot under prefix>]...
+ *                                                                      (never -F, never the prefix itself)
  *   zfs receive -A <dataset below prefix>                              (abort a resumable receive)
  *   zfs list|get [-H] [-p] [-r] [-d N] [-o|-t|-s|-S list] [<properties>] <names under prefix>...
  *   zfs hold|release <the vector's own tag> <snapshots under prefix>...
@@ -26,6 +27,12 @@ import { writeRemoteFileAtomic } from './remote-file.ts';
  * stream's children for a non-inherited property such as canmount). The receive reports success only once
  * that is done, so a sync whose streams all went through the guard needs no re-check of its own;
  * `enforceReplicaProperties` (zfs/replica.ts) re-checks them over the operator's own connection otherwise.
+ *
+ * `+hold S` and `+release S` after a receive's target move the key's own hold once the receive succeeded
+ * and the tree is inert, in the order given (the received point held before the old base is released): the
+ * same hold and release the key may ask for on their own, in the stream's session instead of one more
+ * (`+` is outside every ZFS name, so such a word is never a target). A hold already there, or a release of
+ * a hold already gone, is what was asked for.
  *
  * Why a POSIX sh script: it is the one interpreter every storage node has (no Node or Python needed
  * there), it is short enough to audit, passes shellcheck and runs under dash, and bdr installs it itself
@@ -181,9 +188,20 @@ shift 2
 
 case $sub in
   receive|recv)
-    target='' abort='' nomount='' resumable='' verbose=''
+    target='' abort='' nomount='' resumable='' verbose='' move='' moves=''
     for a in "$@"; do
+      if [ -n "$move" ]; then
+        case $a in *@*) ;; *) refuse "+$move $a: not a snapshot" ;; esac
+        under_prefix "$a" || refuse "+$move $a is outside $PREFIX"
+        moves="$moves $move:$a"
+        move=''
+        continue
+      fi
       case $a in
+        +hold|+release)
+          [ -n "$TAG" ] || refuse "$a is not allowed: this key has no hold tag"
+          move=\${a#+}
+          ;;
         -u) nomount=1 ;;
         -s) resumable=1 ;;
         -v) verbose=1 ;;
@@ -196,6 +214,7 @@ case $sub in
           ;;
       esac
     done
+    [ -z "$move" ] || refuse "+$move needs a snapshot"
     [ -n "$target" ] || refuse "zfs $sub needs a target below $PREFIX"
     under_prefix "$target" || refuse "receive target $target is outside $PREFIX"
     dataset=\${target%%@*}
@@ -215,9 +234,25 @@ case $sub in
     else
       "$ZFS" "$@" "$target" || exit
     fi
-    protect "$dataset" && exit 0
-    printf 'bdr-guard: received into %s, but could not make it inert; the operator re-applies this\\n' "$dataset" >&2
-    exit 1
+    if ! protect "$dataset"; then
+      printf 'bdr-guard: received into %s, but could not make it inert; the operator re-applies this\\n' "$dataset" >&2
+      exit 1
+    fi
+    # The words in $moves were checked above (op:snapshot, no spaces or glob characters): split on purpose.
+    # shellcheck disable=SC2086
+    for m in $moves; do
+      op=\${m%%:*}
+      snap=\${m#*:}
+      if out=$("$ZFS" "$op" "$TAG" "$snap" </dev/null 2>&1); then continue; fi
+      case $op:$out in
+        hold:*"already exists"*|release:*"no such tag"*|release:*"does not exist"*) ;;
+        *)
+          printf 'bdr-guard: received into %s, but zfs %s %s %s failed: %s\\n' "$dataset" "$op" "$TAG" "$snap" "$out" >&2
+          exit 1
+          ;;
+      esac
+    done
+    exit 0
     ;;
   list|get)
     want='' names=0 props=''

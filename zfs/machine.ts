@@ -243,6 +243,16 @@ export class ZfsMachine {
   }
 
   /**
+   * The command of a hold or release of one snapshot, for a caller that runs it inside a larger script (the
+   * stream's session: zfs/metered-transfer.ts), with the same checks as `hold` and `release`.
+   */
+  holdArgv(op: 'hold' | 'release', tag: string, snapshot: string): string[] {
+    assertHoldTag(tag);
+    assertName('snapshot', snapshot);
+    return [this.programs.zfs, op, tag, snapshot];
+  }
+
+  /**
    * Moves hold `tag` forward in one command (one round trip): holds `to`, and only once that hold is in place
    * releases `from`, so there is no moment without one. Idempotent: `to` already held by `tag`, or `from`
    * no longer held (or gone), is what was wanted. A hold that fails for any other reason releases nothing and

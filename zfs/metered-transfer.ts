@@ -16,21 +16,50 @@ import { directSshArgv, type DirectRoute } from './transfer.ts';
  */
 export type MeteredReceive = { kind: 'local'; receiveArgv: readonly string[] } | { kind: 'direct'; route: DirectRoute; receiveArgv: readonly string[] };
 
-export function meteredTransferArgv(sendArgv: readonly string[], receive: MeteredReceive, limit: { bytesPerSecond?: number | undefined } = {}): string[] {
+/**
+ * `zfs hold|release <tag> <snapshot>` commands (ZfsMachine.holdArgv) run on the sending machine in the stream's
+ * own session: `before` ahead of the stream (a failure sends nothing), `after` once the receive succeeded, each
+ * in order. A hold already there, or a release of a hold already gone, is what was wanted.
+ */
+export interface StreamHolds {
+  before?: readonly (readonly string[])[];
+  after?: readonly (readonly string[])[];
+}
+
+export function meteredTransferArgv(sendArgv: readonly string[], receive: MeteredReceive, limit: { bytesPerSecond?: number | undefined } = {}, holds: StreamHolds = {}): string[] {
   const receiving = receive.kind === 'local' ? [...receive.receiveArgv] : directSshArgv(receive.route, receive.receiveArgv);
   const rate = limit.bytesPerSecond;
   if (rate !== undefined && (!Number.isSafeInteger(rate) || rate < 1)) throw new RangeError(`invalid rate ${rate}`);
+  const moves = (list: StreamHolds['before']) => (list ?? []).map((argv) => `${holdFunction(argv)} ${commandLine(argv)}; `).join('');
+  const before = moves(holds.before);
+  const after = moves(holds.after);
   // pv paces the stream before dd counts it, so the bytes reported are those that went on to the receiver. It is
   // looked for first: a machine without it refuses the transfer rather than sending unthrottled.
   const script =
+    (before || after ? HOLD_FUNCTIONS : '') +
     (rate !== undefined ? `command -v pv >/dev/null 2>&1 || { echo "${PV_MISSING}" >&2; exit 3; }; ` : '') +
+    before +
     `{ { ${commandLine(sendArgv)} || echo "bdr: zfs send failed with status $?" >&2; } ` +
     (rate !== undefined ? `| pv -q -L ${rate} ` : '') +
-    `| dd bs=131072 status=progress 2>&3 | ${commandLine(receiving)} >/dev/null; } 3>&1`;
+    `| dd bs=131072 status=progress 2>&3 | ${commandLine(receiving)} >/dev/null; } 3>&1` +
+    // An incomplete stream never receives, so the receive's success says the whole stream arrived.
+    (after ? ` || exit; ${after}` : '');
   return ['sh', '-c', script];
 }
 
 const PV_MISSING = 'bdr: pv is not installed';
+/** Exit statuses of a hold or release in the stream's session that failed (its message on stderr). */
+const HOLD_FAILED = 90;
+const RELEASE_FAILED = 91;
+const HOLD_FUNCTIONS =
+  `bdr_hold() { bdr_out=$("$@" 2>&1 </dev/null) || case $bdr_out in *"already exists"*) ;; *) printf '%s\\n' "$bdr_out" >&2; exit ${HOLD_FAILED} ;; esac; }; ` +
+  `bdr_release() { bdr_out=$("$@" 2>&1 </dev/null) || case $bdr_out in *"no such tag"*|*"does not exist"*) ;; *) printf '%s\\n' "$bdr_out" >&2; exit ${RELEASE_FAILED} ;; esac; }; `;
+
+function holdFunction(argv: readonly string[]): string {
+  const op = argv[1];
+  if (argv.length !== 4 || (op !== 'hold' && op !== 'release')) throw new TypeError(`not a hold or release of one snapshot: ${argv.join(' ')}`);
+  return op === 'hold' ? 'bdr_hold' : 'bdr_release';
+}
 
 /** A bandwidth limit was asked for and the sending machine has no pv: nothing was sent. */
 export class ThrottleUnavailableError extends Error {
@@ -85,6 +114,9 @@ export async function runMeteredTransfer(
     throw asZfsError(error, argv);
   }
   if (result.code === 3 && result.stderr.includes(PV_MISSING)) throw new ThrottleUnavailableError(connection.description);
+  if (result.code === HOLD_FAILED || result.code === RELEASE_FAILED) {
+    throw zfsCommandError(['zfs', result.code === HOLD_FAILED ? 'hold' : 'release', '(in the stream session)'], result, connection.description);
+  }
   if (result.code !== 0 || /bdr: zfs send failed/.test(result.stderr)) {
     // zfs send never reports a full disk of its own, so "out of space" here is the receiving side's.
     throw receiveError(zfsCommandError(['zfs', 'send|receive', ...argv.slice(2)], result, connection.description), receiveInto.split('@')[0] ?? receiveInto);

@@ -39,10 +39,10 @@ const TAG = 'bdr:vector:default:v';
  * machine's sshd log ("Starting session", LogLevel VERBOSE). Designed for, per incremental sync of one step
  * with nothing to prune and the replica's properties already right:
  *
- *   A (primary)  1 `zfs get` listing of the source   2 `zfs hold` of the point sent   3 the stream (`zfs send | dd | ssh B`)
- *                4 `zfs release` of the old base
- *   B (storage)  5 `zfs get` listing of the replica (with its inert properties, no `zpool list`)
- *                6 the guard's `zfs receive` (the vector key's session of 3)   7 the hold moved forward (`moveHold`)
+ *   A (primary)  1 `zfs get` listing of the source
+ *                2 the stream: one sh that holds the point sent, runs `zfs send | dd | ssh B`, then releases the old base
+ *   B (storage)  3 `zfs get` listing of the replica (with its inert properties, no `zpool list`)
+ *                4 the guard's `zfs receive … +hold <received> +release <old base>` (the vector key's session of 2)
  *
  * A no-op sync is the two listings. Capabilities were probed once for the connection, not per sync.
  */
@@ -141,13 +141,13 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     await bed.cleanup();
   });
 
-  it('an incremental sync runs 4 commands on A and 3 on B; the base moves forward with nothing stray', async () => {
+  it('an incremental sync runs 2 sessions on A and 2 on B; the base moves forward with nothing stray', async () => {
     const before = (await current()).status?.lastSyncedSnapshot?.name ?? '';
     const next = await snap();
     let v: Vector | undefined;
     const count = await counted(async () => (v = await syncNow()));
     expect(v?.status?.lastSyncedSnapshot?.name).toBe(next);
-    expect(count).toEqual({ a: 4, b: 3 });
+    expect(count).toEqual({ a: 2, b: 2 });
     // The hold moved on both sides: the new base held once, the old one free.
     expect(await userrefs(`${source()}@${next}`)).toBe(1);
     expect(await userrefs(`${target()}@${next}`)).toBe(1);

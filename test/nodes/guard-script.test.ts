@@ -106,6 +106,16 @@ describe('guard script', () => {
       ['zfs hold ' + tag + ' ' + pool.name + '/other@s1', /outside/],
       ['zfs hold ' + tag + ' ' + prefix + '/x', /not a snapshot/],
       ['zfs holds -r ' + pool.name + '/src@s1', /outside/],
+      ['zfs receive -u ' + prefix + '/x +hold', /\+hold needs a snapshot/],
+      ['zfs receive -u ' + prefix + '/x +hold ' + pool.name + '/other@s1', /\+hold .* is outside/],
+      ['zfs receive -u ' + prefix + '/x +release ' + prefix + '/x', /not a snapshot/],
+      ['zfs receive -u ' + prefix + '/x +release ' + prefix + '/../other/x@s1', /outside/],
+      ['zfs receive -u ' + prefix + '/x +hold +release ' + prefix + '/x@s1', /\+hold \+release: not a snapshot/],
+      ['zfs receive -u ' + prefix + '/x +destroy ' + prefix + '/x@s1', /exactly one target/],
+      ['zfs receive -u +destroy', /outside/],
+      ['zfs receive -A ' + prefix + '/x +release ' + prefix + '/x@s1', /-A takes only a dataset/],
+      ['zfs hold +hold ' + prefix + '/x@s1', /tag \+hold is not allowed/],
+      ['zfs receive -u -F ' + prefix + '/x +hold ' + prefix + '/x@s1', /-F is not allowed/],
       ['zfs ' + 'list '.repeat(13200) + prefix, /longer than 65536/],
     ];
     for (const [command, message] of refused) {
@@ -116,6 +126,8 @@ describe('guard script', () => {
     // Without a tag argument the key may not hold or release at all.
     const untagged = await guard(`zfs hold x ${prefix}/x@s1`, { args: [prefix] });
     expect(untagged.stderr).toMatch(/this key has no hold tag/);
+    const untaggedMove = await guard(`zfs receive -u ${prefix}/x +release ${prefix}/x@s1`, { args: [prefix] });
+    expect(untaggedMove.stderr).toMatch(/\+release is not allowed: this key has no hold tag/);
     expect((await guard('zfs list ' + prefix, { args: ['-rf'] })).stderr).toMatch(/without a valid dataset prefix/);
     expect((await guard('zfs list ' + prefix, { args: [prefix, '-x'] })).stderr).toMatch(/invalid hold tag/);
     // Nothing of the above reached zfs.
@@ -154,11 +166,43 @@ describe('guard script', () => {
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/rep@s2`])).trim()).toBe('0');
   });
 
+  it("moves its own tag's hold after a receive (+hold, +release, in order), only once the receive succeeded", async () => {
+    const userrefs = async (snapshot: string) => (await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', snapshot])).trim();
+    const into = `${prefix}/mv`;
+    const full = await guard(`zfs receive -u ${into} +hold ${into}@s1`, { stdinFrom: `${pool.name}/src@s1` });
+    expect(full).toMatchObject({ code: 0, stderr: '' });
+    expect(await userrefs(`${into}@s1`)).toBe('1');
+    const incremental = (command: string, from: string, to: string) =>
+      run(['sh', '-c', 'zfs send -i "$1" "$2" | SSH_ORIGINAL_COMMAND="$3" dash "$4" "$5" "$6"', 'sh', from, to, command, join(dir, 'zfs-guard-set'), prefix, tag], { timeoutMs: 120_000 });
+    expect(await incremental(`zfs receive -u ${into} +hold ${into}@s2 +release ${into}@s1`, '@s1', `${pool.name}/src@s2`)).toMatchObject({ code: 0, stderr: '' });
+    expect([await userrefs(`${into}@s1`), await userrefs(`${into}@s2`)]).toEqual(['0', '1']);
+    // The tag is the key's own, never one the client names: the hold is released by that tag alone.
+    expect(await guard(`zfs release ${tag} ${into}@s2`)).toMatchObject({ code: 0 });
+    expect(await userrefs(`${into}@s2`)).toBe('0');
+    expect(await guard(`zfs hold ${tag} ${into}@s2`)).toMatchObject({ code: 0 });
+    // A receive that fails (no stream, only garbage) moves nothing.
+    const again = await run(['sh', '-c', 'printf garbage | SSH_ORIGINAL_COMMAND="$1" dash "$2" "$3" "$4"', 'sh', `zfs receive -u ${into} +release ${into}@s2`, join(dir, 'zfs-guard-set'), prefix, tag]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).not.toMatch(/bdr-guard/);
+    expect(await userrefs(`${into}@s2`)).toBe('1');
+    // A hold already there and a release of a hold already gone are what was asked for; the received tree is inert.
+    await runOk(['zfs', 'snapshot', `${pool.name}/src@s3`]);
+    expect(await incremental(`zfs receive -u ${into} +hold ${into}@s2 +release ${into}@s1 +hold ${into}@s3 +release ${into}@s2`, '@s2', `${pool.name}/src@s3`)).toMatchObject({ code: 0, stderr: '' });
+    expect([await userrefs(`${into}@s1`), await userrefs(`${into}@s2`), await userrefs(`${into}@s3`)]).toEqual(['0', '0', '1']);
+    expect(await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'readonly', into])).toBe('on\tlocal\n');
+    // A move that fails after the receive fails the request, saying the stream arrived.
+    await runOk(['zfs', 'snapshot', `${pool.name}/src@s4`]);
+    const missing = await incremental(`zfs receive -u ${into} +hold ${into}@nosuch`, '@s3', `${pool.name}/src@s4`);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(new RegExp(`^bdr-guard: received into ${into}, but zfs hold ${tag} ${into}@nosuch failed: .*does not exist`));
+    expect(await runOk(['zfs', 'list', '-H', '-o', 'name', `${into}@s4`])).toBe(`${into}@s4\n`);
+  });
+
   it('lets nothing through that names a dataset outside the prefix, uses -F, -o, -x or another tag (property)', async () => {
     const words = [
       '-u', '-F', '-s', '-v', '-A', '-o', '-x', '-d', '-e', '-H', '-p', '-r', '-t', '-uF', 'all', 'name', 'mountpoint=/root/.ssh', '1',
       prefix, `${prefix}/rep`, `${prefix}/rep@s1`, `${prefix}/new`, `${prefix}x`, `${prefix}/../other`, `${pool.name}/other`, pool.name,
-      `${pool.name}/src@s1`, tag, 'other-tag',
+      `${pool.name}/src@s1`, tag, 'other-tag', '+hold', '+release',
     ];
     const subs = ['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds', 'destroy', 'set', 'rollback', 'send'];
     const underPrefix = (w: string): boolean => (w === prefix || w.startsWith(`${prefix}/`) || w.startsWith(`${prefix}@`)) && !w.includes('..');

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, symlink } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -66,6 +66,78 @@ describe('metered transfer (real sh and GNU dd, no ZFS needed)', () => {
       process.env.PATH = saved;
       await rm(bin, { recursive: true, force: true });
     }
+  });
+
+  describe('hold moves in the stream session', () => {
+    /** A stand-in `zfs` for hold and release only (the real ones are tested on zfs-fuse in the vector sync tests), answering with ZFS's messages. */
+    const fakeZfs = async () => {
+      const bin = await mkdtemp(join(tmpdir(), 'bdr-holds-'));
+      const log = join(bin, 'log');
+      await writeFile(join(bin, 'zfs'), [
+        '#!/bin/sh',
+        `echo "$*" >> ${log}`,
+        'case "$1:$3" in',
+        `  hold:*@exists) echo "cannot hold snapshot '$3': tag already exists on this dataset" >&2; exit 1 ;;`,
+        `  hold:*@denied) echo "cannot hold snapshot '$3': permission denied" >&2; exit 1 ;;`,
+        `  release:*@gone) echo "cannot release hold from snapshot '$3': no such tag on this dataset" >&2; exit 1 ;;`,
+        `  release:*@busy) echo "cannot release hold from snapshot '$3': dataset is busy" >&2; exit 1 ;;`,
+        'esac',
+      ].join('\n'), { mode: 0o755 });
+      const zfs = join(bin, 'zfs');
+      const calls = async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+      return { bin, zfs, calls, hold: (s: string) => [zfs, 'hold', 'bdr:t', s], release: (s: string) => [zfs, 'release', 'bdr:t', s] };
+    };
+
+    it('holds before the stream and releases after the receive, in order, in one session', async () => {
+      const f = await fakeZfs();
+      try {
+        const send = ['sh', '-c', `echo "send" >> ${f.bin}/log; head -c 1000 /dev/zero`];
+        const argv = meteredTransferArgv(send, { kind: 'local', receiveArgv: ['sh', '-c', `cat >/dev/null; echo receive >> ${f.bin}/log`] }, {}, {
+          before: [f.hold('p/d@new')],
+          after: [f.hold('q/d@new'), f.release('q/d@old'), f.release('p/d@old')],
+        });
+        expect(await runMeteredTransfer(local, argv, 'q/d')).toEqual({ bytes: 1000 });
+        expect(await f.calls()).toEqual(['hold bdr:t p/d@new', 'send', 'receive', 'hold bdr:t q/d@new', 'release bdr:t q/d@old', 'release bdr:t p/d@old']);
+      } finally {
+        await rm(f.bin, { recursive: true, force: true });
+      }
+    });
+
+    it('a hold already there and a release of a hold already gone are what was wanted', async () => {
+      const f = await fakeZfs();
+      try {
+        const argv = meteredTransferArgv(['head', '-c', '10', '/dev/zero'], { kind: 'local', receiveArgv: ['sh', '-c', 'cat >/dev/null'] }, {}, { before: [f.hold('p/d@exists')], after: [f.release('p/d@gone')] });
+        expect(await runMeteredTransfer(local, argv, 'q/d')).toEqual({ bytes: 10 });
+        expect(await f.calls()).toEqual(['hold bdr:t p/d@exists', 'release bdr:t p/d@gone']);
+      } finally {
+        await rm(f.bin, { recursive: true, force: true });
+      }
+    });
+
+    it('a failed hold sends nothing; a failed receive moves nothing after it; a failed release is reported as one', async () => {
+      const f = await fakeZfs();
+      try {
+        const send = ['sh', '-c', `echo send >> ${f.bin}/log; head -c 10 /dev/zero`];
+        const ok = ['sh', '-c', 'cat >/dev/null'];
+        const denied = runMeteredTransfer(local, meteredTransferArgv(send, { kind: 'local', receiveArgv: ok }, {}, { before: [f.hold('p/d@denied')], after: [f.release('p/d@old')] }), 'q/d');
+        await expect(denied).rejects.toMatchObject({ kind: 'permissionDenied', message: expect.stringMatching(/zfs hold.*permission denied/s) });
+        expect(await f.calls()).toEqual(['hold bdr:t p/d@denied']);
+
+        const refused = meteredTransferArgv(send, { kind: 'local', receiveArgv: ['sh', '-c', 'cat >/dev/null; echo "cannot receive: invalid stream" >&2; exit 1'] }, {}, { after: [f.release('p/d@old')] });
+        await expect(runMeteredTransfer(local, refused, 'q/d')).rejects.toBeInstanceOf(ZfsError);
+        expect(await f.calls()).toEqual(['hold bdr:t p/d@denied', 'send']);
+
+        const busy = meteredTransferArgv(['head', '-c', '10', '/dev/zero'], { kind: 'local', receiveArgv: ok }, {}, { after: [f.release('p/d@busy')] });
+        await expect(runMeteredTransfer(local, busy, 'q/d')).rejects.toMatchObject({ message: expect.stringMatching(/zfs release.*dataset is busy/s) });
+      } finally {
+        await rm(f.bin, { recursive: true, force: true });
+      }
+    });
+
+    it('takes only a hold or release of one snapshot', () => {
+      expect(() => meteredTransferArgv(['true'], { kind: 'local', receiveArgv: ['true'] }, {}, { before: [['zfs', 'destroy', 'p/d@x']] })).toThrow(TypeError);
+      expect(() => meteredTransferArgv(['true'], { kind: 'local', receiveArgv: ['true'] }, {}, { after: [['zfs', 'hold', 't', 'p/d@x', 'p/d@y']] })).toThrow(TypeError);
+    });
   });
 
   it('refuses a rate that is not a whole number of bytes per second', () => {

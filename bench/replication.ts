@@ -8,8 +8,10 @@
  *   commands     sessions the storage and primary machines' sshd logged for one incremental sync (each command
  *                bdr runs is one session channel: "Starting session" in sshd's VERBOSE log)
  *   syncoid      the same initial and 1 MiB incremental runs, and a no-op, by syncoid (Debian's sanoid package)
- *                on the same path: run on A into B's sshd with B's operator key (syncoid needs a shell there)
- *                and B's host key pinned, --no-sync-snap (it sends the snapshots the run made) --compress=none
+ *                on the same path: run on A into B's sshd as root with a key of its own (syncoid needs a shell
+ *                there) and B's host key pinned, --no-sync-snap (it sends the snapshots the run made)
+ *                --compress=none, its `zfs` being ZFS_SHIM on both machines (below); what it ran is counted as
+ *                sessions at B's sshd and as zfs calls in each side's shim log (A is this host: no sshd there)
  *
  *   npx tsx bench/replication.ts [--mib 64] [--reps 3]
  *
@@ -41,15 +43,40 @@
  *   25-60 ms, the stream ≈ the raw pipe (+0-50 ms: the ssh2 channel, `sh`, dd), the hold moves after it 60-70 ms
  *   (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
  *
- * syncoid 2.1.0 beside it (same runs): initial over ssh 1.13 / 1.12 / 1.02 s (1.19× / 1.04× / 1.03× raw, 0.90-0.95×
- * bdr: it receives with the operator's key, so it skips the guard's work that raw and bdr pay). Incremental over
- * ssh FAILS on zfs-fuse, every time: zfs-fuse's `zfs get` has no `-t`, so syncoid's target snapshot listing
- * (`zfs get -Hpd 1 -t snapshot …`) fails and it falls back to getsnapsfallback(), which is handed the already
- * ssh-prefixed host from getsnaps() and prefixes `ssh …` a second time ("bash: line 1: root@127.0.0.1: command
- * not found", "CRITICAL ERROR: snapshots couldn't be listed … (exit code 32512)", /usr/sbin/syncoid lines 1524
- * and 1597-1610). The initial works only because a new target has no snapshots to list. With both ends local
- * (no ssh, so the fallback works): 1 MiB incremental 0.37 / 0.41 / 0.37 s vs a local `zfs send -i | zfs receive`
- * 0.05-0.06 s (6.6-7.6×), no-op 0.13-0.18 s (3.7-4.4× bdr's no-op over ssh).
+ * syncoid 2.1.0 beside it. Over ssh its incremental (and so its no-op) cannot run on zfs-fuse as installed:
+ * zfs-fuse's `zfs get` has no `-t`, so syncoid's target snapshot listing (`zfs get -Hpd 1 -t snapshot …`) fails
+ * and it falls back to getsnapsfallback(), which is handed the already ssh-prefixed host from getsnaps() and
+ * prefixes `ssh …` a second time ("bash: line 1: root@127.0.0.1: command not found", "CRITICAL ERROR: snapshots
+ * couldn't be listed … (exit code 32512)", /usr/sbin/syncoid lines 1524 and 1597-1610, a syncoid bug); only the
+ * initial worked, a new target having no snapshots to list. So syncoid's `zfs` is ZFS_SHIM, a bench-only sh script
+ * that answers `zfs get … -t snapshot …` as OpenZFS would (the same get without -t, keeping the snapshots' lines:
+ * name<TAB>property<TAB>value<TAB>source, in zfs-fuse's order, creation order here) and execs /usr/sbin/zfs for everything else. syncoid
+ * calls `zfs` unqualified on both sides (root: no sudo) and appends, never prepends, /bin:/usr/bin:/sbin to PATH:
+ * on A the shim is first on syncoid's PATH; on B syncoid's key is authorised with
+ * `restrict,command="PATH=<shim>:…; export PATH …; eval \"$SSH_ORIGINAL_COMMAND\""`, which runs what syncoid asked
+ * for in the same shell sshd would have run it in (no extra process). syncoid's code is used as installed.
+ *
+ * Measured with it (2-core machine shared with other work, load average 2-3.5; medians of 3 reps per run):
+ *                 --mib 64, three runs                                    --mib 200, one run
+ *   initial      1.07 / 0.96 / 1.23 s: 1.25× / 1.14× / 1.13× raw,         1.48 s: 1.03× raw, 1.04× bdr
+ *                0.97× / 1.04× / 1.10× bdr (bdr 1.10 / 0.93 / 1.12 s,     (bdr 1.42 s, raw 1.44 s: 0.99×)
+ *                raw 0.86 / 0.84 / 1.09 s; syncoid receives with a shell key: no guard to pay for)
+ *   incremental  0.81 / 0.83 / 0.96 s: 2.41× / 2.57× / 2.51× raw,         1.03 s: 3.02× raw, 2.08× bdr
+ *                1.84× / 1.83× / 1.86× bdr (bdr 0.44 / 0.45 / 0.52 s,     (bdr 0.49 s, raw 0.34 s: 1.45×)
+ *                raw 0.34 / 0.32 / 0.38 s)
+ *   no-op        0.65 / 0.57 / 0.61 s: 10.3× / 10.1× / 13.5× bdr's        0.66 s: 10.9× bdr's (0.06 s)
+ *                (0.05-0.06 s)
+ *   commands     per incremental sync, every rep: 11 sessions at B's sshd (exit and echo -n opening its
+ *                ControlMaster, command -v mbuffer, zpool get feature@extensible_dataset (fails on zfs-fuse: resume
+ *                off), ps, zfs get name, zfs get -t snapshot, zfs get used, ps, zfs rollback -R to the common
+ *                snapshot, mbuffer | zfs receive -F) and 9 zfs calls: 5 on B (those) and 4 on A (get syncoid:sync,
+ *                get -t snapshot, send -nvP for the size, send -I). bdr: 4 sessions on A and B together. A no-op:
+ *                9 sessions at B, zfs calls 3 on B and 2 on A.
+ *   shim's cost  a call passed on: +0-1.6 ms (15.6-17.7 ms per zfs list either way); a translated get -t snapshot:
+ *                +6-10 ms (sh, command substitution, awk), twice per sync: ≤ 35 ms of syncoid's 0.8-1 s.
+ * With both ends local (no ssh; the shim too): 1 MiB incremental 0.37 / 0.34 / 0.47 s (200 MiB: 0.44 s) vs a local
+ * `zfs send -i | zfs receive` 0.05-0.06 s (6.1-8.1×), no-op 0.19-0.23 s (3.0-4.8× bdr's no-op over ssh). The
+ * ≈ 0.45 s between syncoid local and over ssh goes with its 11 sessions at B, run one after another.
  */
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, open, readFile, writeFile } from 'node:fs/promises';

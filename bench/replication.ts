@@ -23,25 +23,26 @@
  * incremental sync (A: zfs get, zpool list, hold, stream, release; B: zfs get, zpool list, hold, release, zfs
  * list + zfs get of enforceReplicaProperties, the guard's receive, which ran zfs receive, list and get).
  *
- * After, same command, the last three runs (load average 1.5-4 from other work on the machine):
- *   initial      1.26 / 1.18 / 1.08 s vs raw 0.95 / 1.08 / 0.99 s: 1.33× / 1.10× / 1.09× (goal ≤ 1.10×). Traced
- *                per phase, bdr's own part is 30-80 ms (listings, the source hold, the target hold, status); the
- *                rest of the spread is the stream itself on zfs-fuse (the dd that meters it is one more copy).
- *   incremental  0.43 / 0.52 / 0.50 s vs raw 0.32 / 0.29 / 0.33 s: 1.34× / 1.79× / 1.51× (goal ≤ 1.5×)
- *   no-op        0.04 s (goal ≤ 1 s)
- *   commands     7 sessions on A and B per incremental sync:
- *                A  zfs get (source listing), zfs hold (the point sent), the stream (sh: zfs send | dd | ssh B),
- *                   zfs release (the old base)
- *                B  zfs get (replica listing with its inert properties), the guard's receive (zfs receive, then
- *                   one zfs get -r that checks the received tree), moveHold (zfs hold new, then zfs release old,
- *                   in one sh)
- *                = 9 zfs invocations. The issue's goal of ≤ 4 zfs commands is not met: the two listings, send
- *                and receive are already 4, and the issue's own holds (the base held on both sides, new before
- *                old) add a hold and a release per side. A no-op sync is the two listings.
- *   Where the incremental's remaining ~150 ms over the raw pipe goes (traced per phase): transfer slots and
- *   connection lookups 7-15 ms, the listings (both at once) 17-24 ms, the source's hold before the stream
- *   25-60 ms, the stream ≈ the raw pipe (+0-50 ms: the ssh2 channel, `sh`, dd), the hold moves after it 60-70 ms
- *   (two zfs-fuse sync tasks on B in a row), the final status write 10-30 ms.
+ * Second cut (the holds inside the hold-less sessions: see below), same command, the last three runs, from the
+ * same runs as the syncoid figures further down (load average 2-3.5 from other work on the machine):
+ *   initial      1.10 / 0.93 / 1.12 s vs raw 0.86 / 0.84 / 1.09 s: 1.28× / 1.11× / 1.03×; with --mib 200 (the
+ *                issue's size) 1.42 s vs raw 1.44 s: 0.99× (goal ≤ 1.10×). bdr's own part is the listings and the
+ *                status write; the rest of the spread at 64 MiB is the stream itself on zfs-fuse.
+ *   incremental  0.44 / 0.45 / 0.52 s vs raw 0.34 / 0.32 / 0.38 s: 1.29× / 1.41× / 1.37×; --mib 200 run: 0.49 s vs
+ *                0.34 s: 1.45× (goal ≤ 1.5×). First cut: 1.34× / 1.79× / 1.51×.
+ *   no-op        0.05-0.06 s (goal ≤ 1 s)
+ *   commands     4 sessions on A and B together per incremental sync (first cut: 7), counted at their sshd:
+ *                A  zfs get (source listing); the stream, one sh: zfs hold (the point sent), then
+ *                   zfs send | dd | ssh B, then zfs release (the old base) once the receive succeeded
+ *                B  zfs get (replica listing with its inert properties); the guard's receive (the vector key's
+ *                   session of A's stream): zfs receive, one zfs get -r that checks the received tree, then
+ *                   +hold (the received point) and +release (the old base)
+ *                Inside them run 9 zfs processes: the two listings, send and receive are 4, and the issue's own
+ *                holds (the base held on both sides, new before old) add a hold and a release per side, plus the
+ *                guard's check. A no-op sync is the two listings.
+ *   Where the incremental's remaining ~100 ms over the raw pipe goes (traced per phase in the first cut): transfer
+ *   slots and connection lookups 7-15 ms, the listings (both at once) 17-24 ms, the holds now inside the stream's
+ *   sessions (zfs-fuse sync tasks, 25-60 ms each side), the final status write 10-30 ms.
  *
  * syncoid 2.1.0 beside it. Over ssh its incremental (and so its no-op) cannot run on zfs-fuse as installed:
  * zfs-fuse's `zfs get` has no `-t`, so syncoid's target snapshot listing (`zfs get -Hpd 1 -t snapshot …`) fails

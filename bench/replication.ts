@@ -23,7 +23,7 @@
  * incremental sync (A: zfs get, zpool list, hold, stream, release; B: zfs get, zpool list, hold, release, zfs
  * list + zfs get of enforceReplicaProperties, the guard's receive, which ran zfs receive, list and get).
  *
- * Second cut (the holds inside the hold-less sessions: see below), same command, the last three runs, from the
+ * Second cut (the hold moves ride in the stream's own sessions: see commands), same command, the last three runs, from the
  * same runs as the syncoid figures further down (load average 2-3.5 from other work on the machine):
  *   initial      1.10 / 0.93 / 1.12 s vs raw 0.86 / 0.84 / 1.09 s: 1.28× / 1.11× / 1.03×; with --mib 200 (the
  *                issue's size) 1.42 s vs raw 1.44 s: 0.99× (goal ≤ 1.10×). bdr's own part is the listings and the

@@ -24,7 +24,7 @@ import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '..
 import { REPLICA_PROPERTIES, vectorHoldTag } from '../nodes/guard.ts';
 import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
 import { formatDuration, parseDuration } from '../planning/duration.ts';
-import { describeStep, planReplication, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
+import { describeStep, planReplication, stepSourcePoints, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
 import { nextDue, parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { describeRate, transportLimits, type TransportLimits } from '../planning/transport.ts';
@@ -387,11 +387,11 @@ export class VectorSync {
       const [src, tgt] = await Promise.all([connections.get(primary), connections.get(storage)]);
       // Listing takes no signal: the deadline stops waiting for it (a hung `zfs list` would otherwise keep both
       // slots for good); the listing changes nothing, so leaving it to end on its own is safe.
-      const planNow = () => deadline.race(this.plan(vector, key, source, policy, src, tgt, replica, targetData));
-      const act = async ({ plan, targetInventory }: { plan: ReplicationPlan; targetInventory: Inventory }) => {
+      const planNow = () => deadline.race(this.plan(vector, key, source, policy, src, tgt, replica, targetData, storage.metadata.name));
+      const act = async ({ plan, targetInventory, sourceSnapshots }: Planned) => {
         if (plan.kind === 'refuse') throw new Refusal(plan.reason, plan.message);
         if (plan.kind === 'wait') return { plan, bytes: 0, pruned: [] as string[] };
-        if (plan.kind === 'send') this.inFlight.set(key, { machine: primary.metadata.name, points: plan.steps.map((s) => s.to) });
+        if (plan.kind === 'send') this.inFlight.set(key, { machine: primary.metadata.name, points: plan.steps.flatMap((s) => stepSourcePoints(s, sourceSnapshots)) });
         const zfsOf = (side: HoldAction['side']) => (side === 'source' ? src.zfs : tgt.zfs);
         const own = this.ownHolds.get(key) ?? new Map<string, HoldAction['side']>();
         this.ownHolds.set(key, own);
@@ -585,7 +585,8 @@ export class VectorSync {
     tgt: MachineHandle,
     replica: string,
     targetData: string,
-  ): Promise<{ plan: ReplicationPlan; targetInventory: Inventory }> {
+    storageMachine: string,
+  ): Promise<Planned> {
     // One `zfs get` per machine and nothing else (capabilities are cached per connection): the source's of its
     // dataset, without pool figures; the target's of the vector's dataset, with the replica's inert properties
     // (so their re-check costs no command when they are right) and the pool only for a remote maxRolling.
@@ -629,12 +630,25 @@ export class VectorSync {
     ]);
     const mark = (list: readonly ReplicaSnapshot[]) =>
       list.map((s) => (s.held === undefined && ownBases.has(s.name) ? { ...s, held: [input.holdTag, '?'] } : s));
+    // The replica may be another vector's source (a chain A → B → C): what that vector needs on this machine (its
+    // base, and while it runs every point its streams read, -I intermediates included, which carry no hold) is
+    // kept out of this vector's remote prunes, as if held with that vector's tag.
+    const neededByOthers = new Map<string, string[]>();
+    for (const [snapshot, vectors] of this.protectedSnapshots(storageMachine)) {
+      const others = vectors.split(', ').filter((v) => v !== key);
+      if (others.length > 0) neededByOthers.set(snapshot, others.map((v) => vectorHoldTag(ownerTags(v).current)));
+    }
+    const markNeeded = (list: readonly ReplicaSnapshot[]) =>
+      list.map((s) => {
+        const tags = neededByOthers.get(s.name);
+        return tags ? { ...s, held: [...new Set([...(s.held ?? []), ...tags])] } : s;
+      });
     const plan = planReplication({
       ...input,
       source: { ...input.source, snapshots: mark(input.source.snapshots) },
-      target: { ...input.target, snapshots: mark(input.target.snapshots) },
+      target: { ...input.target, snapshots: markNeeded(mark(input.target.snapshots)) },
     });
-    return { plan, targetInventory: tgtInv };
+    return { plan, targetInventory: tgtInv, sourceSnapshots: input.source.snapshots };
   }
 
   private async transfer(
@@ -818,8 +832,15 @@ async function applyHold(zfs: ZfsMachine, h: HoldAction, signal?: AbortSignal): 
   }
 }
 
+/** A plan with what its run needs besides it: the replica's listing, the source's snapshots. */
+interface Planned {
+  plan: ReplicationPlan;
+  targetInventory: Inventory;
+  sourceSnapshots: readonly ReplicaSnapshot[];
+}
+
 /** A plan whose run changes nothing on either machine (its listings already said so). */
-function nothingToDo({ plan, targetInventory }: { plan: ReplicationPlan; targetInventory: Inventory }, targetData: string): boolean {
+function nothingToDo({ plan, targetInventory }: Planned, targetData: string): boolean {
   if (plan.kind === 'refuse' || plan.kind === 'wait') return true;
   return plan.kind === 'upToDate' && plan.holds.length === 0 && plan.prunes.length === 0 && replicaPropertiesSettled(targetInventory, targetData);
 }

@@ -182,6 +182,18 @@ export function sortOldestFirst(snapshots: readonly ReplicaSnapshot[]): ReplicaS
   return sorted ? [...snapshots] : [...snapshots].sort(compare);
 }
 
+/**
+ * The source snapshots a step reads while its stream runs: its point, and for `-I` every snapshot between its
+ * base and its point too (the stream carries each of them, so destroying one mid-stream fails it).
+ */
+export function stepSourcePoints(step: SendStep, sourceSnapshots: readonly ReplicaSnapshot[]): string[] {
+  if (step.mode !== 'I' || step.from === undefined) return [step.to];
+  const ordered = sortOldestFirst(sourceSnapshots).map((s) => s.name);
+  const from = ordered.indexOf(step.from);
+  const to = ordered.indexOf(step.to);
+  return from >= 0 && to > from ? ordered.slice(from + 1, to + 1) : [step.to];
+}
+
 export function shortNameOf(fullName: string): string {
   const at = fullName.indexOf('@');
   if (at <= 0 || at === fullName.length - 1) throw new RangeError(`"${fullName}" is not a snapshot name (dataset@name)`);

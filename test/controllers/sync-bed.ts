@@ -120,7 +120,7 @@ export function startOperator(deps: {
     client, vectors, datasets, machines, storageTargets: targets, connections, events, clock, tasks, sync,
     keys: new VectorKeyStore(client, 'bdr-system', clock),
   });
-  return { connections, sync, dsReconciler, reconciler };
+  return { connections, sync, dsReconciler, reconciler, tasks };
 }
 
 export interface SyncBedOptions {
@@ -154,6 +154,8 @@ export class SyncBed {
   dsReconciler!: DatasetReconciler;
   reconciler!: VectorReconciler;
   sync!: VectorSync;
+  /** The operator's task runner (its Machine controller is not running here: slots are set on it directly). */
+  tasks!: TaskRunner;
   private readonly informers: Array<{ start(): Promise<void>; stop(): Promise<void> }> = [];
 
   constructor(readonly options: SyncBedOptions) {}
@@ -208,7 +210,7 @@ export class SyncBed {
 
   /** The operator's in-process parts, built anew as a restarted operator would: nothing carried over but the cluster. */
   startOperator(): void {
-    ({ connections: this.connections, sync: this.sync, dsReconciler: this.dsReconciler, reconciler: this.reconciler } = startOperator(this));
+    ({ connections: this.connections, sync: this.sync, dsReconciler: this.dsReconciler, reconciler: this.reconciler, tasks: this.tasks } = startOperator(this));
   }
 
   machineObject = (m: TestMachine, role: 'Source' | 'Storage') => machineObject(m, role);

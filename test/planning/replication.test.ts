@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { capabilitiesFromUsage } from '../../zfs/capabilities.ts';
 import {
+  stepSourcePoints,
   describeStep,
   negotiateFlags,
   planReplication,
@@ -447,5 +448,26 @@ describe('resume and flags', () => {
     const plan = asSend(planReplication(input({ source: { dataset: 'tank/web', snapshots: s }, capabilities: { source: OPENZFS, target: ZFS_FUSE } })));
     expect(plan.flags.compressed).toBe(false);
     expect(plan.flags.unavailable[0]).toBe("compressed: the target machine's ZFS lacks send -c");
+  });
+});
+
+describe('stepSourcePoints: what a running step reads on the source', () => {
+  const snap = (name: string, createTxg: number) => ({ name: `p/d@${name}`, guid: String(createTxg), createdAt: createTxg * 1000, createTxg });
+  // Listed out of order on purpose: the order is createtxg's.
+  const list = [snap('c', 30), snap('a', 10), snap('e', 50), snap('b', 20), snap('d', 40)];
+  const step = (mode: 'full' | 'i' | 'I', from: string | undefined, to: string) => ({
+    ...(from !== undefined ? { from: `p/d@${from}`, fromGuid: '0', fromOnTarget: `q/d@${from}` } : {}),
+    to: `p/d@${to}`, toGuid: '0', toCreatedAt: 0, receivedAs: `q/d@${to}`, mode, points: 1, why: 'test',
+  });
+
+  it('-I reads every snapshot after its base up to its point; -i and full read their point only', () => {
+    expect(stepSourcePoints(step('I', 'a', 'd'), list)).toEqual(['p/d@b', 'p/d@c', 'p/d@d']);
+    expect(stepSourcePoints(step('i', 'a', 'd'), list)).toEqual(['p/d@d']);
+    expect(stepSourcePoints(step('full', undefined, 'c'), list)).toEqual(['p/d@c']);
+  });
+
+  it('a base or point missing from the list gives the point alone', () => {
+    expect(stepSourcePoints(step('I', 'zz', 'd'), list)).toEqual(['p/d@d']);
+    expect(stepSourcePoints(step('I', 'd', 'b'), list)).toEqual(['p/d@b']);
   });
 });

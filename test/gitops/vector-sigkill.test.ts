@@ -228,11 +228,21 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
       return v.status?.lastSyncedSnapshot?.name === n2 ? v : undefined;
     }, `the sync after the second restart\n${up.stderr.slice(-3000)}`, 300_000);
     // One -i from the common snapshot to n2 (n1 is not kept by the remote policy, so it is not sent): from n1 when
-    // the orphaned stream delivered it, else from the base. The two differ by the 64 MiB of big.bin.
+    // the orphaned stream delivered it, else from the base. The two differ by the 64 MiB of big.bin. Read from the
+    // SyncSucceeded event of the run that brought n2: a later run (the Dataset's new status wakes the vector) may
+    // already have replaced status.lastSyncBytes with its own 0.
     const fromN1 = await streamBytes(n1, n2);
     const fromBase = await streamBytes(base, n2);
-    expect(seenAlone ? [fromN1] : [fromN1, fromBase], JSON.stringify({ status: after.status, target: await snapshotsOn(target()), held: await heldOn(target()), heldAfterKill, seenAlone, n1, n2, base })).toContain(after.status?.lastSyncBytes);
-    const finishedAlone = after.status?.lastSyncBytes === fromN1;
+    // (The event and the status are written at once: the event may land just after.)
+    const bringing = await eventually(async () => {
+      const events = await k2.json<{ items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }>('get', 'events', '-n', 'default');
+      const found = events.items.filter((e) => e.reason === 'SyncSucceeded' && e.involvedObject.name === 'v' && e.message.includes(`now at ${n2}`));
+      return found.length > 0 ? found : undefined;
+    }, 'the SyncSucceeded event of the run that brought n2');
+    expect(bringing.map((e) => e.message)).toHaveLength(1);
+    const sent = Number(/sent 1 stream\(s\), (\d+) bytes/.exec(bringing[0]?.message ?? '')?.[1]);
+    expect(seenAlone ? [fromN1] : [fromN1, fromBase], JSON.stringify({ message: bringing[0]?.message, heldAfterKill, seenAlone })).toContain(sent);
+    const finishedAlone = sent === fromN1;
     const common = finishedAlone ? n1 : base;
     expect(after.status?.lastHandledSyncRequest).toBe('kill-2');
     // One hold a side, on n2: the dead run's hold on n1 (source) went with the old bases.

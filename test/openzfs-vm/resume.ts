@@ -1,0 +1,115 @@
+/**
+ * Drives bdr's own OpenZFS resume path against the VM booted by boot.sh (manual check, not part of `npm test`):
+ * capability probe, an incremental and a full relay interrupted part-way by bdr (abort after ~20 MB),
+ * `resumeToken`, `describeResumeToken` (checked against `zfs get guid`, read separately), then `relay` with
+ * `{ resumeToken }` to finish each stream, and the received snapshot's guid compared with the source's.
+ *
+ *   npx tsx test/openzfs-vm/resume.ts            # OZVM_DIR (default /var/tmp/openzfs-vm), OZVM_PORT (2222)
+ *
+ * Uses its own pool "bv" on /var/tmp/bv.img inside the VM, destroyed and recreated on each run. Source and
+ * target are the same VM over two SSH connections, as bdr relays between two machines.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SshConnection } from '../../nodes/ssh.ts';
+import { ZfsMachine } from '../../zfs/machine.ts';
+import { relay } from '../../zfs/transfer.ts';
+
+const dir = process.env.OZVM_DIR ?? '/var/tmp/openzfs-vm';
+const port = Number(process.env.OZVM_PORT ?? '2222');
+const CUT_BYTES = 20_000_000;
+
+const target = {
+  host: '127.0.0.1',
+  port,
+  user: 'root',
+  hostKey: readFileSync(join(dir, 'rootfs/etc/ssh/ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' '),
+  privateKey: readFileSync(join(dir, 'id_ed25519')),
+};
+
+let failures = 0;
+function check(what: string, ok: boolean, detail: unknown): void {
+  if (!ok) failures++;
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
+}
+
+async function sh(machine: ZfsMachine, script: string): Promise<string> {
+  const r = await machine.connection.exec(['sh', '-c', script], { timeoutMs: 300_000 });
+  if (r.code !== 0) throw new Error(`${script}: exit ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function guidOf(machine: ZfsMachine, snapshot: string): Promise<string> {
+  return (await machine.run(['zfs', 'get', '-H', '-p', '-o', 'value', 'guid', snapshot])).stdout.trim();
+}
+
+/** Starts a relay and aborts it once CUT_BYTES have passed: the interruption bdr itself would suffer. */
+async function interruptedRelay(src: ZfsMachine, dst: ZfsMachine, send: { snapshot: string; from?: string }, into: string): Promise<void> {
+  const abort = new AbortController();
+  try {
+    const r = await relay(src, send, dst, into, { noMount: true, resumable: true }, {
+      signal: abort.signal,
+      onProgress: (bytes) => {
+        if (bytes >= CUT_BYTES) abort.abort();
+      },
+    });
+    check(`interrupted relay into ${into} fails`, false, r);
+  } catch (error) {
+    check(`interrupted relay into ${into} fails`, true, (error as Error).message.split('\n')[0] ?? '');
+  }
+}
+
+async function resumeAndFinish(src: ZfsMachine, dst: ZfsMachine, into: string, expected: { toGuid: string; fromGuid?: string; toName: string }): Promise<void> {
+  const token = await dst.resumeToken(into);
+  check(`resumeToken(${into}) is a token`, token !== undefined, token === undefined ? 'undefined' : `${token.slice(0, 40)}… (${token.length} chars)`);
+  if (token === undefined) return;
+  const contents = await src.describeResumeToken(token);
+  check(`describeResumeToken matches zfs get guid`, JSON.stringify(contents) === JSON.stringify(expected), { contents, expected });
+  check('sendResumeArgv', true, (await src.sendResumeArgv(token)).map((a) => (a === token ? '<token>' : a)).join(' '));
+  const done = await relay(src, { resumeToken: token }, dst, into, { noMount: true, resumable: true });
+  check(`resumed relay into ${into} completes`, true, `${done.bytes} bytes in ${done.ms} ms`);
+  const received = `${into}@${expected.toName.split('@')[1] ?? ''}`;
+  check(`${received} has the source's guid`, (await guidOf(dst, received)) === expected.toGuid, await guidOf(dst, received));
+  check(`no token left on ${into}`, (await dst.resumeToken(into)) === undefined, 'resumeToken → undefined');
+}
+
+const srcConn = new SshConnection(target);
+const dstConn = new SshConnection(target);
+const src = new ZfsMachine(srcConn);
+const dst = new ZfsMachine(dstConn);
+try {
+  const caps = await src.capabilities();
+  console.log('capabilities:', JSON.stringify(caps));
+  check('implementation openzfs', caps.implementation === 'openzfs', caps.version ?? '');
+  check('resumeTokens', caps.resumeTokens, caps.resumeTokens);
+  check('receiveResumable', caps.receiveResumable, caps.receiveResumable);
+
+  await sh(src, [
+    'modprobe zfs',
+    'zpool destroy bv 2>/dev/null; rm -f /var/tmp/bv.img',
+    'truncate -s 512M /var/tmp/bv.img',
+    'zpool create -O compression=off bv /var/tmp/bv.img',
+    'zfs create bv/src',
+    'head -c 8000000 /dev/urandom > /bv/src/a',
+    'zfs snapshot bv/src@s1',
+    'zfs send bv/src@s1 | zfs receive -u bv/dst',
+    'head -c 50000000 /dev/urandom > /bv/src/b',
+    'zfs snapshot bv/src@s2',
+  ].join(' && '));
+  const s1 = await guidOf(src, 'bv/src@s1');
+  const s2 = await guidOf(src, 'bv/src@s2');
+  console.log(`guids (zfs get): bv/src@s1=${s1} bv/src@s2=${s2}`);
+
+  await interruptedRelay(src, dst, { snapshot: 'bv/src@s2', from: 'bv/src@s1' }, 'bv/dst');
+  await resumeAndFinish(src, dst, 'bv/dst', { toGuid: s2, fromGuid: s1, toName: 'bv/src@s2' });
+
+  await interruptedRelay(src, dst, { snapshot: 'bv/src@s2' }, 'bv/full');
+  await resumeAndFinish(src, dst, 'bv/full', { toGuid: s2, toName: 'bv/src@s2' });
+
+  check('describeResumeToken of a corrupt token is undefined', (await src.describeResumeToken('1-deadbeef-d0-789c00')) === undefined, 'undefined');
+} finally {
+  await srcConn.close();
+  await dstConn.close();
+}
+console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
+process.exit(failures === 0 ? 0 : 1);

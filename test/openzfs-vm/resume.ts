@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
+import { meteredTransferArgv, runMeteredTransfer } from '../../zfs/metered-transfer.ts';
 import { relay } from '../../zfs/transfer.ts';
 
 const dir = process.env.OZVM_DIR ?? '/var/tmp/openzfs-vm';
@@ -57,14 +58,20 @@ async function interruptedRelay(src: ZfsMachine, dst: ZfsMachine, send: { snapsh
   } catch (error) {
     check(`interrupted relay into ${into} fails`, true, (error as Error).message.split('\n')[0] ?? '');
   }
-  // relay rejects as soon as it is aborted; the killed `zfs receive` may still be ending on the machine, and a
-  // token read before it has ended is stale (a resume then fails: "contains partially-complete state").
+  await receiveGone(dst, into);
+}
+
+/**
+ * An aborted stream's promise settles as soon as it is aborted; the killed `zfs receive` may still be ending on the
+ * machine, and a token read before it has ended is stale (a resume then fails: "contains partially-complete state").
+ */
+async function receiveGone(dst: ZfsMachine, into: string): Promise<void> {
   const aborted = Date.now();
   for (let i = 0; ; i++) {
     const r = await dst.connection.exec(['pgrep', '-f', `zfs receive .*${into}$`]);
     if (r.code !== 0) {
-      console.log(`     the killed zfs receive into ${into} was gone ${Date.now() - aborted} ms after relay rejected (${i} polls)`);
-      break;
+      console.log(`     the killed zfs receive into ${into} was gone ${Date.now() - aborted} ms after the stream was aborted (${i} polls)`);
+      return;
     }
     if (i === 300) throw new Error(`zfs receive into ${into} still running after the abort`);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -118,6 +125,30 @@ try {
 
   await interruptedRelay(src, dst, { snapshot: 'bv/src@s2' }, 'bv/full');
   await resumeAndFinish(src, dst, 'bv/full', { toGuid: s2, toName: 'bv/src@s2' });
+
+  // The Vector controller's own path when both ends are one machine: the stream runs in one shell on the
+  // machine (zfs/metered-transfer.ts), `zfs send -t` in place of the send when resuming.
+  await sh(src, 'head -c 30000000 /dev/urandom > /bv/src/c && zfs snapshot bv/src@s3');
+  const s3 = await guidOf(src, 'bv/src@s3');
+  const receiveArgv = await dst.receiveArgv('bv/dst', { noMount: true, resumable: true });
+  const abort = new AbortController();
+  const cut = await runMeteredTransfer(src.connection, meteredTransferArgv(await src.sendArgv({ snapshot: 'bv/src@s3', from: 'bv/src@s2' }), { kind: 'local', receiveArgv }), 'bv/dst', {
+    signal: abort.signal,
+    onProgress: (bytes) => {
+      if (bytes >= 10_000_000) abort.abort();
+    },
+  }).then((r) => r, (error: unknown) => error as Error);
+  check('interrupted metered local transfer fails', cut instanceof Error, cut instanceof Error ? cut.message.split('\n')[0] ?? '' : cut);
+  await receiveGone(dst, 'bv/dst');
+  const localToken = await dst.resumeToken('bv/dst');
+  check('resumeToken after the metered transfer', localToken !== undefined, localToken === undefined ? 'undefined' : `${localToken.length} chars`);
+  if (localToken !== undefined) {
+    const contents = await src.describeResumeToken(localToken);
+    check('describeResumeToken: s2 → s3', contents?.toGuid === s3 && contents.fromGuid === s2 && contents.toName === 'bv/src@s3', contents ?? 'undefined');
+    const resumed = await runMeteredTransfer(src.connection, meteredTransferArgv(await src.sendResumeArgv(localToken), { kind: 'local', receiveArgv }), 'bv/dst');
+    check('resumed metered local transfer completes', true, `${resumed.bytes} bytes counted by dd`);
+    check('bv/dst@s3 has the source\'s guid', (await guidOf(dst, 'bv/dst@s3')) === s3, await guidOf(dst, 'bv/dst@s3'));
+  }
 
   check('describeResumeToken of a corrupt token is undefined', (await src.describeResumeToken('1-deadbeef-d0-789c00')) === undefined, 'undefined');
 } finally {

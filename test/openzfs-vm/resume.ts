@@ -141,8 +141,13 @@ try {
   check('interrupted metered local transfer fails', cut instanceof Error, cut instanceof Error ? cut.message.split('\n')[0] ?? '' : cut);
   await receiveGone(dst, 'bv/dst');
   const localToken = await dst.resumeToken('bv/dst');
-  check('resumeToken after the metered transfer', localToken !== undefined, localToken === undefined ? 'undefined' : `${localToken.length} chars`);
-  if (localToken !== undefined) {
+  if (localToken === undefined) {
+    // zfs send and receive work inside an ioctl that TERM does not interrupt: in the seconds before the KILL that
+    // follows (nodes/ssh.ts killAfterMs) a fast machine may finish the whole stream. Then there is nothing to resume.
+    const arrived = await guidOf(dst, 'bv/dst@s3').catch(() => 'missing');
+    check('no token after the metered transfer: the "aborted" stream completed anyway', arrived === s3, `bv/dst@s3 ${arrived}`);
+  } else {
+    check('resumeToken after the metered transfer', true, `${localToken.length} chars`);
     const contents = await src.describeResumeToken(localToken);
     check('describeResumeToken: s2 → s3', contents?.toGuid === s3 && contents.fromGuid === s2 && contents.toName === 'bv/src@s3', contents ?? 'undefined');
     const resumed = await runMeteredTransfer(src.connection, meteredTransferArgv(await src.sendResumeArgv(localToken), { kind: 'local', receiveArgv }), 'bv/dst');

@@ -6,7 +6,8 @@
  *
  * The guard is installed with bdr's installGuard and run the way sshd runs a forced command: the client's request
  * in SSH_ORIGINAL_COMMAND, the prefix and hold tag as arguments, the stream on stdin. A full stream, an
- * interrupted incremental (`-s`) and its resume (`zfs send -t`) go through it, with a +hold move.
+ * interrupted incremental (`-s`) and its resume (`zfs send -t`) go through it, with a +hold move; then the same
+ * for a raw (-w) stream of an encrypted dataset.
  * Uses its own pool "bg" on /var/tmp/bg.img, destroyed and recreated on each run.
  */
 import { readFileSync } from 'node:fs';
@@ -89,6 +90,32 @@ try {
     const holds = (await ok(`zfs holds -H ${REPLICA}@s1 ${REPLICA}@s2`)).trim();
     check('the hold moved from @s1 to @s2', holds === `${REPLICA}@s2\t${TAG}\t${holds.split('\t')[2] ?? ''}`, holds);
   }
+  // An encrypted source sent raw (-w): the replica never sees the key. The same forced -o options apply.
+  await ok([
+    'printf "bdr-test-passphrase" > /var/tmp/bg.key',
+    'zfs create -o encryption=on -o keyformat=passphrase -o keylocation=file:///var/tmp/bg.key bg/enc',
+    'head -c 8000000 /dev/urandom > /bg/enc/a && zfs snapshot bg/enc@e1',
+    'head -c 40000000 /dev/urandom > /bg/enc/b && zfs snapshot bg/enc@e2',
+  ].join(' && '));
+  const ENC = `${PREFIX}/enc`;
+  const rawSend = (await zfs.sendArgv({ snapshot: 'bg/enc@e1', raw: true })).join(' ');
+  const rawFull = await throughGuard(rawSend, `zfs receive -u -s ${ENC}`);
+  check(`raw encrypted full stream through the guard (${rawSend})`, rawFull.code === 0, rawFull.stderr.trim() || 'exit 0');
+  const encProps = (await ok(`zfs get -H -o property,value,source encryption,keystatus,readonly,canmount,mountpoint ${ENC}`)).trim().split('\n');
+  check('the raw replica is encrypted, its key unavailable, and inert', encProps.some((l) => l.startsWith('keystatus\tunavailable')) && encProps.some((l) => l === 'readonly\ton\tlocal'), encProps);
+  const rawIncr = (await zfs.sendArgv({ snapshot: 'bg/enc@e2', from: '@e1', raw: true })).join(' ');
+  const rawCut = await throughGuard(`${rawIncr} | head -c 15000000`, `zfs receive -u -s ${ENC}`);
+  check('interrupted raw incremental fails', rawCut.code !== 0, rawCut.stderr.trim().split('\n')[0] ?? '');
+  const rawToken = await zfs.resumeToken(ENC);
+  const e2 = (await ok('zfs get -H -p -o value guid bg/enc@e2')).trim();
+  const rawContents = rawToken === undefined ? undefined : await zfs.describeResumeToken(rawToken);
+  check('raw token decoded', rawContents?.toGuid === e2 && rawContents.toName === 'bg/enc@e2', rawContents ?? 'no token');
+  if (rawToken !== undefined) {
+    const rawResumed = await throughGuard((await zfs.sendResumeArgv(rawToken)).join(' '), `zfs receive -u -s ${ENC}`);
+    check('raw resume through the guard', rawResumed.code === 0, rawResumed.stderr.trim() || 'exit 0');
+    check(`${ENC}@e2 has the source's guid`, (await ok(`zfs get -H -p -o value guid ${ENC}@e2`)).trim() === e2, e2);
+  }
+
   const refused = await throughGuard('true', `zfs receive -u -F ${REPLICA}`);
   check('the guard still refuses -F', refused.code === 1 && refused.stderr.includes('refused'), refused.stderr.trim());
 } finally {

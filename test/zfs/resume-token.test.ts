@@ -98,6 +98,15 @@ describe('resume token contents printed by a real OpenZFS 2.2.2', () => {
     expect(parseResumeTokenContents(out)).toEqual({ toGuid: S2, toName: 'tp/src@s2' });
   });
 
+  it('a raw (-w -c) stream of an encrypted dataset adds compressok and rawok, which change nothing', () => {
+    // `zfs send -w -c bg/enc@e2 | head -c 20000000 | zfs receive -u -s bg/rawfull`; `zfs get guid bg/enc@e2` printed
+    // 12517846933880437742 (= 0xadb85376c6a7fbee).
+    const out = fixture('send-nvt-raw-compressed-full.stdout');
+    expect(fixture('send-nvt-raw-compressed-full.stderr')).toBe('');
+    expect(out).toContain('\tcompressok = 1\n\trawok = 1\n');
+    expect(parseResumeTokenContents(out)).toEqual({ toGuid: '12517846933880437742', toName: 'bg/enc@e2' });
+  });
+
   it('the real tokens pass the shape check before reaching a command line', async () => {
     const caps = capabilitiesFromUsage({ zfsUsage: fixture('zfs-usage.stdout'), zpoolUsage: fixture('zpool-usage.stdout'), version: 'zfs-2.2.2-0ubuntu9', receiveNoMountAccepted: true });
     const zfs = new ZfsMachine(new LocalConnection(), { capabilities: caps });

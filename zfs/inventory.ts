@@ -101,11 +101,12 @@ export function parseZfsGet(output: string, userProperties: readonly string[], n
         if (!/^\d+$/.test(value)) throw new InventoryParseError(`${name}: guid ${JSON.stringify(value)} is not a number`);
         entry.guid = value;
         break;
+      // OpenZFS prints "-" for a bookmark's used (it holds no blocks of its own; 2.2.2 seen), so it counts as 0.
       case 'used':
-        entry.used = integer(value, name, property);
+        entry.used = value === '-' && name.includes('#') ? 0 : integer(value, name, property);
         break;
       case 'referenced':
-        entry.referenced = integer(value, name, property);
+        entry.referenced = value === '-' && name.includes('#') ? 0 : integer(value, name, property);
         break;
       case 'createtxg':
         entry.createtxg = value === '-' ? undefined : integer(value, name, property);

@@ -34,6 +34,10 @@ export async function relay(
   const signal = options.signal;
   const sender = source.connection.spawn(sendArgv, signal ? { signal } : {});
   const receiver = target.connection.spawn(receiveArgv, signal ? { signal } : {});
+  // Nothing reads the receiver's stdout, yet an aborted or lost receive destroys it with its error: unheard,
+  // that error would crash the process. `receiver.done` reports it.
+  receiver.stdout.on('error', () => undefined);
+  receiver.stdout.resume();
   let bytes = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { LocalConnection } from '../../nodes/local.ts';
 import { capabilitiesFromUsage, probeCapabilities, usageFlags } from '../../zfs/capabilities.ts';
@@ -41,6 +42,43 @@ describe('capability probe', () => {
       version: 'zfs-2.2.2-0ubuntu9',
       receiveNoMountAccepted: true,
     });
+    expect(caps).toEqual({
+      implementation: 'openzfs',
+      version: 'zfs-2.2.2-0ubuntu9',
+      listParsable: true,
+      getTypeFilter: true,
+      bookmarks: true,
+      resumeTokens: true,
+      sendRaw: true,
+      sendCompressed: true,
+      sendLargeBlocks: true,
+      sendEmbedded: true,
+      receiveResumable: true,
+      receiveNoMount: true,
+      receiveProperties: true,
+      multiSnapshot: true,
+      batchDestroy: true,
+      listHolds: true,
+      zpoolParsable: true,
+    });
+  });
+
+  it('reads the real `zfs -?`, `zpool -?` and `zfs version` of OpenZFS 2.2.2 (Ubuntu 24.04) as probed', () => {
+    // Recorded in a VM by test/openzfs-vm/capture.sh; the usage texts go to stdout, stderr is empty.
+    const fixture = (name: string): string => readFileSync(new URL(`./fixtures/openzfs-2.2.2/${name}`, import.meta.url), 'utf8');
+    expect(fixture('zfs-usage.stderr') + fixture('zpool-usage.stderr')).toBe('');
+    expect(fixture('zfs-version-probe.stdout')).toBe('zfs-2.2.2-0ubuntu9\nzfs-kmod-2.2.2-0ubuntu9\n');
+    // The probe's dry-run receive from an empty stream fails on the stream, not on -u.
+    expect(fixture('recv-probe.stderr')).toBe('cannot receive: failed to read from stream\n');
+    // Combined the way probeCapabilities combines them.
+    const caps = capabilitiesFromUsage({
+      zfsUsage: fixture('zfs-usage.stdout') + fixture('zfs-usage.stderr'),
+      zpoolUsage: fixture('zpool-usage.stdout') + fixture('zpool-usage.stderr'),
+      version: fixture('zfs-version-probe.stdout').trim().split('\n')[0],
+      receiveNoMountAccepted: !/invalid option/.test(fixture('recv-probe.stderr')),
+    });
+    // Every capability is present in 2.2.2's usage text, read by eye: e.g. "send [-DLPbcehnpsVvw]",
+    // "send [-nVvPe] -t <receive_resume_token>", "receive [-vMnsFhu] [-o ...] [-x ...]", "list [-gHLpPv]" (zpool).
     expect(caps).toEqual({
       implementation: 'openzfs',
       version: 'zfs-2.2.2-0ubuntu9',

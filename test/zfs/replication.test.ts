@@ -199,4 +199,18 @@ describe('replication between two machines over ssh', () => {
     });
     await expect(transfer).rejects.toMatchObject({ kind: 'connectionLost' });
   }, 120_000);
+
+  it('an aborted relay rejects as aborted and leaves this process running', async () => {
+    // Found against OpenZFS in a VM (test/openzfs-vm): the abort destroyed the receiver's unread stdout with
+    // its error, which nothing listened to, and the process died of an unhandled 'error' event.
+    const controller = new AbortController();
+    const transfer = relay(a, { snapshot: `${src}@big` }, b, `${poolB.name}/aborted`, { noMount: true }, {
+      signal: controller.signal,
+      onProgress: (bytes) => {
+        if (bytes > 1024 * 1024) controller.abort();
+      },
+    });
+    await expect(transfer).rejects.toMatchObject({ kind: 'aborted' });
+    expect((await b.run(['zfs', 'list', '-H', '-o', 'name', poolB.name])).stdout.trim()).toBe(poolB.name);
+  }, 120_000);
 });

@@ -10,8 +10,6 @@
  * and resumed over the same path with `zfs send -t` and the hold moved. Installs pv in the VM when missing.
  * Uses its own pool "bd" on /var/tmp/bd.img, destroyed and recreated on each run.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { authorizeKey } from '../../nodes/authorized-keys.ts';
 import { installGuard, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
 import { installVectorIdentity } from '../../nodes/identity.ts';
@@ -19,18 +17,12 @@ import { generateEd25519Key } from '../../nodes/keygen.ts';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { meteredTransferArgv, runMeteredTransfer } from '../../zfs/metered-transfer.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
+import { check, finish, vmTarget } from './vm.ts';
 
-const dir = process.env.OZVM_DIR ?? '/var/tmp/openzfs-vm';
-const port = Number(process.env.OZVM_PORT ?? '2222');
-const hostKey = readFileSync(join(dir, 'rootfs/etc/ssh/ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
-const conn = new SshConnection({ host: '127.0.0.1', port, user: 'root', hostKey, privateKey: readFileSync(join(dir, 'id_ed25519')) });
+const conn = new SshConnection(vmTarget);
+const { hostKey } = vmTarget;
 const zfs = new ZfsMachine(conn);
 
-let failures = 0;
-function check(what: string, ok: boolean, detail: unknown): void {
-  if (!ok) failures++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-}
 async function ok(script: string): Promise<string> {
   const r = await conn.exec(['sh', '-c', script], { timeoutMs: 300_000 });
   if (r.code !== 0) throw new Error(`${script}: exit ${r.code}: ${r.stderr}`);
@@ -97,5 +89,4 @@ try {
 } finally {
   await conn.close();
 }
-console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish();

@@ -10,28 +10,14 @@
  * for a raw (-w) stream of an encrypted dataset.
  * Uses its own pool "bg" on /var/tmp/bg.img, destroyed and recreated on each run.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { installGuard, REPLICA_PROPERTIES, RECEIVE_ONLY_PROPERTIES } from '../../nodes/guard.ts';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
+import { check, finish, vmTarget } from './vm.ts';
 
-const dir = process.env.OZVM_DIR ?? '/var/tmp/openzfs-vm';
-const port = Number(process.env.OZVM_PORT ?? '2222');
-const conn = new SshConnection({
-  host: '127.0.0.1',
-  port,
-  user: 'root',
-  hostKey: readFileSync(join(dir, 'rootfs/etc/ssh/ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' '),
-  privateKey: readFileSync(join(dir, 'id_ed25519')),
-});
+const conn = new SshConnection(vmTarget);
 const zfs = new ZfsMachine(conn);
 
-let failures = 0;
-function check(what: string, ok: boolean, detail: unknown): void {
-  if (!ok) failures++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-}
 async function sh(script: string, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return conn.exec(['sh', '-c', script, 'sh', ...args], { timeoutMs: 300_000 });
 }
@@ -121,5 +107,4 @@ try {
 } finally {
   await conn.close();
 }
-console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish();

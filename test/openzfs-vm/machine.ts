@@ -8,28 +8,14 @@
  *
  * Uses its own pool "bm" on /var/tmp/bm.img inside the VM, destroyed and recreated on each run.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { DestinationFull, ZfsError } from '../../zfs/errors.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { relay } from '../../zfs/transfer.ts';
+import { check, finish, vmTarget } from './vm.ts';
 
-const dir = process.env.OZVM_DIR ?? '/var/tmp/openzfs-vm';
-const port = Number(process.env.OZVM_PORT ?? '2222');
-const target = {
-  host: '127.0.0.1',
-  port,
-  user: 'root',
-  hostKey: readFileSync(join(dir, 'rootfs/etc/ssh/ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' '),
-  privateKey: readFileSync(join(dir, 'id_ed25519')),
-};
+const target = vmTarget;
 
-let failures = 0;
-function check(what: string, ok: boolean, detail: unknown): void {
-  if (!ok) failures++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-}
 
 const conn = new SshConnection(target);
 const other = new SshConnection(target);
@@ -133,5 +119,4 @@ try {
   await conn.close();
   await other.close();
 }
-console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish();

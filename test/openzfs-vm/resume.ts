@@ -9,30 +9,16 @@
  * Uses its own pool "bv" on /var/tmp/bv.img inside the VM, destroyed and recreated on each run. Source and
  * target are the same VM over two SSH connections, as bdr relays between two machines.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { meteredTransferArgv, runMeteredTransfer } from '../../zfs/metered-transfer.ts';
 import { relay } from '../../zfs/transfer.ts';
+import { check, finish, vmTarget } from './vm.ts';
 
-const dir = process.env.OZVM_DIR ?? '/var/tmp/openzfs-vm';
-const port = Number(process.env.OZVM_PORT ?? '2222');
 const CUT_BYTES = 20_000_000;
 
-const target = {
-  host: '127.0.0.1',
-  port,
-  user: 'root',
-  hostKey: readFileSync(join(dir, 'rootfs/etc/ssh/ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' '),
-  privateKey: readFileSync(join(dir, 'id_ed25519')),
-};
+const target = vmTarget;
 
-let failures = 0;
-function check(what: string, ok: boolean, detail: unknown): void {
-  if (!ok) failures++;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`);
-}
 
 async function sh(machine: ZfsMachine, script: string): Promise<string> {
   const r = await machine.connection.exec(['sh', '-c', script], { timeoutMs: 300_000 });
@@ -160,5 +146,4 @@ try {
   await srcConn.close();
   await dstConn.close();
 }
-console.log(failures === 0 ? 'all checks passed' : `${failures} check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish();

@@ -155,8 +155,10 @@ export class ZfsMachine {
   }
 
   /**
-   * Takes snapshots. Where ZFS allows several names in one command (OpenZFS) they are taken atomically;
-   * zfs-fuse takes one name per command, so there they are taken one after the other and `atomic` is false.
+   * Takes snapshots (a name given twice is taken once). Where ZFS allows several names in one command (OpenZFS)
+   * they are taken atomically; zfs-fuse takes one name per command, so there they are taken one after the other
+   * and `atomic` is false, as they are on OpenZFS when two name one file system or the atomic command fails
+   * (each name then fails or succeeds on its own).
    * With `recursive`, each name snapshots its dataset and all descendants atomically (-r), on both.
    */
   async snapshot(
@@ -164,15 +166,28 @@ export class ZfsMachine {
     options: { recursive?: boolean; properties?: Record<string, string> } & CommandOptions = {},
   ): Promise<SnapshotResult> {
     for (const n of names) assertName('snapshot', n);
-    if (names.length === 0) return { atomic: true, created: [], failed: [] };
+    const unique = [...new Set(names)];
+    if (unique.length === 0) return { atomic: true, created: [], failed: [] };
     const base = [this.programs.zfs, 'snapshot', ...(options.recursive ? ['-r'] : []), ...propertyArgs(options.properties)];
+    if (unique.length === 1) {
+      await this.run([...base, ...unique], options);
+      return { atomic: true, created: unique, failed: [] };
+    }
     const caps = await this.capabilities();
-    if (names.length === 1 || caps.multiSnapshot) {
-      await this.run([...base, ...names], options);
-      return { atomic: true, created: [...names], failed: [] };
+    // OpenZFS takes the list in one atomic command, all or nothing: it refuses two snapshots of one file system
+    // in it ("multiple snapshots of same fs not allowed", 2.2.2), and one bad name fails every other. Then each
+    // goes on its own, so one Dataset's problem fails only its own snapshot.
+    const fileSystems = new Set(unique.map((n) => n.slice(0, n.indexOf('@'))));
+    if (caps.multiSnapshot && fileSystems.size === unique.length && !options.signal?.aborted) {
+      try {
+        await this.run([...base, ...unique], options);
+        return { atomic: true, created: unique, failed: [] };
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+      }
     }
     const result: SnapshotResult = { atomic: false, created: [], failed: [] };
-    for (const name of names) {
+    for (const name of unique) {
       try {
         await this.run([...base, name], options);
         result.created.push(name);

@@ -104,8 +104,8 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
     const sentInWindow = at(seenOnReplica).filter((t) => t > first && t <= last);
     expect(window.filter((t) => !sentInWindow.includes(t)).length).toBeGreaterThanOrEqual(1);
     expect(sentInWindow.length).toBeLessThan(window.length);
-    // Each on its 20 s grid (the Dataset's schedule), whichever were sent.
-    for (const t of times) expect(t % 20_000).toBe(0);
+    // (Not asserted: that names fall on the 20 s grid. A point is named by when it was taken, which a loaded
+    // machine makes a second or more late: seen at :01.)
     // Fewer: the replica keeps its newest and the base of its last run (one more across an hour boundary); the
     // source its three newest (likewise).
     expect(rep.length).toBeLessThanOrEqual(3);

@@ -31,6 +31,8 @@
  *   incremental  0.44 / 0.45 / 0.52 s vs raw 0.34 / 0.32 / 0.38 s: 1.29× / 1.41× / 1.37×; --mib 200 run: 0.49 s vs
  *                0.34 s: 1.45× (goal ≤ 1.5×). First cut: 1.34× / 1.79× / 1.51×.
  *   no-op        0.05-0.06 s (goal ≤ 1 s)
+ *   A later run, --mib 200 --reps 3 on an otherwise idle machine: initial 1.76 s vs raw 1.71 s (1.03×), 1 MiB
+ *   incremental 0.43 s vs 0.29 s (1.48×), no-op 0.05 s; syncoid 1.83 s (1.08× raw), 0.66 s (2.31× raw), 0.47 s.
  *   commands     4 sessions on A and B together per incremental sync (first cut: 7), counted at their sshd:
  *                A  zfs get (source listing); the stream, one sh: zfs hold (the point sent), then
  *                   zfs send | dd | ssh B, then zfs release (the old base) once the receive succeeded

@@ -14,7 +14,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
-import { descendsFrom, gone, meteredBytes, pidOf, pidsOf, pointAt } from '../controllers/sync-bed.ts';
+import { descendsFrom, gone, heldOn, meteredBytes, pidOf, pidsOf, pointAt, snapshotsOn } from '../controllers/sync-bed.ts';
 import { BdrUp, eventually, Kubectl, tempDir, writeRepoFile } from './harness.ts';
 
 interface VectorJson {
@@ -54,21 +54,6 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
       allowedNamespaces: { names: ['default'] },
     },
   });
-  const snapshotsOn = async (dataset: string) =>
-    (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-s', 'createtxg', '-r', dataset]))
-      .split('\n')
-      .filter((l) => l.startsWith(`${dataset}@`))
-      .map((l) => l.slice(dataset.length + 1));
-  const heldOn = async (dataset: string) => {
-    const held = new Set(
-      (await runOk(['zfs', 'get', '-H', '-p', '-r', '-o', 'name,value', 'userrefs', dataset]))
-        .split('\n')
-        .map((l) => l.split('\t'))
-        .filter(([name, refs]) => name?.startsWith(`${dataset}@`) && Number(refs) > 0)
-        .map(([name]) => (name as string).slice(dataset.length + 1)),
-    );
-    return (await snapshotsOn(dataset)).filter((s) => held.has(s));
-  };
   const streamBytes = async (from: string, to: string) =>
     Number((await runOk(['sh', '-c', `zfs send -i ${source()}@${from} ${source()}@${to} | wc -c`])).trim());
   /** Every process of the vector's pipeline on A or its receive on B (the shell, zfs send, dd, ssh, zfs receive). */

@@ -1,21 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import type { ExecResult, NodeConnection, RunningCommand } from '../../nodes/connection.ts';
-import { capabilitiesFromUsage, ZfsMachine, type ZfsCapabilities } from '../../zfs/index.ts';
+import type { ExecResult } from '../../nodes/connection.ts';
+import { ZfsMachine } from '../../zfs/index.ts';
+import { OPENZFS_BATCHES, OpenZfsStandIn } from './openzfs-stand-in.ts';
 
 /**
  * OpenZFS destroys `ds@a,b,c` all or nothing: one held snapshot fails the whole batch. zfs-fuse has no
  * batches (exercised live in replication.test.ts); this stand-in answers like OpenZFS so that the batch
  * path and its one-by-one fallback are covered too.
  */
-class OpenZfsDestroyStandIn implements NodeConnection {
-  readonly description = 'openzfs-stand-in';
-  readonly commands: string[] = [];
+class OpenZfsDestroyStandIn extends OpenZfsStandIn {
   constructor(
     readonly existing: Set<string>,
     readonly held: Set<string>,
-  ) {}
-  async exec(argv: readonly string[]): Promise<ExecResult> {
-    this.commands.push(argv.join(' '));
+  ) {
+    super();
+  }
+  protected answer(argv: readonly string[]): ExecResult {
     const [, verb, spec = ''] = argv;
     if (verb !== 'destroy') return { stdout: '', stderr: 'unexpected', code: 2 };
     const at = spec.indexOf('@');
@@ -27,17 +27,9 @@ class OpenZfsDestroyStandIn implements NodeConnection {
     for (const n of names) this.existing.delete(n);
     return { stdout: '', stderr: '', code: 0 };
   }
-  spawn(): RunningCommand {
-    throw new Error('not used');
-  }
-  async close(): Promise<void> {}
 }
 
-const openzfs: ZfsCapabilities = {
-  ...capabilitiesFromUsage({ zfsUsage: '', zpoolUsage: '', version: 'zfs-2.2.2', receiveNoMountAccepted: true }),
-  batchDestroy: true,
-  multiSnapshot: true,
-};
+const openzfs = OPENZFS_BATCHES;
 
 describe('destroySnapshots batching', () => {
   it('destroys a dataset’s snapshots in one command and retries a failed batch one by one', async () => {

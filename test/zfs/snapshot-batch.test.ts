@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { ExecResult, NodeConnection, RunningCommand } from '../../nodes/connection.ts';
-import { capabilitiesFromUsage, ZfsMachine, type ZfsCapabilities } from '../../zfs/index.ts';
+import type { ExecResult } from '../../nodes/connection.ts';
+import { ZfsMachine } from '../../zfs/index.ts';
+import { OPENZFS_BATCHES, OpenZfsStandIn } from './openzfs-stand-in.ts';
 
 /**
  * OpenZFS takes `zfs snapshot a@x b@x` atomically, all or nothing: it refuses the whole list when two names are
@@ -8,13 +9,12 @@ import { capabilitiesFromUsage, ZfsMachine, type ZfsCapabilities } from '../../z
  * Dataset tests); this stand-in answers with OpenZFS 2.2.2's words (recorded in test/openzfs-vm/machine-run.txt)
  * so that the batch path and its one-by-one fallback are covered too.
  */
-class OpenZfsSnapshotStandIn implements NodeConnection {
-  readonly description = 'openzfs-stand-in';
-  readonly commands: string[] = [];
+class OpenZfsSnapshotStandIn extends OpenZfsStandIn {
   readonly taken = new Set<string>();
-  constructor(readonly missing: ReadonlySet<string>) {}
-  async exec(argv: readonly string[]): Promise<ExecResult> {
-    this.commands.push(argv.join(' '));
+  constructor(readonly missing: ReadonlySet<string>) {
+    super();
+  }
+  protected answer(argv: readonly string[]): ExecResult {
     const names = argv.slice(2);
     const fs = names.map((n) => n.slice(0, n.indexOf('@')));
     if (new Set(fs).size !== fs.length) return { stdout: '', stderr: 'cannot create snapshots : multiple snapshots of same fs not allowed\nno snapshots were created\n', code: 1 };
@@ -23,16 +23,9 @@ class OpenZfsSnapshotStandIn implements NodeConnection {
     for (const n of names) this.taken.add(n);
     return { stdout: '', stderr: '', code: 0 };
   }
-  spawn(): RunningCommand {
-    throw new Error('not used');
-  }
-  async close(): Promise<void> {}
 }
 
-const openzfs: ZfsCapabilities = {
-  ...capabilitiesFromUsage({ zfsUsage: '', zpoolUsage: '', version: 'zfs-2.2.2', receiveNoMountAccepted: true }),
-  multiSnapshot: true,
-};
+const openzfs = OPENZFS_BATCHES;
 
 describe('snapshot batching (OpenZFS)', () => {
   it('takes names of different file systems in one atomic command, a repeated name once', async () => {

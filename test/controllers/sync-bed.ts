@@ -283,7 +283,7 @@ export const gone = (pid: number) => {
 };
 
 /** The parent process id of `pid` (undefined once it is gone). */
-async function parentOf(pid: number): Promise<number | undefined> {
+export async function parentOf(pid: number): Promise<number | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
   // The command name (2nd field) is in parentheses and may hold spaces: the fields after it are fixed.
   const ppid = stat ? Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) : NaN;

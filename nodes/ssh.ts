@@ -98,6 +98,8 @@ export class SshConnection implements NodeConnection {
   private readonly active = new Set<ActiveCommand>();
   /** The `kill` channel in flight: one at a time, so ending many commands never needs many channels. */
   private killing: Promise<void> = Promise.resolve();
+  /** Aborted or timed-out commands still being ended: close() waits for them while the connection can carry a kill. */
+  private readonly terminating = new Set<Promise<void>>();
   private closed = false;
   /** Connections opened so far; lets tests and metrics see reuse and reconnects. */
   connectCount = 0;
@@ -199,6 +201,9 @@ export class SshConnection implements NodeConnection {
         if (pid !== undefined) pids.push(pid);
       }
       if (pids.length > 0) await this.signalRemote(client, 'TERM', pids);
+      // An abort that just happened is still on its way to the machine (its pid, TERM, KILL): ending the
+      // connection before it gets there would leave that command running on its own.
+      await Promise.all([...this.terminating]);
       await new Promise<void>((resolve) => {
         client.once('close', () => resolve());
         client.end();
@@ -219,7 +224,7 @@ export class SshConnection implements NodeConnection {
     // Output no one reads any more must still be consumed, or ssh2 never reports the channel closed.
     channel.unpipe();
     channel.resume();
-    void (async () => {
+    const ending = (async () => {
       const pid = await settleWithin(state.pid, this.options.killAfterMs);
       if (state.isClosed) return;
       if (pid === undefined) {
@@ -233,6 +238,8 @@ export class SshConnection implements NodeConnection {
       }
       channel.close();
     })();
+    this.terminating.add(ending);
+    void ending.finally(() => this.terminating.delete(ending));
   }
 
   /**

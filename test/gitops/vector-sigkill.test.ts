@@ -6,7 +6,8 @@
  * anything. What it leaves running is recorded; then B's receive goes on, the pipeline on A ends by itself
  * (its ssh session to the operator is gone) or completes, and a new `bdr up` on the same state directory must
  * finish the job: incremental from the common snapshot (or nothing, when the orphaned stream delivered it), no
- * full resend, no stray hold, no partial dataset, no orphan snapshot.
+ * full resend, no stray hold, no partial dataset, no orphan snapshot. SIGTERM (what a rollout sends) is the
+ * graceful case: bdr up ends its stream on A before it exits, so nothing of it goes on running unowned.
  */
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
-import { descendsFrom, gone, heldOn, meteredBytes, pidOf, pidsOf, pointAt, snapshotsOn } from '../controllers/sync-bed.ts';
+import { descendsFrom, gone, heldOn, meteredBytes, parentOf, pidOf, pidsOf, pointAt, snapshotsOn } from '../controllers/sync-bed.ts';
 import { BdrUp, eventually, Kubectl, tempDir, writeRepoFile } from './harness.ts';
 
 interface VectorJson {
@@ -59,12 +60,15 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
   /** Every process of the vector's pipeline on A or its receive on B (the shell, zfs send, dd, ssh, zfs receive). */
   const pipeline = async () => {
     const out: number[] = [];
-    for (const pid of [...(await pidsOf(`zfs receive -u ${target()}`)), ...(await pidsOf(`^ssh -i ${join(a.sshd.dir, 'vectors')}`)), ...(await pidsOf('^dd bs=131072 status=progress$')), ...(await pidsOf(`^zfs send .*${source()}`)), ...(await pidsOf('^sh -c .*bdr: zfs send failed'))]) {
+    for (const pid of [...(await pidsOf(`zfs receive -u ${target()}`)), ...(await pidsOf(`^ssh -i ${join(a.sshd.dir, 'vectors')}`)), ...(await pidsOf('^dd bs=131072 status=progress$')), ...(await pidsOf('^pv -q -L ')), ...(await pidsOf(`^zfs send .*${source()}`)), ...(await pidsOf('^sh -c .*bdr: zfs send failed'))]) {
       if ((await descendsFrom(pid, target())) || (await descendsFrom(pid, source()))) out.push(pid);
     }
     return [...new Set(out)];
   };
-  let writeRepo: (remote: Record<string, unknown>) => Promise<void>;
+  /** What the processes run, one a line (for a failure's message). */
+  const cmdlines = async (pids: readonly number[]) =>
+    (await Promise.all(pids.map(async (p) => (await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '?')).replaceAll('\0', ' ').slice(0, 200)))).join('\n');
+  let writeRepo: (remote: Record<string, unknown>, transport?: Record<string, unknown>) => Promise<void>;
   /** A restore point by hand, named as the Dataset names them (its schedule is yearly: it takes none itself). */
   const pointNow = async () => {
     const name = pointAt(Math.ceil(Date.now() / 1000) * 1000);
@@ -79,10 +83,15 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     await k.run('annotate', 'vector', 'v', '-n', 'default', `bdr.dev/sync-requested=${request}`, '--overwrite');
     const receivePid = await eventually(() => pidOf(`^zfs receive -u ${target()}$`), "B's zfs receive", 120_000);
     process.kill(receivePid, 'SIGSTOP');
+    // The guard shell on B runs the receive and then moves the replica's hold: the holds are looked at after it.
+    const guardPid = await parentOf(receivePid);
     try {
       await eventually(async () => ((await meteredBytes(target())) ?? 0) > 0 || undefined, 'bytes to move');
       const during = await pipeline();
-      expect(during.length, (await Promise.all(during.map(async (p) => (await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '?')).replaceAll('\0', ' ').slice(0, 200)))).join('\n')).toBeGreaterThanOrEqual(4);
+      // B's receive and A's shell at least (zfs send, dd and the ssh client too, unless one is between looks on a
+      // loaded machine: seen once, with three of the five).
+      expect(during).toContain(receivePid);
+      expect(during.length, await cmdlines(during)).toBeGreaterThanOrEqual(2);
       // SIGKILL: the operator ends nothing of its own.
       await up?.stop('SIGKILL');
       up = undefined;
@@ -99,6 +108,18 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     // Without the operator's session, the pipeline either dies at its next write to it (dd's progress line) or
     // finishes the stream; either way nothing of it is left running.
     await eventually(async () => ((await pipeline()).length === 0 ? true : undefined), 'the orphaned pipeline to end', 120_000);
+    if (guardPid !== undefined) await eventually(() => gone(guardPid), "B's guard to end", 120_000);
+  };
+  /** The bytes the run that brought `point` sent, from its SyncSucceeded event (a later run may have put 0 in status). */
+  const sentBy = async (k: Kubectl, point: string) => {
+    // (The event and the status are written at once: the event may land just after.)
+    const bringing = await eventually(async () => {
+      const events = await k.json<{ items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }>('get', 'events', '-n', 'default');
+      const found = events.items.filter((e) => e.reason === 'SyncSucceeded' && e.involvedObject.name === 'v' && e.message.includes(`now at ${point}`));
+      return found.length > 0 ? found : undefined;
+    }, `the SyncSucceeded event of the run that brought ${point}`);
+    expect(bringing.map((e) => e.message)).toHaveLength(1);
+    return { message: bringing[0]?.message ?? '', bytes: Number(/sent 1 stream\(s\), (\d+) bytes/.exec(bringing[0]?.message ?? '')?.[1]) };
   };
   const vector = async (k: Kubectl) => k.json<VectorJson>('get', 'vector', 'v', '-n', 'default');
 
@@ -126,8 +147,13 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
         spec: { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: replica() }, retentionPolicyRef: { name: 'remote' } },
       },
     ];
-    writeRepo = (remote) =>
-      writeRepoFile(repo, 'bdr.yaml', docs.map((d) => stringify(d === remotePolicy ? { ...d, spec: remote } : d)).join('---\n'));
+    const vectorDoc = docs.at(-1) as { spec: Record<string, unknown> };
+    writeRepo = (remote, transport) =>
+      writeRepoFile(
+        repo,
+        'bdr.yaml',
+        docs.map((d) => stringify(d === remotePolicy ? { ...d, spec: remote } : d === vectorDoc && transport ? { ...vectorDoc, spec: { ...vectorDoc.spec, transport } } : d)).join('---\n'),
+      );
     await writeRepo({ keepLast: 5 });
   }, 300_000);
 
@@ -218,15 +244,8 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     // already have replaced status.lastSyncBytes with its own 0.
     const fromN1 = await streamBytes(n1, n2);
     const fromBase = await streamBytes(base, n2);
-    // (The event and the status are written at once: the event may land just after.)
-    const bringing = await eventually(async () => {
-      const events = await k2.json<{ items: Array<{ reason: string; message: string; involvedObject: { name: string } }> }>('get', 'events', '-n', 'default');
-      const found = events.items.filter((e) => e.reason === 'SyncSucceeded' && e.involvedObject.name === 'v' && e.message.includes(`now at ${n2}`));
-      return found.length > 0 ? found : undefined;
-    }, 'the SyncSucceeded event of the run that brought n2');
-    expect(bringing.map((e) => e.message)).toHaveLength(1);
-    const sent = Number(/sent 1 stream\(s\), (\d+) bytes/.exec(bringing[0]?.message ?? '')?.[1]);
-    expect(seenAlone ? [fromN1] : [fromN1, fromBase], JSON.stringify({ message: bringing[0]?.message, heldAfterKill, seenAlone })).toContain(sent);
+    const { message, bytes: sent } = await sentBy(k2, n2);
+    expect(seenAlone ? [fromN1] : [fromN1, fromBase], JSON.stringify({ message, heldAfterKill, seenAlone })).toContain(sent);
     const finishedAlone = sent === fromN1;
     const common = finishedAlone ? n1 : base;
     expect(after.status?.lastHandledSyncRequest).toBe('kill-2');
@@ -245,5 +264,58 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     expect(await snapshotsOn(target())).toEqual([n2]);
     expect(await heldOn(target())).toEqual([n2]);
     expect(await heldOn(source())).toEqual([n2]);
+  });
+
+  it('SIGTERM mid-stream (as a rollout sends): bdr up ends its pipeline on A before it exits 0, and the next start continues incrementally', async () => {
+    const k = new Kubectl(up?.kubeconfig ?? '', join(tmp.path, 'kube-cache-5'));
+    const base = (await vector(k)).status?.lastSyncedSnapshot?.name ?? '';
+    // Paced on A (pv, 4 MiB/s: the 64 MiB take 16 s), so the stream is still going when the signal comes: zfs-fuse's
+    // daemon would otherwise take it all in a second, whatever becomes of B's stopped receive client. In place before
+    // the new point: the Dataset's new status wakes the vector, which may start its run before the request below.
+    await writeRepo({ keepLast: 1 }, { bandwidthLimit: '4M' });
+    await eventually(async () => ((await k.json<{ spec: { transport?: { bandwidthLimit?: string } } }>('get', 'vector', 'v', '-n', 'default')).spec.transport?.bandwidthLimit === '4M' ? true : undefined), 'the limit in the cluster');
+    await writeFile(join(sourcePool.mountpoint ?? '', 'data', 'big.bin'), randomBytes(64 * 1024 * 1024));
+    await eventually(() => (pointAt(Math.ceil(Date.now() / 1000) * 1000) !== base ? true : undefined), 'a name other than the base (1 s resolution)');
+    const next = await pointNow();
+    await k.run('annotate', 'vector', 'v', '-n', 'default', 'bdr.dev/sync-requested=term', '--overwrite');
+    const receivePid = await eventually(() => pidOf(`^zfs receive -u ${target()}$`), "B's zfs receive", 120_000);
+    process.kill(receivePid, 'SIGSTOP');
+    const guardPid = await parentOf(receivePid);
+    /** The pipeline's processes on A: all of it but B's receive. */
+    const onA = async () => (await pipeline()).filter((p) => p !== receivePid);
+    try {
+      await eventually(async () => ((await meteredBytes(target())) ?? 0) > 0 || undefined, 'bytes to move');
+      const running = await onA();
+      // (At least the stream's shell and the ssh client; zfs send and dd too, unless they are between reads.)
+      expect(running.length, await cmdlines(running)).toBeGreaterThanOrEqual(2);
+      expect(await up?.stop('SIGTERM')).toBe(0);
+      up = undefined;
+      // By the time it has exited, its stream on A is ended: nothing is left to run on its own there (with B's
+      // receive still held up, that stream could not have finished by itself).
+      expect(await onA()).toEqual([]);
+    } finally {
+      process.kill(receivePid, 'SIGCONT');
+    }
+    await eventually(async () => ((await pipeline()).length === 0 ? true : undefined), "B's receive to end", 120_000);
+    if (guardPid !== undefined) await eventually(() => gone(guardPid), "B's guard to end", 120_000);
+    // The cut stream received nothing: the replica is at the base, held there.
+    expect(await snapshotsOn(target())).toEqual([base]);
+    expect(await heldOn(target())).toEqual([base]);
+    expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
+
+    await writeRepo({ keepLast: 1 });
+    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
+    await up.ready();
+    const k2 = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache-6'));
+    const after = await eventually(async () => {
+      const v = await vector(k2);
+      return v.status?.lastSyncedSnapshot?.name === next ? v : undefined;
+    }, `the sync after the restart\n${up.stderr.slice(-3000)}`, 300_000);
+    expect(after.status?.lastHandledSyncRequest).toBe('term');
+    // One -i from the base: no full resend.
+    expect((await sentBy(k2, next)).bytes).toBe(await streamBytes(base, next));
+    expect(await heldOn(source())).toEqual([next]);
+    expect(await heldOn(target())).toEqual([next]);
+    expect(await pipeline()).toEqual([]);
   });
 });

@@ -173,6 +173,24 @@ describe('SSH connection', () => {
     }
   });
 
+  it('still ends an aborted command when the connection is closed right after the abort', async () => {
+    // As an operator shutting down does: its runs are aborted, then its connections closed at once.
+    const c = machine.connect();
+    const controller = new AbortController();
+    const started = join(machine.sshd.dir, `abort-close-${process.pid}.started`);
+    const running = c.exec(['sh', '-c', STARTED_THEN_SLEEP, 'sh', started], { signal: controller.signal });
+    const pid = await eventually(() => pidIn(started), 'the command to start');
+    controller.abort();
+    await expect(running).rejects.toBeInstanceOf(CommandAbortedError);
+    await c.close();
+    try {
+      // close() returned only after the kill went out: the command ends without the connection.
+      await eventually(() => (isRunning(pid) ? undefined : true), `the aborted command (pid ${pid}) to end`);
+    } finally {
+      endSleeper(started);
+    }
+  });
+
   for (const how of ['abort', 'kill'] as const) {
     it(`ends a streaming command and all it started when ${how === 'abort' ? 'aborted' : 'killed'} mid-stream`, async () => {
       const c = machine.connect();

@@ -17,7 +17,6 @@ import { storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../api/types.ts';
 import { assertFromPatterns, authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
-import { installGuard } from '../nodes/guard.ts';
 import { installVectorIdentity, removeVectorIdentity } from '../nodes/identity.ts';
 import { parseDuration } from '../planning/duration.ts';
 import { replicaQuota } from '../planning/quota.ts';
@@ -25,6 +24,7 @@ import { machineSuspendedVerdict, namespaceAllowed, vectorTargetMachineProblem }
 import { ZfsError } from '../zfs/errors.ts';
 import { ensureReplicaQuota } from '../zfs/replica.ts';
 import { MachineSecretError } from './machine-errors.ts';
+import { installGuardOn } from './guard-currency.ts';
 import type { MachineConnections } from './machine-connections.ts';
 import type { Clock } from './runtime/clock.ts';
 import { findCondition, isTrue, removeCondition, setCondition, summarize, type ConditionInput, type Outcome } from './runtime/conditions.ts';
@@ -429,10 +429,9 @@ export class VectorReconciler implements Reconciler {
     const primaryConn = await this.connection(primary);
     let keys = initialKeys;
 
-    const storageZfs = (await this.deps.connections.get(storage)).zfs;
-    await this.step(storage, 'installing the guard', async () =>
-      installGuard(storageConn, { path: paths.guard, receiveProperties: (await storageZfs.capabilities()).receiveProperties }),
-    );
+    const storageHandle = await this.deps.connections.get(storage);
+    const storageZfs = storageHandle.zfs;
+    await this.step(storage, 'installing the guard', () => installGuardOn(storageHandle, paths.guard));
     // The key receives below its dataset, never into it: the operator makes it (never mounted), and keeps it.
     await this.step(storage, `creating ${replica}`, () => ensureContainer(storageZfs, replica));
     // The quota sits on the guard's prefix, which the key never receives into: no stream can change it.

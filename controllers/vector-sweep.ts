@@ -10,10 +10,9 @@
  */
 import type { Machine, Vector } from '../api/types.ts';
 import { editAuthorizedKeys, listEntries, removeEntries, renderEntry, upsertEntry } from '../nodes/authorized-keys.ts';
-import { guardScript, installGuard } from '../nodes/guard.ts';
 import { installVectorIdentity, listVectorIdentities, removeVectorIdentity, vectorIdentityContent } from '../nodes/identity.ts';
-import { readRemoteFile } from '../nodes/remote-file.ts';
 import { parseDuration } from '../planning/duration.ts';
+import { ensureGuard } from './guard-currency.ts';
 import type { MachineConnections } from './machine-connections.ts';
 import { systemClock, type Clock } from './runtime/clock.ts';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/controller.ts';
@@ -171,9 +170,7 @@ export class VectorSweepReconciler implements Reconciler {
         if (v) await this.deps.events.record(v, 'Warning', 'AuthorizationFailed', c.slice(c.indexOf(':') + 2));
       }
       if (pairedHere.length > 0) {
-        const receiveProperties = (await handle.zfs.capabilities()).receiveProperties;
-        const guard = await readRemoteFile(conn, paths.guard);
-        if (guard.content !== guardScript({ receiveProperties }) || guard.mode !== '755') await installGuard(conn, { path: paths.guard, receiveProperties });
+        await ensureGuard(handle, paths.guard, { recheck: true });
       }
     }
 

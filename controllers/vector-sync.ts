@@ -35,6 +35,7 @@ import { meteredTransferArgv, runMeteredTransfer, ThrottleUnavailableError } fro
 import { enforceReplicaProperties, replicaPropertiesSettled } from '../zfs/replica.ts';
 import { relay } from '../zfs/transfer.ts';
 import { policyRules, poolOf } from './dataset-snapshots.ts';
+import { ensureGuard } from './guard-currency.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
 import { backoffDelay, type BackoffPolicy } from './runtime/backoff.ts';
 import type { Clock, Timer } from './runtime/clock.ts';
@@ -46,7 +47,7 @@ import { resourceOf, type KubeClient } from './runtime/kube.ts';
 import { writeStatus } from './runtime/status.ts';
 import type { VectorSyncMetrics } from '../metrics/vector-metrics.ts';
 import type { TaskRunner } from './task-runner.ts';
-import { identityDir, ownerTags } from './vector-layout.ts';
+import { identityDir, machinePaths, ownerTags } from './vector-layout.ts';
 
 const VECTOR = resourceOf(vectorKind);
 /** status.transfer is rewritten at most this often during a run, so status writes stay few. */
@@ -694,6 +695,8 @@ export class VectorSync {
       const inShell = { before: (moves?.before ?? []).map(argvOf), after: (moves?.after ?? []).filter((h) => !inGuard.includes(h)).map(argvOf) };
       for (const h of inGuard) if (h.tag !== vectorHoldTag(ownerTags(key).current)) throw new TypeError(`the guard moves only its key's tag, not ${h.tag}`);
       const receiveArgv = [...(await tgt.zfs.receiveArgv(targetData, receiveOptions)), ...inGuard.flatMap((h) => [`+${h.op}`, h.snapshot])];
+      // The receive's words are this version's: after an upgrade the guard there may still be the old one.
+      if (!sameMachine) await ensureGuard(tgt, machinePaths(storage).guard);
       const conn = storage.spec.connection;
       const dir = identityDir(primary, key);
       // The limit is applied on the sending machine (pv), before the stream reaches ssh or the local receive.

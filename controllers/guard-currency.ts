@@ -12,6 +12,12 @@ import type { MachineHandle } from './machine-connections.ts';
 /** What this process knows each connection's machine holds at a guard path (the script last read or written there). */
 const known = new WeakMap<MachineHandle, Map<string, string>>();
 
+function knownOn(handle: MachineHandle): Map<string, string> {
+  let paths = known.get(handle);
+  if (!paths) known.set(handle, (paths = new Map()));
+  return paths;
+}
+
 export interface EnsureGuardOptions {
   /** Read the machine even when this process already knows the guard there (the sweep's drift check). */
   recheck?: boolean;
@@ -25,8 +31,7 @@ export interface EnsureGuardOptions {
 export async function ensureGuard(handle: MachineHandle, path: string, options: EnsureGuardOptions = {}): Promise<boolean> {
   const receiveProperties = (await handle.zfs.capabilities()).receiveProperties;
   const script = guardScript({ receiveProperties });
-  let paths = known.get(handle);
-  if (!paths) known.set(handle, (paths = new Map()));
+  const paths = knownOn(handle);
   if (!options.recheck && paths.get(path) === script) return false;
   const found = await readRemoteFile(handle.connection, path);
   const current = found.exists && found.content === script && found.mode === '755';
@@ -39,7 +44,5 @@ export async function ensureGuard(handle: MachineHandle, path: string, options: 
 export async function installGuardOn(handle: MachineHandle, path: string): Promise<void> {
   const receiveProperties = (await handle.zfs.capabilities()).receiveProperties;
   await installGuard(handle.connection, { path, receiveProperties });
-  let paths = known.get(handle);
-  if (!paths) known.set(handle, (paths = new Map()));
-  paths.set(path, guardScript({ receiveProperties }));
+  knownOn(handle).set(path, guardScript({ receiveProperties }));
 }

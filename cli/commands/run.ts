@@ -70,7 +70,9 @@ export function runCommand(): Command {
       `
 The CRDs must be installed first (bdr crds | kubectl apply -f -, or manifests/). With leader election
 (the default) several replicas may run; only the leader reconciles, another takes over within the
-lease duration. SIGTERM or SIGINT stops gracefully: reconciles in progress finish, the Lease is released.
+lease duration. SIGTERM or SIGINT stops gracefully: reconciles in progress are cancelled (a replication
+stream in flight is ended on its machines before bdr exits; the next start continues it from the held
+base), the connections are closed and the Lease is released.
 
 Examples:
   bdr run                                   # in a pod: in-cluster service account

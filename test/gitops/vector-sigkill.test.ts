@@ -122,6 +122,18 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     return { message: bringing[0]?.message ?? '', bytes: Number(/sent 1 stream\(s\), (\d+) bytes/.exec(bringing[0]?.message ?? '')?.[1]) };
   };
   const vector = async (k: Kubectl) => k.json<VectorJson>('get', 'vector', 'v', '-n', 'default');
+  /** Starts bdr up again on the same state directory and waits until the vector is at `point`. */
+  const restartUntil = async (point: string, cache: string, what: string) => {
+    const started = new BdrUp(['--repo', repo, '--no-metrics'], state);
+    up = started;
+    await started.ready();
+    const k = new Kubectl(started.kubeconfig, join(tmp.path, cache));
+    const v = await eventually(async () => {
+      const x = await vector(k);
+      return x.status?.lastSyncedSnapshot?.name === point ? x : undefined;
+    }, `${what}\n${started.stderr.slice(-3000)}`, 300_000);
+    return { k, v };
+  };
 
   beforeAll(async () => {
     [a, b, sourcePool, replicaPool] = await Promise.all([bed.machine('a'), bed.machine('b'), bed.pool({ mounted: true, sizeMb: 400 }), bed.pool()]);
@@ -190,13 +202,7 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     expect(finishedAlone ? [[base, next], [next]] : [[base, next]]).toContainEqual(await heldOn(source()));
     expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
 
-    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
-    await up.ready();
-    const k2 = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache-2'));
-    const after = await eventually(async () => {
-      const v = await vector(k2);
-      return v.status?.lastSyncedSnapshot?.name === next ? v : undefined;
-    }, `the sync after the restart\n${up.stderr.slice(-3000)}`, 300_000);
+    const { v: after } = await restartUntil(next, 'kube-cache-2', 'the sync after the restart');
     // No full resend: the one -i from the base, or nothing when the orphaned stream delivered it. zfs-fuse's daemon
     // finishes a receive on its own after the process is gone, so the snapshot can appear after the look above.
     const increment = await streamBytes(base, next);
@@ -231,13 +237,7 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     await eventually(() => (pointAt(Math.ceil(Date.now() / 1000) * 1000) !== n1 ? true : undefined), 'a name other than n1 (1 s resolution)');
     const n2 = await pointNow();
     await writeRepo({ keepLast: 1 });
-    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
-    await up.ready();
-    const k2 = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache-4'));
-    const after = await eventually(async () => {
-      const v = await vector(k2);
-      return v.status?.lastSyncedSnapshot?.name === n2 ? v : undefined;
-    }, `the sync after the second restart\n${up.stderr.slice(-3000)}`, 300_000);
+    const { k: k2, v: after } = await restartUntil(n2, 'kube-cache-4', 'the sync after the second restart');
     // One -i from the common snapshot to n2 (n1 is not kept by the remote policy, so it is not sent): from n1 when
     // the orphaned stream delivered it, else from the base. The two differ by the 64 MiB of big.bin. Read from the
     // SyncSucceeded event of the run that brought n2: a later run (the Dataset's new status wakes the vector) may
@@ -304,13 +304,7 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
     expect((await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', replica()])).trim().split('\n')).toEqual([replica(), target()]);
 
     await writeRepo({ keepLast: 1 });
-    up = new BdrUp(['--repo', repo, '--no-metrics'], state);
-    await up.ready();
-    const k2 = new Kubectl(up.kubeconfig, join(tmp.path, 'kube-cache-6'));
-    const after = await eventually(async () => {
-      const v = await vector(k2);
-      return v.status?.lastSyncedSnapshot?.name === next ? v : undefined;
-    }, `the sync after the restart\n${up.stderr.slice(-3000)}`, 300_000);
+    const { k: k2, v: after } = await restartUntil(next, 'kube-cache-6', 'the sync after the restart');
     expect(after.status?.lastHandledSyncRequest).toBe('term');
     // One -i from the base: no full resend.
     expect((await sentBy(k2, next)).bytes).toBe(await streamBytes(base, next));

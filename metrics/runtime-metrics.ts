@@ -4,8 +4,8 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-/** The `result` label values of controller_runtime_reconcile_total (controller-runtime's, minus `requeue`). */
-export const RECONCILE_RESULTS = ['success', 'error', 'requeue_after'] as const;
+/** The `result` label values of controller_runtime_reconcile_total (controller-runtime's; `requeue`: a conflict). */
+export const RECONCILE_RESULTS = ['success', 'error', 'requeue', 'requeue_after'] as const;
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
 export class RuntimeMetrics {

@@ -8,9 +8,12 @@ import type { Logger } from '../../metrics/log.ts';
 import type { RuntimeMetrics } from '../../metrics/runtime-metrics.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Informer } from './informer.ts';
-import type { KubeObject } from './kube.ts';
+import { isConflict, type KubeObject } from './kube.ts';
 import { WorkQueue } from './workqueue.ts';
 import { objectKey } from './informer.ts';
+
+/** Conflicts on one key in a row that are retried quietly before they are logged as failures. */
+const CONFLICTS_BEFORE_WARNING = 3;
 
 export interface ReconcileResult {
   /** Come back after this long even if nothing changes (schedules, probes). */
@@ -128,6 +131,12 @@ export class Controller<T extends KubeObject> {
       } catch (err) {
         if (this.abort.signal.aborted) {
           // Stopping: the next leader starts from the current state; nothing to retry here.
+        } else if (isConflict(err) && this.queue.failuresOf(key) < CONFLICTS_BEFORE_WARNING) {
+          // The object changed since the cache showed it (a finalizer patch or an update lost a race): routine for
+          // a controller, not a failure. Again from the fresh cache, quietly; conflicts that keep coming are warned of.
+          const delay = this.queue.addRateLimited(key);
+          metrics?.reconcileTotal.inc({ controller: this.name, result: 'requeue' });
+          log.debug('object changed meanwhile; reconciling again', { controller: this.name, key, retryInMs: delay });
         } else if (err instanceof TerminalError) {
           this.queue.forget(key);
           metrics?.reconcileErrors.inc({ controller: this.name });

@@ -1,6 +1,7 @@
 /**
- * Finalizers added and removed with a JSON patch guarded by a resourceVersion test, so that a concurrent
- * writer's finalizer is never lost: on conflict the reconcile fails and retries from the fresh cache.
+ * Finalizers added and removed with a merge patch that carries the resourceVersion they were read at, so that a
+ * concurrent writer's finalizer is never lost: when the object changed meanwhile the API server answers 409
+ * Conflict, and the controller reconciles again from the fresh cache.
  */
 import type { KubeClient, KubeObject, ResourceType } from './kube.ts';
 
@@ -9,10 +10,7 @@ export const FINALIZER = 'bdr.dev/cleanup';
 export const hasFinalizer = (obj: KubeObject, name = FINALIZER): boolean => (obj.metadata.finalizers ?? []).includes(name);
 
 async function setFinalizers<T extends KubeObject>(client: KubeClient, r: ResourceType, obj: T, finalizers: string[]): Promise<T> {
-  return client.jsonPatch<T>(r, obj, [
-    { op: 'test', path: '/metadata/resourceVersion', value: obj.metadata.resourceVersion ?? '' },
-    { op: obj.metadata.finalizers ? 'replace' : 'add', path: '/metadata/finalizers', value: finalizers },
-  ]);
+  return client.mergePatch<T>(r, obj, { metadata: { resourceVersion: obj.metadata.resourceVersion ?? '', finalizers } });
 }
 
 export async function addFinalizer<T extends KubeObject>(client: KubeClient, r: ResourceType, obj: T, name = FINALIZER): Promise<T> {

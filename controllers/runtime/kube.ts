@@ -103,7 +103,19 @@ export class KubeClient {
     return out as T;
   }
 
-  /** JSON patch of the main resource, for finalizers (guarded by a resourceVersion test op). */
+  /**
+   * Merge patch of the main resource. A patch that carries `metadata.resourceVersion` applies only to that
+   * version of the object: otherwise 409 Conflict (isConflict), as for an update.
+   */
+  async mergePatch<T extends KubeObject>(r: ResourceType, obj: KubeObject, patch: Json): Promise<T> {
+    const base = { group: r.group, version: r.version, plural: r.plural, name: obj.metadata.name, body: patch };
+    const out = r.namespaced
+      ? await this.custom.patchNamespacedCustomObject({ ...base, namespace: obj.metadata.namespace ?? 'default' }, MERGE)
+      : await this.custom.patchClusterCustomObject(base, MERGE);
+    return out as T;
+  }
+
+  /** JSON patch of the main resource. */
   async jsonPatch<T extends KubeObject>(r: ResourceType, obj: KubeObject, ops: JsonPatchOp[]): Promise<T> {
     const base = { group: r.group, version: r.version, plural: r.plural, name: obj.metadata.name, body: ops };
     const out = r.namespaced

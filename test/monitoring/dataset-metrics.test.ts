@@ -57,7 +57,7 @@ describe('runtime metrics', () => {
     new RuntimeMetrics(registry).watchQueue('dataset', () => new Map());
     const text = await registry.metrics();
     expect(text).toContain('controller_runtime_reconcile_errors_total{controller="dataset"} 0');
-    for (const result of ['success', 'error', 'requeue_after']) expect(text).toContain(`controller_runtime_reconcile_total{controller="dataset",result="${result}"} 0`);
+    for (const result of ['success', 'error', 'requeue', 'requeue_after']) expect(text).toContain(`controller_runtime_reconcile_total{controller="dataset",result="${result}"} 0`);
     expect(text).toContain('workqueue_retries_total{name="dataset",controller="dataset"} 0');
     expect(text).toContain('workqueue_depth{name="dataset",controller="dataset"} 0');
   });

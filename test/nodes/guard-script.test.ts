@@ -215,8 +215,21 @@ describe('guard script', () => {
         }
         // It reached zfs: then it was one of the allowed shapes.
         expect(['receive', 'recv', 'list', 'get', 'hold', 'release', 'holds']).toContain(sub);
-        for (const w of args) {
-          if (w.includes('/') || w === pool.name) expect(underPrefix(w), `${sub} ${args.join(' ')}`).toBe(true);
+        // Where zfs reads a dataset: not an option's argument (list and get: -o -t -s -S -d), not get's property
+        // list (its first other word), not hold's or release's tag. The pool's own name there must not pass;
+        // elsewhere it is only a word (a property list, say) that names no dataset.
+        const datasetWords = new Set<number>();
+        let skipNext = false;
+        let leadingWord = sub === 'get' || sub === 'hold' || sub === 'release';
+        args.forEach((w, i) => {
+          if (skipNext) skipNext = false;
+          else if (['-o', '-t', '-s', '-S', '-d'].includes(w) && (sub === 'list' || sub === 'get')) skipNext = true;
+          else if (w.startsWith('-')) return;
+          else if (leadingWord) leadingWord = false;
+          else datasetWords.add(i);
+        });
+        for (const [i, w] of args.entries()) {
+          if (w.includes('/') || (w === pool.name && datasetWords.has(i))) expect(underPrefix(w), `${sub} ${args.join(' ')}`).toBe(true);
           expect(['-F', '-x', '-e', '-uF', '-d'].includes(w) && (sub === 'receive' || sub === 'recv'), `${sub} ${args.join(' ')}`).toBe(false);
           if (w === 'other-tag') expect(['hold', 'release']).not.toContain(sub);
         }

@@ -7,7 +7,6 @@
  * served kinds here (Namespace, ConfigMap, Secret) have no such field.
  */
 import {
-  ApiException,
   ApisApi,
   CoreV1Api,
   CustomObjectsApi,
@@ -30,29 +29,9 @@ export interface ServedResource {
   verbs: string[];
 }
 
-export function statusCodeOf(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
+import { apiMessage, statusCodeOf } from '../api/api-errors.ts';
 
-/** The API server's own message (a Status body), not the client's dump of headers. */
-export function apiMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body: unknown = err.body;
-    let parsed: unknown = body;
-    if (typeof body === 'string') {
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        parsed = body;
-      }
-    }
-    if (isJsonObject(parsed) && typeof parsed.message === 'string') return parsed.message;
-    return `HTTP ${err.code}`;
-  }
-  return err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err);
-}
+export { apiMessage, statusCodeOf };
 
 /** client-node turns timestamps into Date objects; the planner compares plain JSON. */
 export const plain = (o: unknown): JsonObject => JSON.parse(JSON.stringify(o)) as JsonObject;

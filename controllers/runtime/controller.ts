@@ -4,6 +4,7 @@
  * reconciler gets a key, never an event payload (controller-runtime's contract), so it always acts on the
  * current state from the cache.
  */
+import { describeApiError } from '../../api/api-errors.ts';
 import type { Logger } from '../../metrics/log.ts';
 import type { RuntimeMetrics } from '../../metrics/runtime-metrics.ts';
 import { systemClock, type Clock } from './clock.ts';
@@ -141,12 +142,12 @@ export class Controller<T extends KubeObject> {
           this.queue.forget(key);
           metrics?.reconcileErrors.inc({ controller: this.name });
           metrics?.reconcileTotal.inc({ controller: this.name, result: 'error' });
-          log.error('reconcile failed; not retrying until the object changes', { controller: this.name, key, error: err });
+          log.error('reconcile failed; not retrying until the object changes', { controller: this.name, key, error: describeApiError(err) });
         } else {
           const delay = this.queue.addRateLimited(key);
           metrics?.reconcileErrors.inc({ controller: this.name });
           metrics?.reconcileTotal.inc({ controller: this.name, result: 'error' });
-          log.warn('reconcile failed; retrying', { controller: this.name, key, error: err as Error, retryInMs: delay });
+          log.warn('reconcile failed; retrying', { controller: this.name, key, error: describeApiError(err), retryInMs: delay });
         }
       } finally {
         metrics?.activeWorkers.dec({ controller: this.name });

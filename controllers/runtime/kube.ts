@@ -3,7 +3,6 @@
  * the cluster passes through here, which keeps the RBAC in manifests/ checkable against one list of calls.
  */
 import {
-  ApiException,
   CoordinationV1Api,
   CoreV1Api,
   CustomObjectsApi,
@@ -14,6 +13,7 @@ import {
   type V1Lease,
   type V1Secret,
 } from '@kubernetes/client-node';
+import { statusCodeOf } from '../../api/api-errors.ts';
 import { GROUP, VERSION, type KindDefinition } from '../../api/kinds/index.ts';
 import type { ObjectMeta } from '../../api/types.ts';
 import type { Json } from './merge-patch.ts';
@@ -48,11 +48,7 @@ export const apiPath = (r: ResourceType): string => (r.group === '' ? `/api/${r.
 /** Namespaces, for the Machines' allowedNamespaces selectors (only their labels are read). */
 export const NAMESPACES: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 
-export function statusCode(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
-  const code = (err as { code?: unknown; statusCode?: unknown } | null)?.code ?? (err as { statusCode?: unknown } | null)?.statusCode;
-  return typeof code === 'number' ? code : undefined;
-}
+export const statusCode = statusCodeOf;
 
 export const isNotFound = (err: unknown): boolean => statusCode(err) === 404;
 export const isConflict = (err: unknown): boolean => statusCode(err) === 409;

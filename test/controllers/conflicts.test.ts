@@ -4,6 +4,7 @@
  * quiet retry from the fresh cache, not a failed reconcile with a warning.
  */
 import { Registry } from 'prom-client';
+import { describeApiError } from '../../api/api-errors.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetKind } from '../../api/kinds/index.ts';
 import type { Dataset } from '../../api/types.ts';
@@ -51,6 +52,19 @@ describe('conflicts', () => {
     const labelled = await client.mergePatch<Dataset>(DATASET, ours, { metadata: { labels: { tier: 'gold' } } });
     expect(isConflict(await removeFinalizer(client, DATASET, ours).then(() => undefined, (err: unknown) => err))).toBe(true);
     expect((await removeFinalizer(client, DATASET, labelled)).metadata.finalizers).toEqual(['example.com/theirs']);
+  });
+
+  it("logs an API server's refusal as its own message, not client-node's dump of the response", async () => {
+    tc.apply(datasetDoc('refused'));
+    const read = (await client.get<Dataset>(DATASET, 'refused', 'default')) as Dataset;
+    const err = await client.jsonPatch(DATASET, read, [{ op: 'test', path: '/spec/name', value: 'tank/other' }]).then(() => undefined, (e: unknown) => e);
+    expect(String((err as Error).message)).toContain('HTTP-Code: 422');
+    expect(describeApiError(err)).toBe('HTTP 422 Invalid: testing value /spec/name failed: test operation does not apply');
+    const stale = await client.mergePatch(DATASET, read, { metadata: { resourceVersion: '1' } }).then(() => undefined, (e: unknown) => e);
+    expect(describeApiError(stale)).toMatch(/^HTTP 409 Conflict: Operation cannot be fulfilled on datasets\.bdr\.dev "refused": the object has been modified/);
+    // Anything else is left as it is.
+    const plain = new Error('zfs: pool is busy');
+    expect(describeApiError(plain)).toBe(plain);
   });
 
   it('retries a conflicting reconcile quietly (result="requeue"), and warns only when conflicts keep coming', async () => {

@@ -510,8 +510,15 @@ export class VectorSync {
       const succeeded = sent.length > 0
         ? events.record(vector, 'Normal', 'SyncSucceeded', `sent ${sent.length} stream(s), ${bytes} bytes in ${seconds.toFixed(1)}s; replica ${targetData} now at ${lastSynced?.name ?? '?'}${unavailable}`)
         : Promise.resolve();
+      const used = (['compressed', 'raw', 'largeBlocks', 'resumable'] as const).filter((f) => plan.flags[f]);
+      const transport: NonNullable<VectorStatus['transport']> = {
+        mode: primary.metadata.name === storage.metadata.name ? 'LocalPipe' : (vector.spec.transport?.mode ?? 'Direct'),
+        flags: used,
+        unavailable: plan.flags.unavailable.map((u) => u.slice(0, 256)),
+      };
       const fields: VectorStatus = {
         lastSyncTime: iso(now),
+        transport,
         ...(lastSynced ? { lastSyncedSnapshot: lastSynced } : {}),
         ...(common ? { commonSnapshot: common } : {}),
         lastSyncBytes: bytes,

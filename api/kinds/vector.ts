@@ -121,6 +121,17 @@ export const vectorStatus = {
       description: 'The value of the bdr.dev/sync-requested annotation the last run answered (as Flux echoes reconcile.fluxcd.io/requestedAt).',
     },
     consecutiveFailures: { type: 'integer', minimum: 0 },
+    transport: {
+      type: 'object',
+      additionalProperties: false,
+      description:
+        'How the last successful run sent: its path (Direct, Relay, or LocalPipe when both ends are one machine), the stream flags it used (those of spec.transport that both machines support), and each one asked for but not available, with why.',
+      properties: {
+        mode: { type: 'string', enum: ['Direct', 'Relay', 'LocalPipe'] },
+        flags: { type: 'array', maxItems: 4, items: { type: 'string', enum: ['compressed', 'raw', 'largeBlocks', 'resumable'] } },
+        unavailable: { type: 'array', maxItems: 4, items: { type: 'string', maxLength: 256 } },
+      },
+    },
     transfer: {
       type: 'object',
       additionalProperties: false,

@@ -163,6 +163,13 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     expect(seconds(free)).toBeLessThan(seconds(limited));
   };
 
+  /** zfs-fuse on both ends: every flag a vector asks for by default is unavailable, each with why (said in status). */
+  const ZFS_FUSE_UNAVAILABLE = [
+    "compressed: the source and target machine's ZFS lacks send -c",
+    "largeBlocks: the source and target machine's ZFS lacks send -L",
+    "resumable: the source and target machine's ZFS lacks resume tokens (receive -s, send -t)",
+  ];
+
   it('Direct: pv on the primary holds the stream to bandwidthLimit; the same stream unlimited is faster', async () => {
     const snapshot = 'bdr-20261130T000000Z';
     await applyVector('lim', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: `${replicaPool.name}/lim` }, transport: { bandwidthLimit: '1M' } });
@@ -172,6 +179,7 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     expect(limited.status?.lastSyncBytes).toBe(await streamBytes(source(), undefined, snapshot));
     expect(limited.status?.lastSyncBytes).toBeGreaterThan(4 * MiB);
     expect(await snapshotsOn(`${replicaPool.name}/lim/data`)).toEqual([snapshot]);
+    expect(limited.status?.transport).toEqual({ mode: 'Direct', flags: [], unavailable: ZFS_FUSE_UNAVAILABLE });
     await compare('Direct (pv -L on A)', limited, free, MiB);
   }, 300_000);
 
@@ -180,6 +188,7 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     await applyVector('rfree', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'c' }, dataset: `${replicaPool.name}/rfree` }, transport: { mode: 'Relay' } });
     const limited = await syncUntil('rlim', (v) => v.status?.lastSyncedSnapshot !== undefined, 'the limited relay');
     const free = await syncUntil('rfree', (v) => v.status?.lastSyncedSnapshot !== undefined, 'the unlimited relay');
+    expect(limited.status?.transport).toEqual({ mode: 'Relay', flags: [], unavailable: ZFS_FUSE_UNAVAILABLE });
     await compare('Relay (token bucket in bdr)', limited, free, MiB);
   }, 300_000);
 
@@ -193,6 +202,7 @@ describe('Vector transport limits: bandwidthLimit, syncTimeout', () => {
     const limited = await syncUntil('llim', (v) => v.status?.lastSyncedSnapshot !== undefined, 'the limited local pipe');
     const free = await syncUntil('lfree', (v) => v.status?.lastSyncedSnapshot !== undefined, 'the unlimited local pipe');
     expect(condition(limited, 'KeyAuthorized')?.reason).toBe('LocalPipe');
+    expect(limited.status?.transport).toEqual({ mode: 'LocalPipe', flags: [], unavailable: ZFS_FUSE_UNAVAILABLE });
     await compare('local pipe (pv -L on B)', limited, free, MiB);
   }, 300_000);
 

@@ -574,7 +574,9 @@ export class VectorSync {
     const now = this.deps.clock.now();
     const snapshot = short(step.to);
     const startedAt = vector.status?.transfer?.snapshot === snapshot ? vector.status.transfer.startedAt : iso(now);
-    const transfer = { snapshot, bytes, ...(startedAt ? { startedAt } : {}) };
+    const how = step.mode === 'full' ? 'full' : `-${step.mode} ${short(step.from ?? '')} →`;
+    const what = `${position.index + 1} of ${position.count}: ${how} ${snapshot}${step.resumeToken !== undefined ? ' (resuming)' : ''}`;
+    const transfer = { step: what, snapshot, bytes, ...(startedAt ? { startedAt } : {}) };
     const conditions = setCondition(
       vector.status?.conditions,
       { type: 'Reconciling', status: 'True', reason: 'Transferring', message: `sending ${snapshot} to ${storage} (stream ${position.index + 1} of ${position.count}): ${bytes} bytes so far` },

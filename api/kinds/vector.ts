@@ -137,6 +137,7 @@ export const vectorStatus = {
       additionalProperties: false,
       description: 'The transfer in progress, if any.',
       properties: {
+        step: { type: 'string', maxLength: 600, description: 'Which stream of the run this is and what it sends, e.g. "2 of 3: -i bdr-20260101T000000Z → bdr-20260102T000000Z".' },
         snapshot: { type: 'string', maxLength: 255 },
         startedAt: { type: 'string', format: 'date-time' },
         bytes: { type: 'integer', minimum: 0 },

@@ -205,6 +205,7 @@ describe('Vector sync: the points of a running plan are spared by local retentio
     // The cut-off run wrote nothing more: status still shows the stream, and Reconciling with it.
     let v = await t.vector();
     expect(v.status?.transfer?.snapshot).toBe(x);
+    expect(v.status?.transfer?.step).toBe(`1 of 1: -i ${base} → ${x}`);
     expect(condition(v, 'Reconciling')).toMatchObject({ status: 'True', reason: 'Transferring' });
 
     t.clock.advance(10_000);

@@ -19,6 +19,8 @@ export interface ZfsCapabilities {
   sendCompressed: boolean;
   sendLargeBlocks: boolean;
   sendEmbedded: boolean;
+  /** `zfs send -n -P`: a dry run that prints the stream's estimated size (OpenZFS; zfs-fuse has neither flag). */
+  sendEstimate: boolean;
   receiveResumable: boolean;
   receiveNoMount: boolean;
   /** `receive -o property=value` and `-x property` (OpenZFS): properties forced at receive time. */
@@ -90,6 +92,7 @@ export function capabilitiesFromUsage(input: {
     sendCompressed: send.has('c'),
     sendLargeBlocks: send.has('L'),
     sendEmbedded: send.has('e'),
+    sendEstimate: send.has('n') && send.has('P'),
     receiveResumable: receive.has('s'),
     receiveNoMount: receive.has('u') || input.receiveNoMountAccepted,
     receiveProperties: receive.has('o') && receive.has('x'),

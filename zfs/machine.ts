@@ -393,6 +393,23 @@ export class ZfsMachine {
     }
   }
 
+  /**
+   * The size ZFS estimates for a stream (`zfs send -n -P`, a dry run: nothing is sent), with the same flags as
+   * the stream itself, or of the rest of an interrupted one (`resumeToken`). Undefined where ZFS cannot estimate
+   * (zfs-fuse) or refuses the dry run; a lost connection is thrown.
+   */
+  async sendEstimate(what: SendOptions | { resumeToken: string }, options: CommandOptions = {}): Promise<number | undefined> {
+    if (!(await this.capabilities()).sendEstimate) return undefined;
+    const argv = 'resumeToken' in what ? await this.sendResumeArgv(what.resumeToken) : await this.sendArgv(what);
+    try {
+      const r = await this.run([argv[0] ?? this.programs.zfs, 'send', '-n', '-P', ...argv.slice(2)], options);
+      return parseSendEstimate(`${r.stdout}\n${r.stderr}`);
+    } catch (error) {
+      if (error instanceof ZfsError && ZFS_COMMAND_FAILURES.has(error.kind)) return undefined;
+      throw error;
+    }
+  }
+
   /** Resumes an interrupted send from the receiver's token (`zfs send -t`). */
   async sendResume(token: string, options: CommandOptions = {}): Promise<RunningCommand> {
     return this.connection.spawn(await this.sendResumeArgv(token), options);
@@ -475,4 +492,17 @@ function propertyArgs(properties: Record<string, string> | undefined): string[] 
     args.push('-o', `${key}=${value}`);
   }
   return args;
+}
+
+/**
+ * The total of a `zfs send -n -P` dry run: its last "size<TAB>bytes" line (OpenZFS prints one "full" or
+ * "incremental" line per stream of the package, then the total). Undefined when there is none.
+ */
+export function parseSendEstimate(output: string): number | undefined {
+  let size: number | undefined;
+  for (const line of output.split('\n')) {
+    const m = /^size\t(\d+)$/.exec(line.trim());
+    if (m) size = Number(m[1]);
+  }
+  return size !== undefined && Number.isSafeInteger(size) ? size : undefined;
 }

@@ -18,9 +18,11 @@ import { describeSchedule, parseSchedule, type Schedule } from '../../planning/s
 import { datasetVerdict, machineSuspendedVerdict } from '../../planning/tenancy.ts';
 import { ZfsError } from '../../zfs/errors.ts';
 import type { Inventory } from '../../zfs/inventory.ts';
+import type { ZfsMachine } from '../../zfs/machine.ts';
 import { EXIT, UserError } from '../errors.ts';
 import { connectionError, DEFAULT_NAMESPACE, notDeclared, openObjectSource, type ObjectSource } from '../object-source.ts';
 import { isoSeconds, parseTimeArg, relative } from '../time-arg.ts';
+import { formatBytes } from './status.ts';
 
 export interface PlannedSnapshot {
   /** Full name, POOL/DATASET@bdr-…. */
@@ -72,7 +74,7 @@ export interface PlannedStep {
   /** Snapshots the step brings to the target. */
   points: number;
   why: string;
-  /** Not known: bdr does not ask ZFS for a send estimate (zfs-fuse has no `send -n -v -P`), so always null, printed "?". */
+  /** ZFS's estimate of the stream (`zfs send -n -P` with the step's own flags); null where ZFS cannot estimate (zfs-fuse), printed "?". */
   estimatedBytes: number | null;
 }
 
@@ -101,6 +103,8 @@ export interface VectorPlanReport {
   blocked?: { reason: string; message: string };
   /** The Vector is not paired yet (no status.pairing: a repository's Vectors never are); nothing can be planned. */
   notPaired?: string;
+  /** The stream running now, as the controller last wrote it (status.transfer, at most every 10 s). */
+  transfer?: { step?: string; snapshot?: string; bytes?: number; startedAt?: string };
   suspended?: boolean;
   error?: string;
 }
@@ -433,8 +437,10 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
       if (!srcMachine) return failWith(notDeclared(source, `Machine ${from.machine}`));
       if (!tgtMachine) return failWith(notDeclared(source, `Machine ${pairing.machine}`));
       let plan: ReplicationPlan;
+      let sender: ZfsMachine;
       try {
         const [src, tgt] = await Promise.all([source.connect(srcMachine), source.connect(tgtMachine)]);
+        sender = src.zfs;
         const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
           // A source Vector's replica exists only after its first sync: list the replica's parent, which its
           // pairing created, so that a missing replica reads as "nothing to send yet" rather than an error.
@@ -474,8 +480,21 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
       }
       if (plan.common) report.base = plan.common.source;
       if (plan.kind === 'send') {
-        report.steps = plan.steps.map((s) => ({ mode: s.mode, ...(s.from ? { from: s.from } : {}), to: s.to, points: s.points, why: s.why, estimatedBytes: null }));
+        const { flags } = plan;
+        const estimates = await Promise.all(
+          plan.steps.map((s) =>
+            sender
+              .sendEstimate(
+                s.resumeToken !== undefined
+                  ? { resumeToken: s.resumeToken }
+                  : { snapshot: s.to, ...(s.from !== undefined ? { from: s.from, intermediates: s.mode === 'I' } : {}), compressed: flags.compressed, raw: flags.raw, largeBlocks: flags.largeBlocks },
+              )
+              .catch(() => undefined),
+          ),
+        );
+        report.steps = plan.steps.map((s, i) => ({ mode: s.mode, ...(s.from ? { from: s.from } : {}), to: s.to, points: s.points, why: s.why, estimatedBytes: estimates[i] ?? null }));
       }
+      if (v.status?.transfer) report.transfer = { ...v.status.transfer };
       report.prunes = plan.prunes.map((p) => ({ snapshot: p.name, reasons: [...p.reasons] }));
       report.unmetCaps = [...plan.targetUnmetCaps];
       return report;
@@ -503,11 +522,16 @@ function renderVector(v: VectorPlanReport, out: string[]): void {
     out.push(`  ${v.kind === 'refuse' ? 'stalled  ' : 'waiting  '} ${v.blocked.reason}: ${v.blocked.message}`);
     return;
   }
+  if (v.transfer) {
+    const t = v.transfer;
+    out.push(`  running   ${t.step ?? t.snapshot ?? '?'}: ${t.bytes !== undefined ? formatBytes(t.bytes) : '?'} so far${t.startedAt ? `, since ${t.startedAt}` : ''} (the plan below is for the next run)`);
+  }
   out.push(`  base      ${v.base ? shortNameOf(v.base) : 'none: the first step is a full send'}`);
   if (v.kind === 'upToDate') out.push('  send      nothing: the replica is up to date');
   for (const [i, s] of v.steps.entries()) {
     const what = s.from ? `${MODE_FLAG[s.mode]} ${shortNameOf(s.from)} → ${shortNameOf(s.to)}` : `full ${shortNameOf(s.to)}`;
-    out.push(`  ${i === 0 ? 'send     ' : '         '} ${what}  (${s.points} point(s), ? bytes)  ${s.why}`);
+    const size = s.estimatedBytes === null ? '? bytes' : `~${formatBytes(s.estimatedBytes)}`;
+    out.push(`  ${i === 0 ? 'send     ' : '         '} ${what}  (${s.points} point(s), ${size})  ${s.why}`);
   }
   if (v.prunes.length === 0) out.push('  prune     nothing');
   for (const [i, p] of v.prunes.entries()) out.push(`  ${i === 0 ? 'prune    ' : '         '} ${shortNameOf(p.snapshot)}  ${p.reasons.join(', ')}`);
@@ -619,8 +643,9 @@ Each Vector (when no Dataset is selected by name) is planned like its controller
 the same input (replicationInput) from the source dataset's and the paired replica's listings,
 the same planner (planReplication). "base" is the common snapshot (matched by guid), each "send"
 line one zfs send step (-i BASE → POINT, -I for a run of points, or full), with the remote policy's
-reason; "prune" the replica's snapshots destroyed after the sends. Sizes are printed "?": bdr does
-not ask ZFS for a send estimate (zfs-fuse has no zfs send -n -v -P). A Vector needs its
+reason, and its size as ZFS estimates it (zfs send -n -P with the step's flags; "?" where ZFS
+cannot estimate, as zfs-fuse); "prune" the replica's snapshots destroyed after the sends;
+"running" a stream in progress (status.transfer). A Vector needs its
 status.pairing (the storage machine and replica), so only --kubeconfig plans it; a repository's
 Vectors are shown as pending. A Vector whose source is another Vector (a chain A → B → C) sends
 from that Vector's replica on its storage machine, by its own remote policy (or the nearest one up

@@ -284,10 +284,19 @@ try {
   check('the stream: zfs send -c -L -i, pv at the limit, receive -u -s -o … through the guard', argvs.some((a) => a.startsWith(`zfs send -c -L -i ${SOURCE}@${p(80)} ${SOURCE}@${p(81)}`)) && argvs.some((a) => a.startsWith(`pv -q -L ${RATE}`)) && argvs.some((a) => /^(\/[a-z/]*\/)?zfs receive /.test(a) && a.includes(' -u ') && a.includes(' -s ') && a.includes(' -o readonly=on ') && a.includes(TARGET)), argvs);
   figures.push(`cut after ${mb(seen)} of ${mb(fullIncremental)} (${mb(rateSeen)}/s seen incl. start-up; limit ${mb(RATE)}/s)`);
   // The killed receive may outlive the abort by seconds (README.md): the token is read once nothing runs.
+  const aborted = performance.now();
   await eventually(async () => ((await vm.exec(['pgrep', '-f', '^zfs (send|receive)'])).code !== 0 ? true : undefined), 'no zfs send or receive in the VM', 120_000, 250);
+  figures.push(`the VM's zfs send and receive were gone ${((performance.now() - aborted) / 1000).toFixed(1)}s after the abort`);
   await operator.connections.closeAll();
   const token = (await sh(`zfs get -H -o value receive_resume_token ${TARGET}`)).trim();
   check('a resume token on the target after the cut', token !== '-' && token.startsWith('1-'), token === '-' ? '-' : `${token.length} chars`);
+  // What the token brings, read by OpenZFS itself (not bdr's parser): exactly hour 80 → hour 81.
+  const contents = token === '-' ? '' : await sh(`zfs send -nvt ${token}`);
+  const field = (name: string) => contents.split('\n').map((l) => l.trim().split(' = ')).find(([k]) => k === name)?.[1];
+  const [g80, g81] = [await guidOf(`${SOURCE}@${p(80)}`), await guidOf(`${SOURCE}@${p(81)}`)];
+  const hex = (g: string) => `0x${BigInt(g).toString(16)}`;
+  check('zfs send -nvt: the token is hour 80 → hour 81 (fromguid, toguid, toname)', field('fromguid') === hex(g80) && field('toguid') === hex(g81) && field('toname') === `${SOURCE}@${p(81)}`,
+    { fromguid: field('fromguid'), toguid: field('toguid'), toname: field('toname'), bytes: field('bytes'), sourceGuids: [hex(g80), hex(g81)] });
   check('no partial snapshot: the target still ends at hour 80', same(await snapshotsOf(TARGET), [p(23), p(47), p(71), p(80)]), await snapshotsOf(TARGET));
 
   // A new operator: the same token brings exactly the next step, so it is continued with zfs send -t.
@@ -335,6 +344,8 @@ try {
   check('status: Ready, InSync, no transfer in progress, no failure counted', final.status?.transfer === undefined && final.status?.consecutiveFailures === 0 &&
     final.status?.conditions?.find((c) => c.type === "Ready")?.status === "True" && final.status?.conditions?.find((c) => c.type === 'InSync')?.status === 'True',
   { conditions: final.status?.conditions?.map((c) => `${c.type}=${c.status} ${c.reason}`), failures: final.status?.consecutiveFailures });
+  const succeededAll = await messages('SyncSucceeded');
+  check('SyncSucceeded: five runs, six streams (full; -i; -i; two -i; the resumed -i)', succeededAll.length === 5 && succeededAll.map((m) => Number(/^sent (\d+) stream/.exec(m)?.[1])).reduce((x, y) => x + y, 0) === 6, succeededAll.map((m) => m.split(';')[0]));
   const failedEvents = [...(await messages('SyncFailed')), ...(await messages('SyncTimedOut'))];
   check('no SyncFailed or SyncTimedOut event in the whole run (the cut was an operator stop)', failedEvents.length === 0, failedEvents);
   const keysAfter = lines(await sh('cat /root/.ssh/authorized_keys'));

@@ -24,7 +24,7 @@ import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '..
 import { REPLICA_PROPERTIES, vectorHoldTag } from '../nodes/guard.ts';
 import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
 import { formatDuration, parseDuration } from '../planning/duration.ts';
-import { describeStep, planReplication, stepSourcePoints, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
+import { describeStep, planReplication, stepLabel, stepSourcePoints, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
 import { nextDue, parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { describeRate, transportLimits, type TransportLimits } from '../planning/transport.ts';
@@ -574,8 +574,7 @@ export class VectorSync {
     const now = this.deps.clock.now();
     const snapshot = short(step.to);
     const startedAt = vector.status?.transfer?.snapshot === snapshot ? vector.status.transfer.startedAt : iso(now);
-    const how = step.mode === 'full' ? 'full' : `-${step.mode} ${short(step.from ?? '')} →`;
-    const what = `${position.index + 1} of ${position.count}: ${how} ${snapshot}${step.resumeToken !== undefined ? ' (resuming)' : ''}`;
+    const what = `${position.index + 1} of ${position.count}: ${stepLabel(step)}${step.resumeToken !== undefined ? ' (resuming)' : ''}`;
     const transfer = { step: what, snapshot, bytes, ...(startedAt ? { startedAt } : {}) };
     const conditions = setCondition(
       vector.status?.conditions,

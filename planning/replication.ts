@@ -517,6 +517,12 @@ function planHolds(args: {
 }
 
 /** One line per step for `bdr plan`: `-i pool/a@x → pool/a@y (daily 2026-11-26)`. */
+/** A step in short: `-i A → B`, `-I A → B` or `full B`, by snapshot (or bookmark) names without their dataset. */
+export function stepLabel(step: Pick<SendStep, 'mode' | 'from' | 'to'>): string {
+  const short = (name: string) => name.slice(Math.max(name.indexOf('@'), name.indexOf('#')) + 1);
+  return step.mode === 'full' || step.from === undefined ? `full ${short(step.to)}` : `-${step.mode} ${short(step.from)} → ${short(step.to)}`;
+}
+
 export function describeStep(step: SendStep): string {
   const how = step.mode === 'full' ? 'full' : `-${step.mode} ${step.from as string} →`;
   return `${how} ${step.to}${step.resumeToken !== undefined ? ' (resuming)' : ''} (${step.why})`;

@@ -11,7 +11,7 @@ import type { Dataset, Machine, RetentionPolicy, Vector } from '../../api/types.
 import { datasetPlanInput, policyRules, poolOf } from '../../controllers/dataset-snapshots.ts';
 import { isTrue } from '../../controllers/runtime/conditions.ts';
 import { replicationInput } from '../../controllers/vector-sync.ts';
-import { planReplication, shortNameOf, type ReplicationPlan, type SendMode } from '../../planning/replication.ts';
+import { planReplication, shortNameOf, stepLabel, type ReplicationPlan, type SendMode } from '../../planning/replication.ts';
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
 import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';
@@ -502,8 +502,6 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
   );
 }
 
-const MODE_FLAG: Record<SendMode, string> = { full: 'full', i: '-i', I: '-I' };
-
 function renderVector(v: VectorPlanReport, out: string[]): void {
   out.push('');
   const from = v.source ? `${v.source.dataset} on Machine ${v.source.machine}${v.source.vector ? ` (replica of Vector ${v.source.vector})` : ''}` : '?';
@@ -529,7 +527,7 @@ function renderVector(v: VectorPlanReport, out: string[]): void {
   out.push(`  base      ${v.base ? shortNameOf(v.base) : 'none: the first step is a full send'}`);
   if (v.kind === 'upToDate') out.push('  send      nothing: the replica is up to date');
   for (const [i, s] of v.steps.entries()) {
-    const what = s.from ? `${MODE_FLAG[s.mode]} ${shortNameOf(s.from)} → ${shortNameOf(s.to)}` : `full ${shortNameOf(s.to)}`;
+    const what = stepLabel(s);
     const size = s.estimatedBytes === null ? '? bytes' : `~${formatBytes(s.estimatedBytes)}`;
     out.push(`  ${i === 0 ? 'send     ' : '         '} ${what}  (${s.points} point(s), ${size})  ${s.why}`);
   }

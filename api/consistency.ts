@@ -11,6 +11,9 @@ import {
   vectorTargetMachineProblem,
   type MachineRules,
 } from '../planning/tenancy.ts';
+import { datasetAccess, storageAreasOf, type GrantRules } from '../planning/dataset-grants.ts';
+import { replicaQuota, type QuotaCeiling } from '../planning/quota.ts';
+import { nameProblem } from './names.ts';
 import type { FieldPath } from './validation.ts';
 
 type Obj = Record<string, unknown>;
@@ -83,9 +86,28 @@ export function checkConsistency<Ref>(
   }
   const unique = [...byKey.values()];
   const nsOf = (o: Obj) => str(asObj(o.metadata)?.namespace) ?? defaultNamespace;
-  const machineOf = (name: unknown): MachineRules | undefined => {
+  const machineOf = (name: unknown): GrantRules | undefined => {
     const m = typeof name === 'string' ? byKey.get(`Machine//${name}`)?.obj : undefined;
-    return m ? { metadata: { name: name as string }, spec: (asObj(m.spec) ?? {}) as MachineRules['spec'] } : undefined;
+    return m ? { metadata: { name: name as string }, spec: (asObj(m.spec) ?? {}) as GrantRules['spec'] } : undefined;
+  };
+  // StorageTargets as declared, for the areas their parents reserve on each machine.
+  const targetList = [...storageTargets.values()].map((t) => ({
+    metadata: { name: str(asObj(t.metadata)?.name) ?? '' },
+    spec: {
+      parentDataset: str(asObj(t.spec)?.parentDataset) ?? '',
+      machines: (Array.isArray(asObj(t.spec)?.machines) ? (asObj(t.spec)?.machines as unknown[]) : []).map((m) => ({ name: str(asObj(m)?.name) ?? '' })),
+    },
+  })).filter((t) => t.spec.parentDataset !== '');
+  /** A path the namespace names on a machine, checked against the Machine's grants (planning/dataset-grants.ts). */
+  const requireGranted = (d: Declared<Ref>, path: FieldPath, machine: GrantRules | undefined, dataset: unknown) => {
+    if (!machine || typeof dataset !== 'string' || nameProblem('dataset', dataset) !== undefined) return;
+    const ns = nsOf(d.obj);
+    const labels = namespaceLabels(ns);
+    // A namespace the Machine does not allow is reported as that already; one whose labels are unknown here
+    // (a selector rule) is still checked for its paths.
+    if (!namespaceAllowed(machine, ns, labels ?? {}).ok && !(machine.spec.allowedNamespaces?.selector && labels === undefined)) return;
+    const verdict = datasetAccess(machine, ns, dataset, storageAreasOf(targetList, machine.metadata.name));
+    if (!verdict.ok) issues.push({ ref: d.ref, path, message: verdict.message });
   };
   // Namespace labels are known only for Namespaces declared beside; a selector rule on an undeclared
   // namespace is left to the operator, which reads the live Namespace.
@@ -119,6 +141,7 @@ export function checkConsistency<Ref>(
     requireRef(d, ['spec', 'retentionPolicyRef', 'name'], 'RetentionPolicy', asObj(spec?.retentionPolicyRef)?.name, true);
     const machine = machineOf(asObj(spec?.machineRef)?.name);
     requireAllowed(d, ['spec', 'machineRef', 'name'], machine);
+    requireGranted(d, ['spec', 'name'], machine, spec?.name);
     const mountpoint = str(asObj(spec?.properties)?.mountpoint);
     // A malformed path is the object's own problem, reported by api/semantics.ts.
     if (machine && mountpoint !== undefined && (mountpoint === 'none' || mountpoint === 'legacy' || pathProblem(mountpoint) === undefined)) {
@@ -167,8 +190,20 @@ export function checkConsistency<Ref>(
     const stName = str(asObj(target?.storageTargetRef)?.name);
     const parent = str(asObj(storageTargets.get(`StorageTarget//${stName ?? ''}`)?.spec)?.parentDataset);
     const explicit = str(target?.dataset);
-    if (stName && parent && explicit && !explicit.startsWith(`${parent}/`)) {
-      issues.push({ ref: d.ref, path: ['spec', 'target', 'dataset'], message: `${explicit} is outside the StorageTarget's parentDataset ${parent}; name a dataset below it, or omit it for ${parent}/NAMESPACE/VECTOR` });
+    const ns = nsOf(d.obj);
+    if (stName && parent && explicit && !explicit.startsWith(`${parent}/${ns}/`)) {
+      issues.push({ ref: d.ref, path: ['spec', 'target', 'dataset'], message: `${explicit} is outside ${parent}/${ns}/, the part of the StorageTarget's parentDataset namespace ${ns} may use; name a dataset below it, or omit it for ${parent}/${ns}/${str(asObj(d.obj.metadata)?.name) ?? 'VECTOR'}` });
+    }
+    if (targetMachine && !roleProblem) requireGranted(d, ['spec', 'target', 'dataset'], targetMachine, target?.dataset);
+    // The administrators' quota ceiling (the StorageTarget's, else the target Machine's): a Vector may ask for less only.
+    if (typeof target?.quota === 'string') {
+      const st = storageTargets.get(`StorageTarget//${stName ?? ''}`);
+      const ceilings: QuotaCeiling[] = [
+        ...(st ? [{ text: str(asObj(st.spec)?.replicaQuota), from: 'StorageTarget' as const, name: stName ?? '' }] : []),
+        ...(targetMachine ? [{ text: str(asObj(targetMachine.spec)?.replicaQuota), from: 'Machine' as const, name: targetMachine.metadata.name }] : []),
+      ];
+      const quota = replicaQuota(ceilings, target.quota);
+      if (!quota.ok && quota.reason) issues.push({ ref: d.ref, path: ['spec', 'target', 'quota'], message: quota.problem.replace(/^spec\.target\.quota /, '') });
     }
 
     const loc = vectorTarget(d.obj, nsOf(d.obj), storageTargets);

@@ -22,6 +22,11 @@ export const POOL_NAME_PATTERN = `^${POOL}$`;
 export const DATASET_NAME_PATTERN = `^${POOL}(?:/${COMPONENT})*$`;
 export const SNAPSHOT_SHORT_NAME_PATTERN = `^${COMPONENT}$`;
 export const SNAPSHOT_NAME_PATTERN = `^${POOL}(?:/${COMPONENT})*@${COMPONENT}$`;
+/**
+ * A Machine's dataset root (spec.datasetRoots): a dataset name whose first component may be `{pool}` (any pool
+ * the Machine uses) and whose last may be `{namespace}` (the namespace's own name).
+ */
+export const DATASET_ROOT_PATTERN = `^(?:\\{pool\\}|${POOL})(?:/${COMPONENT})*(?:/\\{namespace\\})?$`;
 
 const poolRe = new RegExp(POOL_NAME_PATTERN);
 const datasetRe = new RegExp(DATASET_NAME_PATTERN);

@@ -3,6 +3,8 @@
  * bounds between fields). They run after the schema check passed, on the object as written (no defaults).
  */
 import { assertFromPatterns } from '../nodes/authorized-keys.ts';
+import { datasetRootProblems, type DatasetRoot } from '../planning/dataset-grants.ts';
+import { keyRotationInterval } from '../planning/key-rotation.ts';
 import { parseSize } from '../planning/quota.ts';
 import { isValidTimeZone, validateScheduleSpec } from '../planning/schedule.ts';
 import { transportLimits, type TransportLimitsSpec } from '../planning/transport.ts';
@@ -83,6 +85,11 @@ function checkMachine(spec: Obj, out: FieldIssue[]): void {
     const problem = pathProblem(spec.mountpointRoot);
     if (problem) out.push({ path: ['spec', 'mountpointRoot'], message: problem });
   }
+  if (Array.isArray(spec.datasetRoots)) {
+    const rules = { metadata: { name: '' }, spec: { datasetRoots: spec.datasetRoots as DatasetRoot[], pools: pools.map(String) } };
+    for (const p of datasetRootProblems(rules)) out.push({ path: ['spec', 'datasetRoots', p.index], message: p.message });
+  }
+  checkSize(spec.replicaQuota, ['spec', 'replicaQuota'], out);
   const selector = asObj(asObj(spec.allowedNamespaces)?.selector);
   if (selector) {
     for (const p of selectorProblems(selector as LabelSelector)) {
@@ -160,6 +167,11 @@ function checkVector(spec: Obj, out: FieldIssue[]): void {
   checkZfsName(asObj(spec.target)?.dataset, 'dataset', ['spec', 'target', 'dataset'], out);
   checkSize(asObj(spec.target)?.quota, ['spec', 'target', 'quota'], out);
   checkSchedule(spec.schedule, ['spec', 'schedule'], out);
+  const rotation = asObj(spec.keyRotation)?.interval;
+  if (typeof rotation === 'string') {
+    const parsed = keyRotationInterval(rotation);
+    if (!parsed.ok) out.push({ path: ['spec', 'keyRotation', 'interval'], message: parsed.problem.replace(/^spec\.keyRotation\.interval:? ?/, '') });
+  }
   // The same function the sync reads the fields with: bounds (and the defaults) cannot drift apart.
   const transport = asObj(spec.transport);
   const limits = transport ? transportLimits(transport as TransportLimitsSpec) : undefined;

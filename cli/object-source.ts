@@ -9,8 +9,8 @@ import { access } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { toStructural, objectSchema } from '../api/crd.ts';
-import { datasetKind, kindByName, machineKind, retentionPolicyKind, vectorKind, type KindDefinition } from '../api/kinds/index.ts';
-import type { Dataset, Machine, RetentionPolicy, Vector } from '../api/types.ts';
+import { datasetKind, kindByName, machineKind, retentionPolicyKind, storageTargetKind, vectorKind, type KindDefinition } from '../api/kinds/index.ts';
+import type { Dataset, Machine, RetentionPolicy, StorageTarget, Vector } from '../api/types.ts';
 import { compileSchema, normalize, type CompiledSchema } from '../cluster/schema.ts';
 import type { JsonObject } from '../cluster/types.ts';
 // The SSH and Kubernetes clients load only when a command needs them: `bdr --help` stays fast.
@@ -33,6 +33,8 @@ export interface ObjectSource {
   dataset(namespace: string, name: string): Promise<Dataset | undefined>;
   retentionPolicy(namespace: string, name: string): Promise<RetentionPolicy | undefined>;
   machine(name: string): Promise<Machine | undefined>;
+  /** Every StorageTarget (their parents are areas no Dataset may name but their namespaces' replicas'). */
+  storageTargets(): Promise<StorageTarget[]>;
   /**
    * Every Vector, or those of one namespace. Only a cluster knows their status (the bases they hold); a
    * repository's Vectors have none.
@@ -109,6 +111,7 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
   const policies = new Map<string, RetentionPolicy>();
   const machines = new Map<string, Machine>();
   const vectors = new Map<string, Vector>();
+  const storageTargets: StorageTarget[] = [];
   for (const m of checked.valid) {
     const obj = m.object as JsonObject;
     const kind = kindByName(String(obj.kind));
@@ -121,6 +124,7 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
     else if (kind === retentionPolicyKind) policies.set(`${ns}/${name}`, { ...(full as unknown as RetentionPolicy), metadata: { ...meta, name, namespace: ns } });
     else if (kind === machineKind) machines.set(name, full as unknown as Machine);
     else if (kind === vectorKind) vectors.set(`${ns}/${name}`, { ...(full as unknown as Vector), metadata: { ...meta, name, namespace: ns } });
+    else if (kind === storageTargetKind) storageTargets.push(full as unknown as StorageTarget);
   }
   const secrets = new Map<string, SecretData>();
   const namespaceLabels = new Map<string, Record<string, string>>();
@@ -155,6 +159,7 @@ async function openRepoSource(dir: string): Promise<ObjectSource> {
     dataset: (namespace, name) => Promise.resolve(datasets.get(`${namespace}/${name}`)),
     retentionPolicy: (namespace, name) => Promise.resolve(policies.get(`${namespace}/${name}`)),
     machine: (name) => Promise.resolve(machines.get(name)),
+    storageTargets: () => Promise.resolve(storageTargets),
     vectors: (namespace) => Promise.resolve([...vectors.values()].filter((v) => namespace === undefined || v.metadata.namespace === namespace)),
     namespaceLabels: (name) => Promise.resolve(namespaceLabels.get(name)),
     connect: async (machine) => {
@@ -231,6 +236,7 @@ async function openClusterSource(kubeconfig: string | undefined): Promise<Object
     dataset: (namespace, name) => call('Datasets', () => client.get<Dataset>(DATASET, name, namespace)),
     retentionPolicy: (namespace, name) => call('RetentionPolicies', () => client.get<RetentionPolicy>(resourceOf(retentionPolicyKind), name, namespace)),
     machine: (name) => call('Machines', () => client.get<Machine>(resourceOf(machineKind), name)),
+    storageTargets: () => call('StorageTargets', async () => (await client.list<StorageTarget>(resourceOf(storageTargetKind))).items),
     vectors: (namespace) =>
       call('Vectors', async () => {
         const VECTOR = resourceOf(vectorKind);

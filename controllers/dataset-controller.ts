@@ -5,14 +5,16 @@
  * snapshotted in one command. Nothing but bdr's own, unheld, unprotected snapshots is ever destroyed.
  */
 import { datasetKind } from '../api/kinds/index.ts';
-import type { Dataset, DatasetStatus, Machine, RetentionPolicy } from '../api/types.ts';
+import type { Dataset, DatasetStatus, Machine, RetentionPolicy, StorageTarget } from '../api/types.ts';
 import { datasetLabels, type DatasetCounters } from '../metrics/dataset-metrics.ts';
 import { dueSnapshot, planDataset, type DatasetPlan, type DatasetSnapshot } from '../planning/dataset-plan.ts';
 import { parseSchedule, type Schedule } from '../planning/schedule.ts';
 import { validateRetentionPolicy } from '../planning/retention.ts';
-import { datasetVerdict, machineSuspendedVerdict, type Verdict } from '../planning/tenancy.ts';
+import { storageAreasOf } from '../planning/dataset-grants.ts';
+import { datasetVerdict, inheritedMountpoint, machineSuspendedVerdict, type Verdict } from '../planning/tenancy.ts';
 import { ZfsError, type ZfsErrorKind } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
+import type { ZfsMachine } from '../zfs/machine.ts';
 import { datasetPlanInput, datasetSnapshots, OWNER_PROPERTY, OWNER_VALUE, policyRules, poolOf } from './dataset-snapshots.ts';
 import type { InventoryCache } from './inventory-cache.ts';
 import type { MachineConnections, MachineHandle } from './machine-connections.ts';
@@ -38,6 +40,8 @@ export interface DatasetControllerDeps {
   datasets: Informer<Dataset>;
   policies: Informer<RetentionPolicy>;
   machines: Informer<Machine>;
+  /** StorageTargets: their parents on a machine are no Dataset's to name but their namespaces' replicas'. */
+  storageTargets?: Informer<StorageTarget>;
   connections: MachineConnections;
   inventories: InventoryCache;
   tasks: TaskRunner;
@@ -152,15 +156,15 @@ export class DatasetReconciler implements Reconciler {
           DEPENDENCY_RETRY_MS,
         );
       }
-      await this.deps.tasks.submit({
+      const note = await this.deps.tasks.submit({
         machine: machine.metadata.name,
         kind: 'zfs',
         action: 'build',
         priority: ds.spec.priority,
-        run: () => handle.zfs.createDataset(ds.spec.name, { parents: true, properties: { ...(ds.spec.properties ?? {}) }, signal: ctx.signal }),
+        run: () => this.create(ds, machine, handle.zfs, ctx.signal),
       });
       this.deps.inventories.invalidate(machine.metadata.name);
-      await this.deps.events.record(ds, 'Normal', 'DatasetCreated', `created ${ds.spec.name} on ${machine.metadata.name}`);
+      await this.deps.events.record(ds, 'Normal', 'DatasetCreated', `created ${ds.spec.name} on ${machine.metadata.name}${note ? `; ${note}` : ''}`);
       inventory = await this.inventory(machine, handle);
     }
 
@@ -318,10 +322,40 @@ export class DatasetReconciler implements Reconciler {
     await removeFinalizer(this.deps.client, DATASET, ds);
   }
 
+  /**
+   * Creates the dataset with its properties. Missing parents are made never-mounted containers (canmount=off), and
+   * the dataset itself mounts by inheritance only below the Machine's mountpointRoot (planning/tenancy.ts
+   * `inheritedMountpoint`); returns what the event should add about its mountpoint.
+   */
+  private async create(ds: Dataset, machine: Machine, zfs: ZfsMachine, signal: AbortSignal): Promise<string | undefined> {
+    const parts = ds.spec.name.split('/');
+    let depth = parts.length - 1;
+    let mountpoint: string | undefined;
+    // The nearest existing ancestor (the pool at worst): one `zfs get` per missing level.
+    for (; depth >= 1; depth--) {
+      mountpoint = await zfs.run(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', parts.slice(0, depth).join('/')], { signal }).then(
+        (r) => r.stdout.trim(),
+        (err: unknown) => {
+          if (err instanceof ZfsError && err.kind === 'notFound') return undefined;
+          throw err;
+        },
+      );
+      if (mountpoint !== undefined) break;
+    }
+    const ancestor = parts.slice(0, depth).join('/');
+    const inherit = inheritedMountpoint(machine, { name: ds.spec.name, properties: ds.spec.properties }, { name: ancestor, mountpoint: mountpoint ?? 'none' });
+    for (let i = depth + 1; i < parts.length; i++) {
+      await zfs.createDataset(parts.slice(0, i).join('/'), { properties: { canmount: 'off' }, signal });
+    }
+    await zfs.createDataset(ds.spec.name, { properties: { ...(ds.spec.properties ?? {}), ...inherit.properties }, signal });
+    return inherit.note;
+  }
+
   /** The Machine's tenancy rules for this Dataset: its namespace, then its properties. */
   private refusal(ds: Dataset, machine: Machine): Extract<Verdict, { ok: false }> | undefined {
     const ns = ds.metadata.namespace ?? 'default';
-    const verdict = datasetVerdict(machine, { namespace: ns, properties: ds.spec.properties }, this.deps.namespaceLabels?.(ns) ?? {});
+    const areas = storageAreasOf(this.deps.storageTargets?.list() ?? [], machine.metadata.name);
+    const verdict = datasetVerdict(machine, { namespace: ns, name: ds.spec.name, properties: ds.spec.properties }, this.deps.namespaceLabels?.(ns) ?? {}, areas);
     return verdict.ok ? undefined : verdict;
   }
 

@@ -3,9 +3,11 @@
  * give the sync new words (the receive's `+hold`/`+release`), which an older guard refuses. Left to the sweep
  * alone, every vector's first run after an upgrade could fail once against the old guard. So the first stream into
  * a machine over a connection makes sure of it (one read), and the pairing and the sweep, which look anyway, record
- * what they found: in steady state the sync runs no command for this.
+ * what they found: in steady state the sync runs no command for this. The script is generated for the machine's
+ * probed capabilities (receive options, `get -t`, and exactly the protective properties its ZFS has), so the
+ * same bdr version can write different scripts to different machines.
  */
-import { guardScript, installGuard } from '../nodes/guard.ts';
+import { guardOptions, guardScript, installGuard } from '../nodes/guard.ts';
 import { readRemoteFile } from '../nodes/remote-file.ts';
 import type { MachineHandle } from './machine-connections.ts';
 
@@ -29,20 +31,20 @@ export interface EnsureGuardOptions {
  * trusted: no command runs.
  */
 export async function ensureGuard(handle: MachineHandle, path: string, options: EnsureGuardOptions = {}): Promise<boolean> {
-  const receiveProperties = (await handle.zfs.capabilities()).receiveProperties;
-  const script = guardScript({ receiveProperties });
+  const forMachine = guardOptions(await handle.zfs.capabilities());
+  const script = guardScript(forMachine);
   const paths = knownOn(handle);
   if (!options.recheck && paths.get(path) === script) return false;
   const found = await readRemoteFile(handle.connection, path);
   const current = found.exists && found.content === script && found.mode === '755';
-  if (!current) await installGuard(handle.connection, { path, receiveProperties });
+  if (!current) await installGuard(handle.connection, { path, ...forMachine });
   paths.set(path, script);
   return !current;
 }
 
 /** Writes this version of the guard at `path` on the handle's machine and records it (the pairing's install). */
 export async function installGuardOn(handle: MachineHandle, path: string): Promise<void> {
-  const receiveProperties = (await handle.zfs.capabilities()).receiveProperties;
-  await installGuard(handle.connection, { path, receiveProperties });
-  knownOn(handle).set(path, guardScript({ receiveProperties }));
+  const forMachine = guardOptions(await handle.zfs.capabilities());
+  await installGuard(handle.connection, { path, ...forMachine });
+  knownOn(handle).set(path, guardScript(forMachine));
 }

@@ -97,6 +97,7 @@ export async function startOperator(options: OperatorOptions): Promise<Operator>
       datasets,
       policies,
       machines,
+      storageTargets,
       connections,
       inventories,
       tasks,

@@ -17,11 +17,15 @@ import { storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../api/types.ts';
 import { assertFromPatterns, authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
+import { vectorHoldTag } from '../nodes/guard.ts';
 import { installVectorIdentity, removeVectorIdentity } from '../nodes/identity.ts';
-import { parseDuration } from '../planning/duration.ts';
-import { replicaQuota } from '../planning/quota.ts';
+import { datasetAccess, NOT_GRANTED, storageAreasOf, type StorageArea } from '../planning/dataset-grants.ts';
+import { keyRotationInterval } from '../planning/key-rotation.ts';
+import { replicaQuota, type QuotaCeiling } from '../planning/quota.ts';
+import { ADOPT_ANNOTATION, OWNER_MARK, replicaDestroyPlan } from '../planning/replica-ownership.ts';
 import { machineSuspendedVerdict, namespaceAllowed, vectorTargetMachineProblem } from '../planning/tenancy.ts';
 import { ZfsError } from '../zfs/errors.ts';
+import type { ZfsMachine } from '../zfs/machine.ts';
 import { ensureReplicaQuota } from '../zfs/replica.ts';
 import { MachineSecretError } from './machine-errors.ts';
 import { installGuardOn } from './guard-currency.ts';
@@ -35,7 +39,20 @@ import { objectKey, type Informer } from './runtime/informer.ts';
 import { resourceOf, type KubeClient } from './runtime/kube.ts';
 import { writeStatus } from './runtime/status.ts';
 import type { TaskRunner } from './task-runner.ts';
-import { ensureContainer, identityDir, identityInput, machinePaths, outboundOf, ownerTags, StorageAddressError, vectorEntry } from './vector-layout.ts';
+import {
+  ensureOwnedContainer,
+  identityDir,
+  identityInput,
+  listOwnership,
+  machinePaths,
+  NotOwnedError,
+  outboundOf,
+  ownerTags,
+  StorageAddressError,
+  vectorEntry,
+  vectorSourcePath,
+  type VectorSourcePath,
+} from './vector-layout.ts';
 import type { VectorKeys, VectorKeyStore } from './vector-keys.ts';
 import { PairingLedger } from './vector-pairing.ts';
 import { SYNC_READY_REASONS, type VectorSync } from './vector-sync.ts';
@@ -44,7 +61,6 @@ export const VECTOR_FINALIZER = 'bdr.dev/vector';
 const VECTOR = resourceOf(vectorKind);
 const STORAGE_TARGET = resourceOf(storageTargetKind);
 const DEPENDENCY_RETRY_MS = 30_000;
-export const DEFAULT_ROTATION = '720h';
 /** KeyAuthorized's reason when source and replica share a machine: no key exists (see localPipe). */
 export const LOCAL_PIPE = 'LocalPipe';
 /** A settled vector is looked at again at least this often (rotation deadlines further out are re-checked then). */
@@ -73,6 +89,10 @@ interface Resolved {
   primary: Machine;
   storage: Machine;
   replica: string;
+  /** The one file system below `replica` the vector receives into (the source dataset's last component). */
+  leaf: string;
+  /** Why no stream may be sent now although the pairing stands (a ReadOnly StorageTarget). */
+  readOnly?: string;
   /** The replica dataset's quota (StorageTarget replicaQuota, or the Vector's target.quota); undefined: none. */
   quotaBytes: number | undefined;
   /** The pairing decision's explanation, for the Paired event. */
@@ -89,6 +109,8 @@ export interface AppliedVector {
   primary?: string;
   /** The from= patterns the key was authorized with (the primary's outboundAddresses, comma-joined). */
   from?: string;
+  /** The file system below `dataset` the key may receive into; unknown while the source cannot be resolved. */
+  leaf?: string;
 }
 
 /** The failure of one step on one machine, classified for conditions. */
@@ -138,7 +160,8 @@ export class VectorReconciler implements Reconciler {
     // A local pipe has no key anywhere: the sweep wants no entry and no key files for it.
     if (findCondition(vector.status?.conditions, 'KeyAuthorized')?.reason === LOCAL_PIPE) return undefined;
     const primary = this.primaryOf(vector)?.name;
-    return { machine: p.machine, dataset: p.dataset, ...(primary !== undefined ? { primary } : {}) };
+    const leaf = this.sourcePathOf(vector).leaf;
+    return { machine: p.machine, dataset: p.dataset, ...(primary !== undefined ? { primary } : {}), ...(leaf !== undefined ? { leaf } : {}) };
   }
 
   async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult | void> {
@@ -183,8 +206,8 @@ export class VectorReconciler implements Reconciler {
       return this.finish(vector, { state: 'ready', reason: paused.reason, message: paused.message }, { conditions });
     }
     if (primary.metadata.name === storage.metadata.name) return this.localPipe(vector, resolution.value, ctx);
-    const rotation = parseDuration(vector.spec.keyRotation?.interval ?? DEFAULT_ROTATION);
-    const intervalMs = rotation.ok ? rotation.value : 30 * 86_400_000;
+    const rotation = keyRotationInterval(vector.spec.keyRotation?.interval);
+    const intervalMs = rotation.ok ? rotation.ms : 30 * 86_400_000;
 
     const { keys } = await this.deps.keys.ensure(vector);
     const now = this.deps.clock.now();
@@ -205,6 +228,7 @@ export class VectorReconciler implements Reconciler {
       !keys.next &&
       now < due &&
       (known === undefined || known.from === outboundOf(primary).join(',')) &&
+      (known === undefined || known.leaf === resolution.value.leaf) &&
       (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
     if (settled) {
       const keyRequeueMs = Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now));
@@ -214,6 +238,7 @@ export class VectorReconciler implements Reconciler {
     try {
       return await this.apply(vector, key, resolution.value, keys, now >= due || keys.next !== undefined, intervalMs);
     } catch (err) {
+      if (err instanceof NotOwnedError) return this.notOwned(vector, err);
       if (ctx.signal.aborted) throw err;
       const failure = err instanceof MachineStepError ? err : err instanceof StorageAddressError ? new MachineStepError('AuthorizationFailed', err.message) : undefined;
       if (!failure) throw err;
@@ -258,9 +283,10 @@ export class VectorReconciler implements Reconciler {
     this.applied.delete(key);
     try {
       const { zfs } = await this.step(storage, 'connecting', () => this.deps.connections.get(storage));
-      await this.step(storage, `creating ${replica}`, () => ensureContainer(zfs, replica));
+      await this.claim(vector, storage, zfs, replica);
       await this.step(storage, `setting the quota of ${replica}`, () => ensureReplicaQuota(zfs, replica, quotaBytes));
     } catch (err) {
+      if (err instanceof NotOwnedError) return this.notOwned(vector, err);
       if (ctx.signal.aborted || !(err instanceof MachineStepError)) throw err;
       await this.deps.events.record(vector, 'Warning', err.reason, err.message);
       await this.finish(vector, { state: 'failed', reason: err.reason, message: err.message }, {});
@@ -280,6 +306,11 @@ export class VectorReconciler implements Reconciler {
     const next: VectorStatus = { conditions, pairing: { machine, dataset: replica, ...(quotaBytes !== undefined ? { quotaBytes } : {}) } };
     // finish merges into the old status: pairing is replaced whole, so an old keyFingerprint goes.
     return this.finish(vector, { state: 'ready', reason: 'Succeeded', message: `local pipe on ${machine} into ${replica}` }, next, 1_000);
+  }
+
+  /** The dataset the vector sends from and its leaf (vector-layout.ts). */
+  sourcePathOf(vector: Vector): VectorSourcePath {
+    return vectorSourcePath(vector, (k) => this.deps.datasets.get(k), (k) => this.deps.vectors.get(k));
   }
 
   /** The machine the vector's primary side runs on: the source Dataset's, or a source vector's storage machine. */
@@ -318,11 +349,16 @@ export class VectorReconciler implements Reconciler {
     if (primaryRef.problem !== undefined) return waiting(primaryRef.problem);
     const primary = machines.get(primaryRef.name);
     if (!primary) return waiting(`Machine ${primaryRef.name} (the primary) does not exist`);
+    const source = this.sourcePathOf(vector);
+    if (source.problem !== undefined) return waiting(source.problem);
+    const rotation = keyRotationInterval(vector.spec.keyRotation?.interval);
+    if (!rotation.ok) return invalid('InvalidSpec', rotation.problem);
 
     const target = vector.spec.target;
     let storage: Machine | undefined;
     let replica: string;
     let why: string | undefined;
+    let storageArea: StorageArea | undefined;
     if (target.machineRef) {
       storage = machines.get(target.machineRef.name);
       if (!storage) return waiting(`Machine ${target.machineRef.name} does not exist`);
@@ -335,9 +371,10 @@ export class VectorReconciler implements Reconciler {
       if (!st) return waiting(`StorageTarget ${target.storageTargetRef.name} does not exist`);
       const parent = st.spec.parentDataset;
       replica = target.dataset ?? `${parent}/${ns}/${vector.metadata.name}`;
-      if (!replica.startsWith(`${parent}/`)) {
-        return invalid('InvalidSpec', `spec.target.dataset ${replica} is outside the StorageTarget's parentDataset ${parent}`);
+      if (!replica.startsWith(`${parent}/${ns}/`)) {
+        return invalid(NOT_GRANTED, `spec.target.dataset ${replica} is outside ${parent}/${ns}/, the part of StorageTarget ${st.metadata.name}'s parentDataset that namespace ${ns} may use`);
       }
+      storageArea = { storageTarget: st.metadata.name, parentDataset: parent };
       const conflict = this.conflictOf(vector, replica);
       if (conflict) return invalid('TargetConflict', conflict);
       const decision = await this.ledger.decide(st, vector, () => vectors.list(), (n) => machines.get(n));
@@ -360,19 +397,36 @@ export class VectorReconciler implements Reconciler {
       if (conflict) return invalid('TargetConflict', conflict);
       this.ledger.record(key, storage.metadata.name);
     }
-    // Both machines must admit the vector's namespace: bdr runs commands there as root on its behalf.
+    // Both machines must admit the vector's namespace: bdr runs commands there as root on its behalf; and both
+    // paths must lie in what the namespace was given there (planning/dataset-grants.ts).
     for (const m of new Set([primary, storage])) {
       const verdict = namespaceAllowed(m, ns, this.deps.namespaceLabels?.(ns) ?? {});
       if (!verdict.ok) return invalid(verdict.reason, verdict.message);
     }
-    const quota = replicaQuota(target.storageTargetRef ? storageTargets.get(target.storageTargetRef.name)?.spec.replicaQuota : undefined, target.quota);
-    if (!quota.ok) return invalid('InvalidSpec', quota.problem);
+    const sourceAccess = datasetAccess(primary, ns, source.dataset, storageAreasOf(storageTargets.list(), primary.metadata.name));
+    if (!sourceAccess.ok) return invalid(sourceAccess.reason, `spec.source: ${sourceAccess.message}`);
+    const targetAccess = datasetAccess(storage, ns, replica, storageAreasOf(storageTargets.list(), storage.metadata.name), storageArea);
+    if (!targetAccess.ok) return invalid(targetAccess.reason, `spec.target: ${targetAccess.message}`);
+    const st = target.storageTargetRef ? storageTargets.get(target.storageTargetRef.name) : undefined;
+    const ceilings: QuotaCeiling[] = [
+      ...(st ? [{ text: st.spec.replicaQuota, from: 'StorageTarget' as const, name: st.metadata.name }] : []),
+      { text: storage.spec.replicaQuota, from: 'Machine' as const, name: storage.metadata.name },
+    ];
+    const quota = replicaQuota(ceilings, target.quota);
+    if (!quota.ok) return invalid(quota.reason ?? 'InvalidSpec', quota.problem);
+    // A ReadOnly StorageTarget keeps its replicas and pairing but takes no new stream (the sync says so).
+    const readOnly = st?.spec.accessMode === 'ReadOnly'
+      ? `StorageTarget ${st.metadata.name} is ReadOnly (spec.accessMode): it keeps the replica but accepts no new stream`
+      : undefined;
     try {
       assertFromPatterns(outboundOf(primary));
     } catch (err) {
       return invalid('InvalidSpec', `Machine ${primary.metadata.name} spec.outboundAddresses: ${(err as Error).message}`);
     }
-    return { ok: true, value: { primary, storage, replica, quotaBytes: quota.value.bytes, ...(why !== undefined ? { why } : {}) } };
+    return {
+      ok: true,
+      value: { primary, storage, replica, leaf: source.leaf, quotaBytes: quota.value.bytes, ...(why !== undefined ? { why } : {}), ...(readOnly !== undefined ? { readOnly } : {}) },
+    };
   }
 
   /**
@@ -401,8 +455,34 @@ export class VectorReconciler implements Reconciler {
     try {
       return await run();
     } catch (err) {
+      if (err instanceof NotOwnedError) throw err;
       throw classify(machine.metadata.name, what, err);
     }
+  }
+
+  /**
+   * Makes the vector's dataset (marked with its uid) or checks that the one there is its own; an unmarked one only
+   * by adoption (the bdr.dev/adopt-replica annotation, or a replica an earlier bdr made for it, as its status
+   * records). Throws NotOwnedError otherwise: bdr receives into, sets quotas on and destroys only what it made.
+   */
+  private async claim(vector: Vector, storage: Machine, zfs: ZfsMachine, replica: string): Promise<void> {
+    const pairing = vector.status?.pairing;
+    const madeBefore = pairing?.dataset === replica && pairing.machine === storage.metadata.name;
+    const owner = { uid: vector.metadata.uid ?? '', adoptAnnotation: vector.metadata.annotations?.[ADOPT_ANNOTATION], madeBefore };
+    if (owner.uid === '') throw new NotOwnedError(`the Vector has no metadata.uid to mark ${replica} with`);
+    const outcome = await this.step(storage, `creating ${replica}`, () => ensureOwnedContainer(zfs, replica, owner));
+    if (outcome === 'adopted') {
+      const why = owner.adoptAnnotation === replica ? `annotation ${ADOPT_ANNOTATION}` : 'its status records it as made by an earlier bdr';
+      await this.deps.events.record(vector, 'Normal', 'ReplicaAdopted', `${replica} on ${storage.metadata.name} marked as this vector's (${OWNER_MARK}, ${why})`);
+    }
+  }
+
+  /** The target exists and is not this vector's: nothing runs until the user picks another or adopts it. */
+  private async notOwned(vector: Vector, err: NotOwnedError): Promise<ReconcileResult> {
+    const generation = vector.metadata.generation ?? 0;
+    const conditions = setCondition(vector.status?.conditions, { type: 'Paired', status: 'False', reason: 'TargetNotOwned', message: err.message }, generation, new Date(this.deps.clock.now()));
+    await this.deps.events.record(vector, 'Warning', 'TargetNotOwned', err.message);
+    return this.finish(vector, { state: 'stalled', reason: 'TargetNotOwned', message: err.message }, { conditions });
   }
 
   private async connection(machine: Machine) {
@@ -418,7 +498,7 @@ export class VectorReconciler implements Reconciler {
     intervalMs: number,
   ): Promise<ReconcileResult> {
     const { keys: store, events, clock } = this.deps;
-    const { primary, storage, replica, quotaBytes } = resolved;
+    const { primary, storage, replica, leaf, quotaBytes } = resolved;
     const from = outboundOf(primary);
     const storageName = storage.metadata.name;
     const paths = machinePaths(storage);
@@ -433,7 +513,7 @@ export class VectorReconciler implements Reconciler {
     const storageZfs = storageHandle.zfs;
     await this.step(storage, 'installing the guard', () => installGuardOn(storageHandle, paths.guard));
     // The key receives below its dataset, never into it: the operator makes it (never mounted), and keeps it.
-    await this.step(storage, `creating ${replica}`, () => ensureContainer(storageZfs, replica));
+    await this.claim(vector, storage, storageZfs, replica);
     // The quota sits on the guard's prefix, which the key never receives into: no stream can change it.
     await this.step(storage, `setting the quota of ${replica}`, () => ensureReplicaQuota(storageZfs, replica, quotaBytes));
     // Without a rotation under way, an incoming key's line (left by one that stopped half way) goes in the same
@@ -444,7 +524,7 @@ export class VectorReconciler implements Reconciler {
       editAuthorizedKeys(
         storageConn,
         (c) => {
-          const withCurrent = upsertEntry(c, vectorEntry(storage, key, current.publicKey, replica, false, from));
+          const withCurrent = upsertEntry(c, vectorEntry(storage, key, current.publicKey, replica, leaf, false, from));
           return staged ? withCurrent : removeEntries(withCurrent, owners.next);
         },
         paths.authorizedKeys,
@@ -464,21 +544,21 @@ export class VectorReconciler implements Reconciler {
       const next = keys.next;
       if (next) {
         await this.step(storage, 'authorizing the incoming key', () =>
-          authorizeKey(storageConn, vectorEntry(storage, key, next.publicKey, replica, true, from), paths.authorizedKeys),
+          authorizeKey(storageConn, vectorEntry(storage, key, next.publicKey, replica, leaf, true, from), paths.authorizedKeys),
         );
         await install(next.privateKey);
         rotatedFrom = keys.current.fingerprint;
         keys = await store.promote(keys);
         const promoted = keys.current;
         await this.step(storage, 'revoking the old key', () =>
-          editAuthorizedKeys(storageConn, (c) => removeEntries(upsertEntry(c, vectorEntry(storage, key, promoted.publicKey, replica, false, from)), owners.next), paths.authorizedKeys),
+          editAuthorizedKeys(storageConn, (c) => removeEntries(upsertEntry(c, vectorEntry(storage, key, promoted.publicKey, replica, leaf, false, from)), owners.next), paths.authorizedKeys),
         );
       }
     } else {
       await install(keys.current.privateKey);
     }
     const movedFrom = this.applied.get(key)?.primary;
-    this.applied.set(key, { machine: storageName, dataset: replica, primary: primary.metadata.name, from: from.join(',') });
+    this.applied.set(key, { machine: storageName, dataset: replica, primary: primary.metadata.name, from: from.join(','), leaf });
     // The primary moved (a chained source re-paired, or the source Dataset changed): its old files go now; the
     // sweep catches what this misses (an unreachable machine, or a move noticed only after a restart).
     const oldPrimary = movedFrom && movedFrom !== primary.metadata.name ? this.deps.machines.get(movedFrom) : undefined;
@@ -583,12 +663,7 @@ export class VectorReconciler implements Reconciler {
       }
       const replica = vector.status?.pairing?.dataset;
       if (vector.spec.deletionPolicy === 'Delete' && storage && replica) {
-        const handle = await this.step(storage, 'connecting', () => connections.get(storage));
-        const destroy = () => handle.zfs.destroyDataset(replica, { recursive: true, signal: ctx.signal });
-        const destroyed = await this.step(storage, `destroying ${replica}`, () =>
-          this.deps.tasks ? this.deps.tasks.submit({ machine: storage.metadata.name, kind: 'zfs', action: 'prune', priority: 0, run: destroy }) : destroy(),
-        );
-        if (destroyed) await events.record(vector, 'Normal', 'ReplicaDestroyed', `deletionPolicy Delete: destroyed ${replica} on ${storage.metadata.name}`);
+        await this.destroyReplica(vector, storage, replica, vectorHoldTag(owners.current), ctx);
       }
     } catch (err) {
       if (ctx.signal.aborted || !(err instanceof MachineStepError)) throw err;
@@ -606,6 +681,32 @@ export class VectorReconciler implements Reconciler {
     await removeFinalizer(client, VECTOR, vector, VECTOR_FINALIZER);
     this.ledger.forget(key);
     this.applied.delete(key);
+  }
+
+  /**
+   * deletionPolicy Delete: destroys what this vector made below and at its dataset, nothing else. The dataset
+   * must carry the vector's ownership mark; a file system below it that its key did not receive (made by hand,
+   * by another object, or by a bdr without marks) is kept with its ancestors, and an event names them.
+   */
+  private async destroyReplica(vector: Vector, storage: Machine, replica: string, tag: string, ctx: ReconcileContext): Promise<void> {
+    const { events, tasks } = this.deps;
+    const name = storage.metadata.name;
+    const handle = await this.step(storage, 'connecting', () => this.deps.connections.get(storage));
+    const listing = await this.step(storage, `listing ${replica}`, () => listOwnership(handle.zfs, replica, ctx.signal));
+    const plan = replicaDestroyPlan(replica, vector.metadata.uid ?? '', tag, listing);
+    const destroyed: string[] = [];
+    for (const dataset of plan.destroy) {
+      const destroy = () => handle.zfs.destroyDataset(dataset, { recursive: true, signal: ctx.signal });
+      const done = await this.step(storage, `destroying ${dataset}`, () =>
+        tasks ? tasks.submit({ machine: name, kind: 'zfs', action: 'prune', priority: 0, run: destroy }) : destroy(),
+      );
+      if (done) destroyed.push(dataset);
+    }
+    if (destroyed.length > 0) await events.record(vector, 'Normal', 'ReplicaDestroyed', `deletionPolicy Delete: destroyed ${destroyed.join(', ')} on ${name}`);
+    if (plan.kept.length > 0) {
+      const why = plan.refused ?? `bdr did not receive ${plan.kept.filter((k) => k !== replica).join(', ')} for this vector, so they and the datasets above them are kept`;
+      await events.record(vector, 'Warning', 'ReplicaKept', `deletionPolicy Delete on ${name}: ${why}; kept ${plan.kept.join(', ')}`);
+    }
   }
 
   private async finish(vector: Vector, outcome: Outcome, status: VectorStatus, requeueAfterMs?: number): Promise<ReconcileResult> {

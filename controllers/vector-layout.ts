@@ -3,10 +3,11 @@
  * lines, the Machine's paths (spec.paths, with the schema's defaults), the key directory on the primary, and
  * the exact entry and files a live vector should have. Pure; shared by the Vector controller and the sweep.
  */
-import type { Machine } from '../api/types.ts';
+import type { Dataset, Machine, Vector } from '../api/types.ts';
 import { DEFAULT_AUTHORIZED_KEYS, renderEntry } from '../nodes/authorized-keys.ts';
 import { DEFAULT_GUARD_PATH, vectorHoldTag, vectorKeyEntry } from '../nodes/guard.ts';
 import type { VectorIdentityInput } from '../nodes/identity.ts';
+import { containerVerdict, OWNER_MARK, ownerMarkValue, RECEIVED_MARK, type MarkValue, type OwnedFileSystem } from '../planning/replica-ownership.ts';
 import { ZfsError } from '../zfs/errors.ts';
 import type { ZfsMachine } from '../zfs/machine.ts';
 
@@ -50,22 +51,54 @@ export function outboundOf(primary: Machine | undefined): readonly string[] {
 /**
  * The line a vector's key has in its storage machine's authorized_keys. The incoming key of a rotation has
  * its own tag but the vector's one hold tag, so holds placed with the old key are released with the new.
- * `from` (the primary's outboundAddresses) adds sshd's from= option: the key is refused from elsewhere.
+ * `from` (the primary's outboundAddresses) adds sshd's from= option: the key is refused from elsewhere. `leaf`
+ * is the one file system below the vector's dataset the key may receive into.
  */
-export function vectorEntry(storage: Machine, vectorKey: string, publicKey: string, replica: string, next = false, from: readonly string[] = []) {
+export function vectorEntry(storage: Machine, vectorKey: string, publicKey: string, replica: string, leaf: string, next = false, from: readonly string[] = []) {
   const owners = ownerTags(vectorKey);
   return vectorKeyEntry({
     publicKey,
     owner: next ? owners.next : owners.current,
     prefix: replica,
+    leaf,
     guardPath: machinePaths(storage).guard,
     holdTag: vectorHoldTag(owners.current),
     from,
   });
 }
 
-export function vectorLine(storage: Machine, vectorKey: string, publicKey: string, replica: string, from: readonly string[] = []): string {
-  return renderEntry(vectorEntry(storage, vectorKey, publicKey, replica, false, from));
+export function vectorLine(storage: Machine, vectorKey: string, publicKey: string, replica: string, leaf: string, from: readonly string[] = []): string {
+  return renderEntry(vectorEntry(storage, vectorKey, publicKey, replica, leaf, false, from));
+}
+
+/** The dataset a vector sends from, and its last component (the replica is `<vector dataset>/<leaf>`). */
+export type VectorSourcePath = { dataset: string; leaf: string; problem?: undefined } | { problem: string; dataset?: undefined; leaf?: undefined };
+
+/**
+ * Where a vector's stream comes from: its Dataset's name, or for a chained vector (source.vectorRef) the
+ * replica its source vector keeps (`<its dataset>/<leaf>`, the leaf of the chain's first Dataset).
+ */
+export function vectorSourcePath(
+  vector: Vector,
+  datasets: (key: string) => Dataset | undefined,
+  vectors: (key: string) => Vector | undefined,
+  depth = 0,
+): VectorSourcePath {
+  const ns = vector.metadata.namespace ?? 'default';
+  const src = vector.spec.source;
+  if (src.datasetRef) {
+    const ds = datasets(`${ns}/${src.datasetRef.name}`);
+    if (!ds) return { problem: `Dataset ${ns}/${src.datasetRef.name} does not exist` };
+    return { dataset: ds.spec.name, leaf: ds.spec.name.split('/').at(-1) ?? ds.spec.name };
+  }
+  if (!src.vectorRef || depth > 8) return { problem: 'spec.source names neither a Dataset nor a Vector (or the chain is too long)' };
+  const upstream = vectors(`${ns}/${src.vectorRef.name}`);
+  if (!upstream) return { problem: `Vector ${ns}/${src.vectorRef.name} does not exist` };
+  const up = vectorSourcePath(upstream, datasets, vectors, depth + 1);
+  if (up.problem !== undefined) return up;
+  const replica = upstream.status?.pairing?.dataset;
+  if (!replica) return { problem: `source Vector ${ns}/${src.vectorRef.name} is not paired yet` };
+  return { dataset: `${replica}/${up.leaf}`, leaf: up.leaf };
 }
 
 export class StorageAddressError extends Error {}
@@ -81,9 +114,10 @@ export function identityInput(primary: Machine, storage: Machine, vectorKey: str
 
 /**
  * Makes `dataset` and its missing ancestors below the pool, each with canmount=off (never mounted, so no
- * receive below it can mount anything either). One listing when it exists already.
+ * receive below it can mount anything either). One listing when it exists already. `properties` go on
+ * `dataset` itself (the ownership mark) when it is created.
  */
-export async function ensureContainer(zfs: ZfsMachine, dataset: string): Promise<boolean> {
+export async function ensureContainer(zfs: ZfsMachine, dataset: string, properties: Readonly<Record<string, string>> = {}): Promise<boolean> {
   const parts = dataset.split('/');
   const missing: string[] = [];
   for (let i = parts.length; i > 1; i--) {
@@ -98,6 +132,63 @@ export async function ensureContainer(zfs: ZfsMachine, dataset: string): Promise
     if (exists) break;
     missing.unshift(name);
   }
-  for (const name of missing) await zfs.createDataset(name, { properties: { canmount: 'off' } });
+  for (const name of missing) await zfs.createDataset(name, { properties: { canmount: 'off', ...(name === dataset ? properties : {}) } });
   return missing.length > 0;
+}
+
+export class NotOwnedError extends Error {}
+
+/** The owner mark of one dataset, or undefined when it does not exist. */
+async function ownerMarkOf(zfs: ZfsMachine, dataset: string): Promise<MarkValue | undefined> {
+  try {
+    const r = await zfs.run(['zfs', 'get', '-H', '-o', 'value,source', OWNER_MARK, dataset]);
+    const [value = '', source = ''] = (r.stdout.split('\n')[0] ?? '').split('\t');
+    return { value, source };
+  } catch (err) {
+    if (err instanceof ZfsError && err.kind === 'notFound') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Makes the vector's dataset, marked as the vector's (its uid), or checks that the one there is: bdr sets quotas
+ * on, receives into and destroys only datasets it made. An unmarked one is taken only by adoption
+ * (planning/replica-ownership.ts), and then marked. Throws NotOwnedError, naming the fix, otherwise.
+ */
+export async function ensureOwnedContainer(
+  zfs: ZfsMachine,
+  dataset: string,
+  owner: { uid: string; adoptAnnotation: string | undefined; madeBefore: boolean },
+): Promise<'created' | 'owned' | 'adopted'> {
+  const mark = ownerMarkValue(owner.uid);
+  const found = await ownerMarkOf(zfs, dataset);
+  const verdict = containerVerdict({ dataset, uid: owner.uid, found: found && { name: dataset, owner: found }, adoptAnnotation: owner.adoptAnnotation, madeBefore: owner.madeBefore });
+  switch (verdict.kind) {
+    case 'create':
+      await ensureContainer(zfs, dataset, { [OWNER_MARK]: mark });
+      return 'created';
+    case 'owned':
+      return 'owned';
+    case 'adopt':
+      await zfs.run(['zfs', 'set', `${OWNER_MARK}=${mark}`, dataset]);
+      return 'adopted';
+    case 'refuse':
+      throw new NotOwnedError(verdict.message);
+  }
+}
+
+/** Every file system at or below `dataset` with its ownership and receive marks (one `zfs get -r`). */
+export async function listOwnership(zfs: ZfsMachine, dataset: string, signal?: AbortSignal): Promise<OwnedFileSystem[]> {
+  const r = await zfs.run(['zfs', 'get', '-H', '-r', '-o', 'name,property,value,source', `type,${OWNER_MARK},${RECEIVED_MARK}`, dataset], signal ? { signal } : {});
+  const byName = new Map<string, { type?: string; owner?: MarkValue; received?: MarkValue }>();
+  for (const line of r.stdout.split('\n')) {
+    const [name = '', property = '', value = '', source = ''] = line.split('\t');
+    if (name === '' || name.includes('@')) continue;
+    const entry = byName.get(name) ?? {};
+    if (property === 'type') entry.type = value;
+    else if (property === OWNER_MARK) entry.owner = { value, source };
+    else if (property === RECEIVED_MARK) entry.received = { value, source };
+    byName.set(name, entry);
+  }
+  return [...byName].filter(([, e]) => e.type === 'filesystem' || e.type === 'volume').map(([name, e]) => ({ name, ...(e.owner ? { owner: e.owner } : {}), ...(e.received ? { received: e.received } : {}) }));
 }

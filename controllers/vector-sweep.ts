@@ -113,7 +113,7 @@ export class VectorSweepReconciler implements Reconciler {
       const want = new Map<string, string>();
       const conflicts: string[] = [];
       // The from= of a key is its primary's outboundAddresses: with the primary unknown, its line is left as is.
-      const unknownPrimary = new Set(pairedHere.filter(([, a]) => a.primary === undefined).map(([vk]) => vk));
+      const unknownPrimary = new Set(pairedHere.filter(([, a]) => a.primary === undefined || a.leaf === undefined).map(([vk]) => vk));
       const fromOf = (a: AppliedVector) => outboundOf(a.primary === undefined ? undefined : this.deps.machines.get(a.primary));
       for (const [vk, a] of pairedHere) {
         if (unknownPrimary.has(vk)) continue;
@@ -125,7 +125,7 @@ export class VectorSweepReconciler implements Reconciler {
           }
           continue;
         }
-        want.set(vk, renderEntry(vectorEntry(machine, vk, keys.current.publicKey, a.dataset, false, fromOf(a))));
+        want.set(vk, renderEntry(vectorEntry(machine, vk, keys.current.publicKey, a.dataset, a.leaf ?? '', false, fromOf(a))));
       }
       await editAuthorizedKeys(
         conn,
@@ -153,7 +153,7 @@ export class VectorSweepReconciler implements Reconciler {
               const a = applied.get(vk);
               if (!keys || !a) continue;
               try {
-                out = upsertEntry(out, vectorEntry(machine, vk, keys.current.publicKey, a.dataset, false, fromOf(a)));
+                out = upsertEntry(out, vectorEntry(machine, vk, keys.current.publicKey, a.dataset, a.leaf ?? '', false, fromOf(a)));
                 result.restoredEntries.push(ownerTags(vk).current);
               } catch (err) {
                 // A foreign line holding the same key: reported, and the other vectors' drift still fixed.

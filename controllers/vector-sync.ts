@@ -21,7 +21,7 @@
 import { performance } from 'node:perf_hooks';
 import { vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, RetentionPolicy, Vector, VectorStatus } from '../api/types.ts';
-import { REPLICA_PROPERTIES, vectorHoldTag } from '../nodes/guard.ts';
+import { vectorHoldTag } from '../nodes/guard.ts';
 import { instantOfSnapshotName } from '../planning/dataset-plan.ts';
 import { formatDuration, parseDuration } from '../planning/duration.ts';
 import { describeStep, planReplication, stepLabel, stepSourcePoints, type HoldAction, type ReplicaSnapshot, type ReplicationInput, type ReplicationPlan, type SendStep } from '../planning/replication.ts';
@@ -32,7 +32,7 @@ import { ZfsError } from '../zfs/errors.ts';
 import type { Inventory } from '../zfs/inventory.ts';
 import type { ZfsMachine } from '../zfs/machine.ts';
 import { meteredTransferArgv, runMeteredTransfer, ThrottleUnavailableError } from '../zfs/metered-transfer.ts';
-import { enforceReplicaProperties, replicaPropertiesSettled } from '../zfs/replica.ts';
+import { enforceReplicaProperties, replicaPolicyFor, replicaPropertiesSettled, type ReplicaCheck } from '../zfs/replica.ts';
 import { relay } from '../zfs/transfer.ts';
 import { policyRules, poolOf } from './dataset-snapshots.ts';
 import { ensureGuard } from './guard-currency.ts';
@@ -66,7 +66,7 @@ const DEFAULT_PRIORITY = 100;
 export const SYNC_READY_REASONS: ReadonlySet<string> = new Set([
   'Synced', 'UpToDate', 'SyncFailed', 'NoSourceSnapshot', 'NoCommonSnapshot', 'TargetDiverged', 'NameCollision',
   'RawSendUnsupported', 'InvalidSchedule', 'RetentionPolicyNotFound', 'InvalidRetentionPolicy', 'SourceNotReady',
-  'InvalidTransport', 'SyncTimedOut', 'BandwidthLimitUnavailable',
+  'InvalidTransport', 'SyncTimedOut', 'BandwidthLimitUnavailable', 'TargetReadOnly',
 ]);
 
 /** What the Vector reconciler resolved: the machines and the vector's dataset on the storage machine. */
@@ -75,6 +75,8 @@ export interface PairedVector {
   storage: Machine;
   /** The vector's dataset (the guard's prefix); the replica itself is received below it. */
   replica: string;
+  /** Why no stream may go now (a ReadOnly StorageTarget); the sync then sends nothing and says so. */
+  readOnly?: string;
 }
 
 export interface VectorSyncDeps {
@@ -272,6 +274,7 @@ export class VectorSync {
     const status = vector.status ?? {};
     const requeue = (ms: number) => ({ requeueAfterMs: Math.max(1_000, Math.min(MAX_REQUEUE_MS, keyRequeueMs, ms)) });
 
+    if (paired.readOnly !== undefined) return this.write(vector, { state: 'failed', reason: 'TargetReadOnly', message: paired.readOnly }, {}, requeue(MAX_REQUEUE_MS));
     const source = this.sourceOf(vector);
     if ('problem' in source) return this.write(vector, { state: 'failed', reason: 'SourceNotReady', message: source.problem }, {}, requeue(30_000));
     const schedule = vector.spec.schedule ? parseSchedule(vector.spec.schedule) : undefined;
@@ -451,13 +454,19 @@ export class VectorSync {
           if (moves) done([...moves.before, ...moves.after]);
           else await runHolds(batch(i));
         }
-        // The operator's re-check of the replica's inert properties is skipped when it would find nothing: without
-        // a stream, when the listing taken before the run shows every property set locally; after streams that all
-        // went through the guard (Direct), because the guard's receive succeeds only once it has checked and set
-        // them over the whole received tree itself. A local pipe or Relay receive bypasses the guard: re-checked.
+        // The operator re-checks the whole vector dataset (not only the replica) after every run that sent a stream,
+        // through the guard or not: a guard killed by SIGKILL leaves what it received as the stream made it, and a
+        // local pipe or Relay receive bypasses the guard (so the re-check also sets the guard's receive mark). Without
+        // a stream, only when the listing taken before the run shows something not inert (then no command runs).
         const viaGuard = paired.primary.metadata.name !== paired.storage.metadata.name && mode === 'Direct';
-        const settled = steps.length === 0 ? replicaPropertiesSettled(targetInventory, targetData) : viaGuard;
-        if ((steps.length > 0 || plan.kind === 'upToDate') && !settled) await enforceReplicaProperties(tgt.zfs, targetData, { signal: ctx.signal });
+        if (steps.length > 0 || (plan.kind === 'upToDate' && !replicaPropertiesSettled(targetInventory, replica))) {
+          const receivedMark = steps.length > 0 ? { receivedMark: { under: targetData, tag: vectorHoldTag(ownerTags(key).current) } } : {};
+          const check = await enforceReplicaProperties(tgt.zfs, replica, { signal: ctx.signal, ...receivedMark });
+          const repaired = replicaRepairs(check, targetInventory, steps.length > 0 && !viaGuard);
+          if (repaired.length > 0) {
+            await events.record(vector, 'Warning', 'ReplicaRepaired', `${replica} on ${storage.metadata.name} was not inert; the operator ${repaired.join('; ')}`);
+          }
+        }
         let pruned: string[] = [];
         if (plan.prunes.length > 0) {
           const results = await tgt.zfs.destroySnapshots(plan.prunes.map((p) => p.name), { signal: ctx.signal });
@@ -601,7 +610,9 @@ export class VectorSync {
     // (so their re-check costs no command when they are right) and the pool only for a remote maxRolling.
     const [srcInv, tgtInv, srcCaps, tgtCaps] = await Promise.all([
       src.zfs.inventory({ roots: [source.dataset], userProperties: [], pools: false }),
-      tgt.zfs.inventory({ roots: [replica], userProperties: [], properties: Object.keys(REPLICA_PROPERTIES), pools: policy.spec.maxRolling !== undefined }),
+      tgt.zfs.capabilities().then((caps) =>
+        tgt.zfs.inventory({ roots: [replica], userProperties: [], properties: replicaPolicyFor(caps).properties, pools: policy.spec.maxRolling !== undefined }),
+      ),
       src.zfs.capabilities(),
       tgt.zfs.capabilities(),
     ]);
@@ -850,10 +861,30 @@ interface Planned {
   sourceSnapshots: readonly ReplicaSnapshot[];
 }
 
-/** A plan whose run changes nothing on either machine (its listings already said so). */
+/**
+ * A plan whose run changes nothing on either machine (its listings already said so). The inert properties are
+ * judged over the whole vector dataset, the replica's parent (`targetData` is `<vector dataset>/<leaf>`).
+ */
 function nothingToDo({ plan, targetInventory }: Planned, targetData: string): boolean {
   if (plan.kind === 'refuse' || plan.kind === 'wait') return true;
-  return plan.kind === 'upToDate' && plan.holds.length === 0 && plan.prunes.length === 0 && replicaPropertiesSettled(targetInventory, targetData);
+  const vectorDataset = targetData.slice(0, targetData.lastIndexOf('/'));
+  return plan.kind === 'upToDate' && plan.holds.length === 0 && plan.prunes.length === 0 && replicaPropertiesSettled(targetInventory, vectorDataset);
+}
+
+/**
+ * What a re-check repaired, for the ReplicaRepaired event: every value it set, and every foreign clone. After a
+ * stream that bypassed the guard (`unguardedStream`), setting the values of a file system that stream created is
+ * the protection itself, not a repair (it was not in the listing taken before the run).
+ */
+function replicaRepairs(check: ReplicaCheck, before: Inventory, unguardedStream: boolean): string[] {
+  const existed = new Set(before.datasets.map((d) => d.name));
+  const set = check.fixed
+    .filter((f) => !unguardedStream || existed.has(f.dataset))
+    .map((f) => `set ${f.dataset} ${f.property}: ${f.was || '""'} (${f.source || '?'}) → ${f.now}`);
+  const clones = check.foreignClones.map((c) =>
+    c.destroyed ? `destroyed ${c.dataset} (a clone of ${c.origin})` : `could not destroy ${c.dataset} (a clone of ${c.origin}): ${c.error ?? '?'}`,
+  );
+  return [...set, ...clones];
 }
 
 /**

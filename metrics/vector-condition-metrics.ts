@@ -8,7 +8,7 @@
 import type { Registry } from 'prom-client';
 import type { Vector } from '../api/types.ts';
 import { isTrue } from '../controllers/runtime/conditions.ts';
-import { DEFAULT_ROTATION } from '../controllers/vector-controller.ts';
+import { DEFAULT_KEY_ROTATION } from '../planning/key-rotation.ts';
 import { parseDuration } from '../planning/duration.ts';
 import { statusGauge } from './vector-metrics.ts';
 
@@ -28,7 +28,7 @@ export function registerVectorConditionMetrics(registry: Registry, vectors: () =
     v.metadata.creationTimestamp ? Date.parse(v.metadata.creationTimestamp) / 1000 : undefined,
   );
   gauge('bdr_vector_key_rotation_interval_seconds', "How often the vector's SSH key is replaced (spec.keyRotation.interval, default 720h)", (v) => {
-    const interval = parseDuration(v.spec.keyRotation?.interval ?? DEFAULT_ROTATION);
+    const interval = parseDuration(v.spec.keyRotation?.interval ?? DEFAULT_KEY_ROTATION);
     return interval.ok ? interval.value / 1000 : undefined;
   });
 }

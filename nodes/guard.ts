@@ -1,4 +1,13 @@
 import type { NodeConnection } from './connection.ts';
+import type { ZfsCapabilities } from '../zfs/capabilities.ts';
+import {
+  KEY_LOCATION_FORCED,
+  KEY_LOCATION_SAFE,
+  RECEIVE_ONLY_PROPERTIES,
+  RECEIVED_MARK,
+  REPLICA_ALSO_SAFE,
+  replicaPolicy,
+} from '../zfs/replica-policy.ts';
 import { assertName, nameProblem } from '../api/names.ts';
 import { assertFromPatterns, assertOwnerTag, renderEntry, type AuthorizedKeyEntry } from './authorized-keys.ts';
 import { writeRemoteFileAtomic } from './remote-file.ts';
@@ -6,27 +15,81 @@ import { writeRemoteFileAtomic } from './remote-file.ts';
 /**
  * The forced command for vector keys. A vector's primary holds a key that the secondary accepts only as
  *
- *   restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/ns/vec bdr:vector:ns:vec" ssh-ed25519 AAAA… bdr:vector=ns/vec
+ *   restrict,command="/usr/local/libexec/bdr/zfs-guard tank/replicas/ns/vec bdr:vector:ns:vec data" ssh-ed25519 AAAA… bdr:vector=ns/vec
  *
  * `restrict` turns off port, agent and X11 forwarding and ptys; sshd then runs the guard instead of what
- * the client asked for, with the request in SSH_ORIGINAL_COMMAND. The guard's two arguments are the
- * vector's dataset prefix and its hold tag. The primary may be compromised, so the guard allows exactly
- * what a vector needs, below its prefix, and adds its own protections instead of trusting the client:
+ * the client asked for, with the request in SSH_ORIGINAL_COMMAND. The guard's three arguments are the
+ * vector's dataset (PREFIX), its hold tag (TAG) and the replica's leaf name (LEAF, one dataset-name
+ * component): the one file system the key may receive into is PREFIX/LEAF. The primary may be compromised,
+ * so the guard allows exactly what a vector needs and adds its own protections instead of trusting the client:
  *
- *   zfs receive|recv -u [-s] [-v] <dataset or snapshot below prefix> [+hold|+release <snapshot under prefix>]...
- *                                                                      (never -F, never the prefix itself)
- *   zfs receive -A <dataset below prefix>                              (abort a resumable receive)
- *   zfs list|get [-H] [-p] [-r] [-d N] [-o|-t|-s|-S list] [<properties>] <names under prefix>...
- *   zfs hold|release <the vector's own tag> <snapshots under prefix>...
- *   zfs holds [-H] [-r] <snapshots under prefix>...
+ *   zfs receive|recv -u [-s] [-v] PREFIX/LEAF[@snap] [+hold|+release <snapshot under PREFIX>]...
+ *                                          (never -F; never the prefix, a sibling of LEAF or anything deeper)
+ *   zfs receive -A PREFIX/LEAF                                         (abort a resumable receive)
+ *   zfs list|get [-H] [-p] [-r] [-d N] [-o|-t|-s|-S list] [<properties>] <names at or below PREFIX>...
+ *   zfs hold|release TAG <snapshots at or below PREFIX>...
+ *   zfs holds [-H] [-r] <snapshots at or below PREFIX>...
  *
- * A received stream carries properties (mountpoint, canmount, sharenfs, setuid, exec, devices…): the
- * guard makes every received file system inert with REPLICA_PROPERTIES, as `-o` options of the receive
- * where ZFS has them (OpenZFS), and in every case as local values checked (and set where missing) over the
- * whole received tree right after the receive (local beats received; `-o` does not reach a replication
- * stream's children for a non-inherited property such as canmount). The receive reports success only once
- * that is done, so a sync whose streams all went through the guard needs no re-check of its own;
- * `enforceReplicaProperties` (zfs/replica.ts) re-checks them over the operator's own connection otherwise.
+ * **It fails closed.** Whatever the receive's exit status (success, a stream that fails part-way, the client
+ * disconnecting, SIGTERM/SIGHUP/SIGINT/SIGPIPE), every file system and volume at or below PREFIX is made
+ * inert before the guard exits: a replication stream (`send -R`) whose second file system fails has already
+ * received the first one, with the sender's properties. The guard ignores those signals itself (the receive
+ * runs with them at their defaults, so a signal to the session's process group still stops it), and after
+ * the receive ends, one `zfs get -r` lists the whole PREFIX tree; a `zfs set` follows for each value that
+ * is not already local and safe (local beats received, so no later stream changes them). The guard then
+ * exits with the receive's own status; if a value could not be set, non-zero with a `bdr-guard:` message.
+ * SIGKILL cannot be caught: the operator re-checks the prefix over its own connection after every run that
+ * sent a stream (`enforceReplicaProperties`, zfs/replica.ts, from the same table: zfs/replica-policy.ts).
+ * zfs-fuse receives in its daemon, which finishes the file system it is reading when the `zfs` process dies;
+ * that file system already exists then, so the guard's listing includes it.
+ *
+ * **The forced properties** (local values; the policy in zfs/replica-policy.ts; the optional ones exactly where
+ * the machine's `zfs get` property table lists them, probed into `ZfsCapabilities.datasetProperties`, since a
+ * `zfs get` naming a property the ZFS lacks fails as a whole):
+ *
+ *   canmount=noauto   (canmount=off also safe, as on operator-made containers) `zfs mount -a` and boot mount only
+ *                     canmount=on file systems. Not inherited, so each one needs its own; set first, on every
+ *                     file system before anything else: a `zfs set` of a mount-related property re-mounts a
+ *                     file system (or its inheriting children) that can mount and is shared.
+ *   mountpoint=none   a stream's mountpoint may name /root/.ssh or /etc; none also keeps a hand `zfs mount` from
+ *                     placing it anywhere.
+ *   sharenfs=off, sharesmb=off   `zfs share -a` and the NFS/SMB services export what is marked shared.
+ *   readonly=on       a replica changed on the storage side diverges (the next incremental fails), and nothing
+ *                     should write into it even when mounted by hand.
+ *   setuid=off, exec=off, devices=off   should someone mount a replica by hand, its setuid binaries,
+ *                     executables and device nodes stay inert.
+ *   reservation=none, refreservation=none   a stream of a few kilobytes could otherwise reserve the pool's free
+ *                     space (or the vector's whole quota) and starve every other dataset in the pool.
+ *   zoned=off         (where present; FreeBSD's jailed=off likewise) zoned=on hands the file system's mounts to a
+ *                     container or user namespace; a replica belongs to none.
+ *   overlay=off       (OpenZFS) a mount over a non-empty directory would hide what is there.
+ *   context, fscontext, defcontext, rootcontext=none   (OpenZFS) SELinux mount contexts label every file of
+ *                     the mounted file system; a stream must not choose them.
+ *   keylocation=prompt   (OpenZFS with encryption) only where the value is a file:// or http(s):// location:
+ *                     `zfs load-key -a` (run at boot) would read that host file or fetch that URL. It is settable
+ *                     only on an encryption root, where it is always local: only its value counts.
+ *
+ * Not forced as local values: mlslabel (both ZFS list it, neither lets it be set on Linux: "mlslabels are
+ * unsupported" / "invalid mlslabel", and without Trusted Extensions it has no effect); volmode=none, a receive
+ * option on OpenZFS (inherited by the volumes of a replication stream, so no /dev/zd* node appears for udev to
+ * probe). Where ZFS has `receive -o` (OpenZFS, the "options" variant) the first eight above are also receive
+ * options; every variant sets all of them afterwards (`-o` does not reach a replication stream's children for
+ * a non-inherited property such as canmount).
+ *
+ * **Clone streams are refused.** An incremental stream from a snapshot the target lacks under that name is
+ * received as a clone of whatever snapshot in the pool has the stream's base guid, so a clone stream naming
+ * another replica's snapshot would share its blocks and pin it (it could not be destroyed). After the receive
+ * a file system at or below PREFIX whose origin lies outside PREFIX is destroyed (`zfs destroy -r` of exactly
+ * that dataset, which only this key's receive can have made) and the guard exits 1 with `bdr-guard: refused:
+ * … is a clone of … outside PREFIX`.
+ *
+ * **Ownership mark.** After every receive, each file system at or below PREFIX/LEAF without a local
+ * RECEIVED_MARK (`dev.bdr:received`) gets it, set to TAG: a received value never counts, so a stream cannot
+ * forge the mark.
+ *
+ * **The listing is untrusted text**: a received string property may hold a newline, and so a forged line.
+ * Each line is judged on its own (a forged line can add a `zfs set` of a safe value at or below PREFIX, never
+ * hide a real line), and a destroy follows only a query of that one dataset's origin, which no stream writes.
  *
  * `+hold S` and `+release S` after a receive's target move the key's own hold once the receive succeeded
  * and the tree is inert, in the order given (the received point held before the old base is released): the
@@ -43,31 +106,21 @@ import { writeRemoteFileAtomic } from './remote-file.ts';
  */
 export const DEFAULT_GUARD_PATH = '/usr/local/libexec/bdr/zfs-guard';
 
-/**
- * What a replica must be on a storage server: never mounted (not by `zfs mount -a`, not at boot), never
- * shared, read-only, and without setuid, exec or device files should anyone mount it by hand. Order
- * matters for the local-override path: canmount first, so no later step can mount it.
- */
-export const REPLICA_PROPERTIES: Readonly<Record<string, string>> = Object.freeze({
-  canmount: 'noauto',
-  mountpoint: 'none',
-  sharenfs: 'off',
-  sharesmb: 'off',
-  readonly: 'on',
-  setuid: 'off',
-  exec: 'off',
-  devices: 'off',
-});
+export {
+  KEY_LOCATION_FORCED,
+  KEY_LOCATION_SAFE,
+  RECEIVE_ONLY_PROPERTIES,
+  RECEIVED_MARK,
+  REPLICA_ALSO_SAFE,
+  REPLICA_PROPERTIES,
+  REPLICA_PROPERTIES_WHERE_PRESENT,
+} from '../zfs/replica-policy.ts';
 
 /**
- * Forced only as receive options (OpenZFS): `volmode=none` is inherited by volumes inside a replication
- * stream, so they get no device nodes for the kernel and udev to probe. zfs-fuse has no such property.
+ * The forced properties also given as `receive -o` options in the "options" variant: those recorded working
+ * that way on OpenZFS (test/openzfs-vm/guard.ts). The others are set right after the receive, like all of them.
  */
-export const RECEIVE_ONLY_PROPERTIES: Readonly<Record<string, string>> = Object.freeze({ volmode: 'none' });
-
-/** Values that count as safe besides REPLICA_PROPERTIES' own (an operator-made container is canmount=off). */
-export const REPLICA_ALSO_SAFE: Readonly<Record<string, readonly string[]>> = Object.freeze({ canmount: ['off'] });
-const ALSO_SAFE = REPLICA_ALSO_SAFE;
+const RECEIVE_OPTION_PROPERTIES = ['canmount', 'mountpoint', 'sharenfs', 'sharesmb', 'readonly', 'setuid', 'exec', 'devices'] as const;
 
 /** Longest request the guard accepts (a hold of many snapshots stays far below it). */
 const MAX_COMMAND_LENGTH = 65536;
@@ -76,21 +129,53 @@ export interface GuardScriptOptions {
   /** The zfs program on the storage machine. */
   zfsPath?: string;
   /**
-   * The machine's ZFS takes `receive -o`/`-x` (`ZfsCapabilities.receiveProperties`): the guard then
-   * forces REPLICA_PROPERTIES as receive options. Otherwise (default, works everywhere) it sets them
-   * as local values right after each successful receive.
+   * The machine's ZFS takes `receive -o`/`-x` (`ZfsCapabilities.receiveProperties`): the guard then also
+   * passes the forced properties as receive options. Otherwise (default, works everywhere) it only sets them
+   * as local values right after each receive, as it does in both variants.
    */
   receiveProperties?: boolean;
+  /**
+   * The native properties the machine's ZFS has (`ZfsCapabilities.datasetProperties`): which of the optional
+   * protective properties the guard forces. Omitted: only those every ZFS has.
+   */
+  datasetProperties?: readonly string[];
+  /** `zfs get -t` exists (`ZfsCapabilities.getTypeFilter`): the guard's listing then leaves snapshots out. */
+  getTypeFilter?: boolean;
+}
+
+/** The guard's options for a machine, from its probed capabilities. */
+export function guardOptions(capabilities: Pick<ZfsCapabilities, 'receiveProperties' | 'datasetProperties' | 'getTypeFilter'>): GuardScriptOptions {
+  return {
+    receiveProperties: capabilities.receiveProperties,
+    getTypeFilter: capabilities.getTypeFilter,
+    ...(capabilities.datasetProperties !== undefined ? { datasetProperties: capabilities.datasetProperties } : {}),
+  };
+}
+
+/** Words that go into the script unquoted: property names and values from the policy's own tables. */
+function plainWord(word: string): string {
+  if (!/^[a-z0-9][a-z0-9_]*$/.test(word)) throw new RangeError(`not a plain word for the guard script: ${JSON.stringify(word)}`);
+  return word;
 }
 
 export function guardScript(options: GuardScriptOptions | string = {}): string {
-  const { zfsPath = 'zfs', receiveProperties = false } = typeof options === 'string' ? { zfsPath: options } : options;
+  const { zfsPath = 'zfs', receiveProperties = false, datasetProperties, getTypeFilter = false } = typeof options === 'string' ? { zfsPath: options } : options;
   if (!/^[A-Za-z0-9_./-]+$/.test(zfsPath)) throw new RangeError(`unsafe zfs path ${JSON.stringify(zfsPath)}`);
-  const settings = Object.entries({ ...REPLICA_PROPERTIES, ...RECEIVE_ONLY_PROPERTIES }).map(([k, v]) => `${k}=${v}`);
-  const names = Object.keys(REPLICA_PROPERTIES);
+  const policy = replicaPolicy(datasetProperties);
+  const receiveSettings = [
+    ...RECEIVE_OPTION_PROPERTIES.map((k) => `-o ${k}=${plainWord(policy.local[k] ?? '')}`),
+    ...Object.entries(RECEIVE_ONLY_PROPERTIES).map(([k, v]) => `-o ${plainWord(k)}=${plainWord(v)}`),
+  ].join(' ');
+  const listed = ['origin', ...policy.properties.map(plainWord), RECEIVED_MARK].join(',');
+  const judged = Object.entries(policy.local).map(
+    ([k, v]) => `    ${plainWord(k)}) local_is ${[v, ...(REPLICA_ALSO_SAFE[k] ?? [])].map(plainWord).join(' ')} || fix=${plainWord(v)} ;;`,
+  );
+  if (policy.keylocation) {
+    judged.push(`    keylocation) case $value in ${KEY_LOCATION_SAFE.join('|')}) ;; *) fix=${plainWord(KEY_LOCATION_FORCED)} ;; esac ;;`);
+  }
   return `#!/bin/sh
 # bdr zfs-guard: forced command for vector keys. Installed by bdr; local edits are overwritten.
-# authorized_keys: restrict,command="<this file> <dataset prefix> <hold tag>"
+# authorized_keys: restrict,command="<this file> <dataset prefix> <hold tag> <replica leaf>"
 set -f
 # sshd passes the client's LANG/LC_* (Debian's AcceptEnv): byte-wise patterns and ZFS's English messages,
 # which bdr classifies, must not depend on them. PATH is the guard's own, not the login environment's.
@@ -98,10 +183,11 @@ LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL PATH
 ZFS='${zfsPath}'
-# "options": this ZFS forces properties at receive time (-o); "set": they are set right after the receive.
+# "options": this ZFS also takes the forced properties as receive options (-o); "set": only set afterwards.
 OVERRIDE='${receiveProperties ? 'options' : 'set'}'
 PREFIX=\${1-}
 TAG=\${2-}
+LEAF=\${3-}
 TAB=$(printf '\\t')
 NL=$(printf '\\nx')
 NL=\${NL%x}
@@ -135,26 +221,100 @@ valid_list() {
   return 0
 }
 
-# Makes every file system at or below $1 inert with local values (local beats received, so no later
-# stream can change them). Only what is not already local and safe is set: an incremental receive into a
-# protected replica costs one zfs get, which lists every file system below $1 (its type line says which
-# names are file systems; zfs-fuse's get has no -t, so snapshots are listed too and skipped) with the
-# properties and their sources.
-has_local() {
-  case "$NL$current$NL" in
-    *"$NL$ds$TAB$1$TAB$2\${TAB}local$NL"*) return 0 ;;
-    *) return 1 ;;
+# Whether the listed value ($value from $source) is a local one among the safe values given.
+local_is() {
+  [ "$source" = local ] || return 1
+  for ok in "$@"; do
+    [ "$value" != "$ok" ] || return 0
+  done
+  return 1
+}
+
+# Sets $fix to the value that makes $property inert, or to '' when it already is.
+judge() {
+  fix=''
+  case $property in
+${judged.join('\n')}
   esac
 }
 
+set_property() {
+  "$ZFS" set "$1" "$ds" </dev/null || failed=1
+}
+
+# Makes every file system and volume at or below the prefix inert (see the list in bdr's nodes/guard.ts): one
+# zfs get lists them with the forced properties, their origin and the receive mark, and only what is not already
+# local and safe is set. The listing is untrusted text (a received string property may hold a newline), so each
+# line is judged on its own and only names at or below the prefix are touched; snapshots (zfs-fuse's get has no
+# -t) and properties a dataset's type lacks ("-" from "-") are skipped. canmount goes first on every file system:
+# a zfs set of a mount-related property mounts a file system, or its inheriting children, that can mount.
 protect() {
-  current=$("$ZFS" get -H -r -o name,property,value,source type,${names.join(',')} "$1" </dev/null) || return 1
-  printf '%s\\n' "$current" | while IFS="$TAB" read -r ds property value rest; do
-    [ "$property:$value" = type:filesystem ] || continue
-${Object.entries(REPLICA_PROPERTIES)
-  .map(([k, v]) => `    ${[v, ...(ALSO_SAFE[k] ?? [])].map((ok) => `has_local ${k} ${ok} || `).join('')}"$ZFS" set ${k}=${v} "$ds" </dev/null || exit 1`)
-  .join('\n')}
+  failed=''
+  suspects=''
+  listing=$("$ZFS" get -H -r ${getTypeFilter ? '-t filesystem,volume ' : ''}-o name,property,value,source ${listed} "$PREFIX" </dev/null) || return 1
+  for pass in canmount rest; do
+    while IFS="$TAB" read -r ds property value source; do
+      case $ds in
+        *@*|*#*) continue ;;
+        "$PREFIX"|"$PREFIX"/*) ;;
+        *) continue ;;
+      esac
+      if [ "$pass" = canmount ]; then
+        [ "$property" = canmount ] || continue
+      else
+        [ "$property" != canmount ] || continue
+      fi
+      case $property in
+        origin)
+          case $value in
+            -|"$PREFIX"@*|"$PREFIX"/*) ;;
+            *) [ "$ds" = "$PREFIX" ] || suspects="$ds$NL$suspects" ;;
+          esac
+          ;;
+        ${RECEIVED_MARK})
+          case $ds in
+            "$PREFIX/$LEAF"|"$PREFIX/$LEAF"/*) [ "$source" = local ] || set_property "${RECEIVED_MARK}=$TAG" ;;
+          esac
+          ;;
+        *)
+          [ "$value$TAB$source" != "-$TAB-" ] || continue
+          judge
+          [ -z "$fix" ] || set_property "$property=$fix"
+          ;;
+      esac
+    done <<EOF
+$listing
+EOF
   done
+  refuse_clones
+  [ -z "$failed" ]
+}
+
+# A file system whose origin lies outside the prefix was made by a clone stream naming another dataset's
+# snapshot by guid: it shares that snapshot's blocks and pins it. Deepest first (the listing is parents first,
+# the suspects were prepended), each is confirmed by a query of its own origin (the listing may carry forged
+# lines) and destroyed: only this key's receive can have made it.
+refuse_clones() {
+  clones=''
+  while IFS= read -r ds; do
+    [ -n "$ds" ] || continue
+    case $NL$clones in *"$NL$ds$NL"*) continue ;; esac
+    clones="$clones$ds$NL"
+    if ! origin=$("$ZFS" get -H -o value origin "$ds" </dev/null); then
+      failed=1
+      continue
+    fi
+    case $origin in -|"$PREFIX"@*|"$PREFIX"/*) continue ;; esac
+    refused_clone=1
+    if "$ZFS" destroy -r "$ds" </dev/null; then
+      printf 'bdr-guard: refused: %s is a clone of %s outside %s; it was destroyed\\n' "$ds" "$origin" "$PREFIX" >&2
+    else
+      printf 'bdr-guard: refused: %s is a clone of %s outside %s, and could not be destroyed\\n' "$ds" "$origin" "$PREFIX" >&2
+      failed=1
+    fi
+  done <<EOF
+$suspects
+EOF
 }
 
 valid_name "$PREFIX" || refuse "the guard was installed without a valid dataset prefix"
@@ -162,6 +322,10 @@ case $PREFIX in *@*) refuse "the guard's prefix must be a dataset" ;; esac
 case $TAG in
   '') ;;
   -*|.*|*[!A-Za-z0-9_.:-]*) refuse "the guard was installed with an invalid hold tag" ;;
+esac
+case $LEAF in
+  '') ;;
+  -*|.*|*[!A-Za-z0-9_.:-]*) refuse "the guard was installed with an invalid replica leaf" ;;
 esac
 
 cmd=\${SSH_ORIGINAL_COMMAND-}
@@ -220,6 +384,10 @@ case $sub in
     dataset=\${target%%@*}
     # The prefix carries the operator's quota and is never a receive target itself.
     [ "$dataset" != "$PREFIX" ] || refuse "zfs $sub into $PREFIX itself is not allowed; replicas go below it"
+    # The receive marks what it made with the tag, and may reach this key's own replica only.
+    [ -n "$TAG" ] || refuse "zfs $sub is not allowed: this key has no hold tag"
+    [ -n "$LEAF" ] || refuse "zfs $sub is not allowed: this key has no replica leaf"
+    [ "$dataset" = "$PREFIX/$LEAF" ] || refuse "receive target $target is not this key's replica $PREFIX/$LEAF"
     if [ -n "$abort" ]; then
       if [ "$#" -ne 2 ] || [ "$dataset" != "$target" ]; then refuse "zfs $sub -A takes only a dataset"; fi
       exec "$ZFS" receive -A "$target"
@@ -229,15 +397,23 @@ case $sub in
     set -- receive -u
     [ -z "$resumable" ] || set -- "$@" -s
     [ -z "$verbose" ] || set -- "$@" -v
+    # Fails closed: from here the guard outlives these signals (the receive gets them at their defaults, so a
+    # signal to the session's process group still stops it) and makes the prefix inert whatever happened.
+    trap '' HUP INT TERM PIPE
     if [ "$OVERRIDE" = options ]; then
-      "$ZFS" "$@" ${settings.map((s) => `-o ${s}`).join(' ')} "$target" || exit
+      ( trap - HUP INT TERM PIPE; exec "$ZFS" "$@" ${receiveSettings} "$target" )
     else
-      "$ZFS" "$@" "$target" || exit
+      ( trap - HUP INT TERM PIPE; exec "$ZFS" "$@" "$target" )
     fi
-    if ! protect "$dataset"; then
-      printf 'bdr-guard: received into %s, but could not make it inert; the operator re-applies this\\n' "$dataset" >&2
-      exit 1
+    status=$?
+    refused_clone=''
+    if ! protect; then
+      printf 'bdr-guard: could not make everything at or below %s inert after zfs receive (exit %s); the operator re-checks it\\n' "$PREFIX" "$status" >&2
+      [ "$status" -ne 0 ] || status=1
+      exit "$status"
     fi
+    [ -z "$refused_clone" ] || exit 1
+    [ "$status" -eq 0 ] || exit "$status"
     # The words in $moves were checked above (op:snapshot, no spaces or glob characters): split on purpose.
     # shellcheck disable=SC2086
     for m in $moves; do
@@ -325,19 +501,15 @@ exec "$ZFS" "$@"
 }
 
 /**
- * Writes the guard to the machine (atomic replace, mode 755). Idempotent. Pass the machine's
- * `ZfsCapabilities.receiveProperties` (probed over the operator's connection) as `receiveProperties`.
+ * Writes the guard to the machine (atomic replace, mode 755). Idempotent. Pass the machine's probed
+ * capabilities through `guardOptions` (receive options, the property table, `get -t`).
  */
 export async function installGuard(
   connection: NodeConnection,
   options: { path?: string } & GuardScriptOptions = {},
 ): Promise<string> {
-  const path = options.path ?? DEFAULT_GUARD_PATH;
-  const script = guardScript({
-    ...(options.zfsPath !== undefined ? { zfsPath: options.zfsPath } : {}),
-    ...(options.receiveProperties !== undefined ? { receiveProperties: options.receiveProperties } : {}),
-  });
-  await writeRemoteFileAtomic(connection, path, script, { mode: '755', createParentMode: '755' });
+  const { path = DEFAULT_GUARD_PATH, ...scriptOptions } = options;
+  await writeRemoteFileAtomic(connection, path, guardScript(scriptOptions), { mode: '755', createParentMode: '755' });
   return path;
 }
 
@@ -356,16 +528,18 @@ function assertTag(tag: string): string {
   return tag;
 }
 
-/** The authorized_keys entry of a vector key: forced through the guard, restricted to `prefix`. */
+/** The authorized_keys entry of a vector key: forced through the guard, restricted to `prefix`/`leaf`. */
 export function vectorKeyEntry(input: {
   publicKey: string;
   /** Owner tag, e.g. "bdr:vector=ns/name". */
   owner: string;
   /**
-   * The vector's dataset: it may receive below it (never into it: the operator keeps its quota there)
-   * and list, get, hold and release at or below it.
+   * The vector's dataset: it may list, get, hold and release at or below it, and receive into `leaf` below it
+   * (never into it: the operator keeps its quota there).
    */
   prefix: string;
+  /** The replica's name below `prefix` (one dataset-name component): the one file system the key may receive into. */
+  leaf: string;
   guardPath?: string;
   /** The one hold tag this key may use; default `vectorHoldTag(owner)`. */
   holdTag?: string;
@@ -373,6 +547,10 @@ export function vectorKeyEntry(input: {
   from?: readonly string[];
 }): AuthorizedKeyEntry {
   const prefix = assertName('dataset', input.prefix);
+  const leafProblem = nameProblem('snapshotShortName', input.leaf);
+  if (leafProblem !== undefined) throw new RangeError(`invalid replica leaf ${JSON.stringify(input.leaf)}: ${leafProblem}`);
+  const leaf = input.leaf;
+  assertName('dataset', `${prefix}/${leaf}`);
   const guardPath = input.guardPath ?? DEFAULT_GUARD_PATH;
   if (!/^\/[A-Za-z0-9_./-]+$/.test(guardPath)) throw new RangeError(`unsafe guard path ${JSON.stringify(guardPath)}`);
   const tag = assertTag(input.holdTag ?? vectorHoldTag(input.owner));
@@ -382,8 +560,8 @@ export function vectorKeyEntry(input: {
     owner: assertOwnerTag(input.owner),
     options: [
       'restrict',
-      // Prefix and tag are validated plain words, so they need no quoting inside sshd's `sh -c`.
-      `command="${guardPath} ${prefix} ${tag}"`,
+      // Prefix, tag and leaf are validated plain words, so they need no quoting inside sshd's `sh -c`.
+      `command="${guardPath} ${prefix} ${tag} ${leaf}"`,
       ...(from.length > 0 ? [`from="${from.join(',')}"`] : []),
     ],
   };

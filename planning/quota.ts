@@ -1,7 +1,8 @@
 /**
  * The quota of a vector's replica: one vector must not fill a storage pool it shares with others. The
- * StorageTarget sets it for all its vectors (spec.replicaQuota), a Vector may override it
- * (spec.target.quota, "none" to lift it); without either, the replica has no quota. Pure.
+ * StorageTarget sets it for all its vectors (spec.replicaQuota), or the storage Machine for vectors that target
+ * it directly; a Vector may ask for less (spec.target.quota), never more. Without a ceiling the replica has the
+ * Vector's quota, or none. Pure.
  */
 import type { Parsed } from './duration.ts';
 
@@ -23,15 +24,45 @@ export interface ReplicaQuota {
   /** Bytes; undefined: no quota. */
   bytes: number | undefined;
   /** Where the figure comes from, for messages. */
-  from: 'Vector' | 'StorageTarget' | 'none';
+  from: 'Vector' | 'StorageTarget' | 'Machine' | 'none';
 }
 
-/** The quota a replica gets from the target's `replicaQuota` and the vector's `target.quota` override. */
-export function replicaQuota(targetQuota: string | undefined, vectorQuota: string | undefined): Parsed<ReplicaQuota> {
-  if (vectorQuota === 'none') return { ok: true, value: { bytes: undefined, from: 'Vector' } };
-  const [text, from] = vectorQuota !== undefined ? [vectorQuota, 'Vector' as const] : targetQuota !== undefined ? [targetQuota, 'StorageTarget' as const] : [undefined, 'none' as const];
-  if (text === undefined) return { ok: true, value: { bytes: undefined, from } };
-  const parsed = parseSize(text);
-  if (!parsed.ok) return { ok: false, problem: `${from === 'Vector' ? 'spec.target.quota' : "the StorageTarget's spec.replicaQuota"}: ${parsed.problem}` };
-  return { ok: true, value: { bytes: parsed.value, from } };
+/** An administrator's ceiling: a StorageTarget's replicaQuota, or the storage Machine's. */
+export interface QuotaCeiling {
+  text: string | undefined;
+  from: 'StorageTarget' | 'Machine';
+  /** The object's name, for messages. */
+  name: string;
+}
+
+export const QUOTA_ABOVE_CEILING = 'QuotaAboveCeiling';
+
+/**
+ * The quota a replica gets. The administrators' ceiling (the lower of the StorageTarget's and the storage
+ * Machine's, where set) applies unless the Vector asks for less; a Vector may never ask for more, nor for none,
+ * where a ceiling is set: a namespace cannot lift the limit that keeps it from filling a pool shared with
+ * others. Without a ceiling the Vector's own figure (or none) applies.
+ */
+export function replicaQuota(ceilings: readonly QuotaCeiling[], vectorQuota: string | undefined): Parsed<ReplicaQuota> & { reason?: string } {
+  let cap: number | undefined;
+  let ceiling: QuotaCeiling | undefined;
+  for (const c of ceilings) {
+    if (c.text === undefined) continue;
+    const parsed = parseSize(c.text);
+    if (!parsed.ok) return { ok: false, problem: `${c.from} ${c.name}'s spec.replicaQuota: ${parsed.problem}` };
+    if (cap === undefined || parsed.value < cap) [cap, ceiling] = [parsed.value, c];
+  }
+  const where = ceiling ? `${ceiling.from} ${ceiling.name}'s spec.replicaQuota` : '';
+  const from = ceiling ? ceiling.from : 'none';
+  if (vectorQuota === undefined) return { ok: true, value: { bytes: cap, from } };
+  if (vectorQuota === 'none') {
+    if (cap === undefined) return { ok: true, value: { bytes: undefined, from: 'Vector' } };
+    return { ok: false, reason: QUOTA_ABOVE_CEILING, problem: `spec.target.quota none would lift the ceiling ${ceiling?.text ?? ''} set by ${where}; ask for at most that, or omit it` };
+  }
+  const parsed = parseSize(vectorQuota);
+  if (!parsed.ok) return { ok: false, problem: `spec.target.quota: ${parsed.problem}` };
+  if (cap !== undefined && parsed.value > cap) {
+    return { ok: false, reason: QUOTA_ABOVE_CEILING, problem: `spec.target.quota ${vectorQuota} is above the ceiling ${ceiling?.text ?? ''} set by ${where}; ask for at most that, or omit it` };
+  }
+  return { ok: true, value: { bytes: parsed.value, from: 'Vector' } };
 }

@@ -13,6 +13,8 @@
  * - Roles: a StorageTarget lists Storage machines only; a Vector never receives into a Source machine.
  */
 
+import { datasetAccess, type GrantRules, type StorageArea } from './dataset-grants.ts';
+
 export interface LabelSelectorRequirement {
   readonly key: string;
   readonly operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
@@ -248,15 +250,22 @@ export function datasetPropertiesVerdict(properties: Readonly<Record<string, str
 
 /**
  * The Machine's verdict on a Dataset, in the order the Dataset controller applies it (and `bdr plan` shows it):
- * its namespace, then its properties. A refused Dataset gets no command on the machine.
+ * its namespace, its name (below a root the Machine grants the namespace, planning/dataset-grants.ts), then its
+ * properties. A refused Dataset gets no command on the machine. `areas` are the parents of the StorageTargets
+ * that list the machine.
  */
 export function datasetVerdict(
-  machine: MachineRules,
-  dataset: { readonly namespace: string; readonly properties?: Readonly<Record<string, string>> | undefined },
+  machine: GrantRules,
+  dataset: { readonly namespace: string; readonly name?: string; readonly properties?: Readonly<Record<string, string>> | undefined },
   namespaceLabels: Readonly<Record<string, string>> = {},
+  areas: readonly StorageArea[] = [],
 ): Verdict {
   const allowed = namespaceAllowed(machine, dataset.namespace, namespaceLabels);
   if (!allowed.ok) return allowed;
+  if (dataset.name !== undefined) {
+    const access = datasetAccess(machine, dataset.namespace, dataset.name, areas);
+    if (!access.ok) return { ...access, message: `spec.name: ${access.message}` };
+  }
   return datasetPropertiesVerdict(dataset.properties, machine);
 }
 
@@ -272,4 +281,29 @@ export function storageTargetMachineProblem(machine: MachineRules): string | und
 export function vectorTargetMachineProblem(machine: MachineRules): string | undefined {
   const role = roleOf(machine);
   return role === 'Source' ? `Machine ${machine.metadata.name} has role Source, which never receives replicas; target an Aggregator or Storage machine` : undefined;
+}
+
+/**
+ * Where a file system bdr creates would mount by inheritance, and whether that may stand. A Dataset that sets no
+ * mountpoint inherits its nearest existing ancestor's, plus its own path below it: on root-on-ZFS a name below
+ * `rpool/ROOT/debian` would mount over `/etc` or `/usr`. bdr lets it inherit only a mountpoint strictly below
+ * the Machine's spec.mountpointRoot (or none/legacy, which mount nothing); otherwise it is created with
+ * mountpoint=none and the reason is returned for the event. Pure: the ancestor's mountpoint is an input.
+ */
+export function inheritedMountpoint(
+  machine: MachineRules,
+  dataset: { readonly name: string; readonly properties?: Readonly<Record<string, string>> | undefined },
+  ancestor: { readonly name: string; readonly mountpoint: string },
+): { readonly properties: Readonly<Record<string, string>>; readonly note?: string } {
+  if (dataset.properties?.mountpoint !== undefined) return { properties: {} };
+  const { mountpoint } = ancestor;
+  if (mountpoint === 'none' || mountpoint === 'legacy' || mountpoint === '-') return { properties: {} };
+  const rest = dataset.name.slice(ancestor.name.length).replace(/^\//, '');
+  const would = rest === '' ? mountpoint : `${mountpoint === '/' ? '' : mountpoint}/${rest}`;
+  if (mountpointProblem(would, machine.spec.mountpointRoot, machine.metadata.name) === undefined) return { properties: {} };
+  const root = machine.spec.mountpointRoot;
+  return {
+    properties: { mountpoint: 'none' },
+    note: `not mounted: it would have inherited mountpoint ${would} from ${ancestor.name}, ${root === undefined ? `and Machine ${machine.metadata.name} declares no spec.mountpointRoot` : `outside Machine ${machine.metadata.name}'s spec.mountpointRoot ${root}`}; set spec.properties.mountpoint below it to mount it`,
+  };
 }

@@ -1,4 +1,5 @@
 import type { NodeConnection } from '../nodes/connection.ts';
+import { parsePropertyTable } from './replica-policy.ts';
 
 /**
  * What the machine's ZFS can do. zfs-fuse (pool version 23) lacks most OpenZFS 2.x options; callers check
@@ -33,6 +34,12 @@ export interface ZfsCapabilities {
   listHolds: boolean;
   /** `zpool list -p` prints exact bytes; otherwise pool sizes are rounded human units. */
   zpoolParsable: boolean;
+  /**
+   * The native dataset properties this ZFS has (the table `zfs get` prints without arguments): which of the
+   * replica's optional protective properties exist here (zfs/replica-policy.ts). Undefined when not probed:
+   * then only the properties every ZFS has are used.
+   */
+  datasetProperties?: readonly string[];
 }
 
 /** Flag letters that a usage text lists for a sub-command (across all of its usage lines). */
@@ -74,6 +81,8 @@ export function capabilitiesFromUsage(input: {
   zpoolUsage: string;
   version: string | undefined;
   receiveNoMountAccepted: boolean;
+  /** What `zfs get` without arguments printed (its property table); omitted, `datasetProperties` stays unknown. */
+  propertyTable?: string;
 }): ZfsCapabilities {
   const { zfsUsage, zpoolUsage } = input;
   const send = usageFlags(zfsUsage, 'send');
@@ -100,21 +109,27 @@ export function capabilitiesFromUsage(input: {
     batchDestroy: destroyLines.some((l) => /@\S*(%|\[,\.\.\.\])/.test(l)),
     listHolds: openzfs && usageLines(zfsUsage, 'holds').length > 0,
     zpoolParsable: usageFlags(zpoolUsage, 'list').has('p'),
+    ...(input.propertyTable !== undefined ? { datasetProperties: parsePropertyTable(input.propertyTable) } : {}),
   };
 }
 
 /**
- * Probes a machine: three read-only commands run concurrently, plus a dry-run receive from an empty stream
- * that tells whether `-u` is accepted (zfs-fuse accepts it without listing it in its usage).
+ * Probes a machine: four read-only commands run concurrently (the usage texts, the version, and `zfs get`
+ * without arguments, which fails printing the table of the properties this ZFS has), plus a dry-run receive
+ * from an empty stream that tells whether `-u` is accepted (zfs-fuse accepts it without listing it in its usage).
  */
 export async function probeCapabilities(connection: NodeConnection, programs = { zfs: 'zfs', zpool: 'zpool' }): Promise<ZfsCapabilities> {
-  const [zfsHelp, zpoolHelp, version, recvU] = await Promise.all([
+  const [zfsHelp, zpoolHelp, version, recvU, getTable] = await Promise.all([
     connection.exec([programs.zfs, '-?']),
     connection.exec([programs.zpool, '-?']),
     connection.exec([programs.zfs, 'version']),
     // Dry run (-n) from an empty stream into a pool nobody has: it can only fail, by option or by stream.
     connection.exec([programs.zfs, 'receive', '-n', '-u', 'bdr-capability-probe-nonexistent/x']),
+    connection.exec([programs.zfs, 'get']),
   ]);
+  const propertyTable = getTable.stdout + getTable.stderr;
+  // A table without the properties every ZFS has is not one: the optional ones stay unknown (not forced).
+  const tableRead = parsePropertyTable(propertyTable).includes('canmount');
   const zfsUsage = zfsHelp.stdout + zfsHelp.stderr;
   if (!/send/.test(zfsUsage)) {
     throw new Error(`${connection.description}: \`zfs -?\` printed no usage text; is ZFS installed? (${zfsUsage.trim().slice(0, 200)})`);
@@ -125,5 +140,6 @@ export async function probeCapabilities(connection: NodeConnection, programs = {
     zpoolUsage: zpoolHelp.stdout + zpoolHelp.stderr,
     version: versionLine,
     receiveNoMountAccepted: !/invalid option/.test(recvU.stderr),
+    ...(tableRead ? { propertyTable } : {}),
   });
 }

@@ -1,4 +1,5 @@
-import { conditions, duration, labelSelector, localObjectRef, MOUNTPOINT_PATTERN, NAMESPACE_PATTERN, OBJECT_NAME_PATTERN, poolName, suspend } from '../schema-parts.ts';
+import { DATASET_ROOT_PATTERN, MAX_ZFS_NAME_LENGTH } from '../names.ts';
+import { conditions, duration, labelSelector, localObjectRef, MOUNTPOINT_PATTERN, NAMESPACE_PATTERN, OBJECT_NAME_PATTERN, poolName, SIZE_PATTERN, suspend } from '../schema-parts.ts';
 
 /** OpenSSH public key types bdr accepts as a pinned host key. */
 export const HOST_KEY_PATTERN =
@@ -106,6 +107,31 @@ export const machineSpec = {
         },
         selector: { ...labelSelector, description: "A label selector on the Namespace object (also matches kubernetes.io/metadata.name, which Kubernetes sets to the namespace's name)." },
       },
+    },
+    datasetRoots: {
+      type: 'array',
+      maxItems: 256,
+      description:
+        'Where the allowed namespaces\' datasets may lie on this machine: Dataset names, Vector replicas (machineRef) and restores. ' +
+        'A root ending in {namespace} gives each namespace its own (tank/{namespace} gives namespace web tank/web); a fixed root names its one namespace. ' +
+        '{pool} as the first component stands for each pool in spec.pools (any pool when that is empty). Omitted: {pool}/{namespace}. ' +
+        "A StorageTarget listing the machine also gives each namespace PARENT/<namespace>/ there. Paths that overlap another namespace's root are refused whatever grants them.",
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['root'],
+        properties: {
+          root: { type: 'string', pattern: DATASET_ROOT_PATTERN, maxLength: MAX_ZFS_NAME_LENGTH, description: 'A dataset name, or a template ending in /{namespace}; may start with {pool}.' },
+          namespace: { type: 'string', pattern: NAMESPACE_PATTERN, maxLength: 63, description: 'The one namespace a fixed root (no {namespace}) belongs to.' },
+        },
+      },
+    },
+    replicaQuota: {
+      type: 'string',
+      pattern: SIZE_PATTERN,
+      maxLength: 19,
+      description:
+        "Storage machines: the largest quota a Vector's replica dataset on this machine may have, when no StorageTarget sets one (a Vector targeting it with machineRef). Digits with an optional K, M, G, T or P suffix, 1024-based. A Vector may ask for less, never more or none.",
     },
     mountpointRoot: {
       type: 'string',

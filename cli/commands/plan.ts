@@ -15,6 +15,7 @@ import { planReplication, shortNameOf, stepLabel, type ReplicationPlan, type Sen
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
 import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';
+import { storageAreasOf } from '../../planning/dataset-grants.ts';
 import { datasetVerdict, machineSuspendedVerdict } from '../../planning/tenancy.ts';
 import { ZfsError } from '../../zfs/errors.ts';
 import type { Inventory } from '../../zfs/inventory.ts';
@@ -186,7 +187,8 @@ async function machineHold(source: ObjectSource, machine: Machine, ds: Dataset, 
     if (!labelCache.has(ns)) labelCache.set(ns, source.namespaceLabels(ns));
     labels = await labelCache.get(ns);
   }
-  const verdict = datasetVerdict(machine, { namespace: ns, properties: ds.spec.properties }, labels ?? {});
+  const areas = storageAreasOf(await source.storageTargets(), machine.metadata.name);
+  const verdict = datasetVerdict(machine, { namespace: ns, name: ds.spec.name, properties: ds.spec.properties }, labels ?? {}, areas);
   if (!verdict.ok) {
     const unknown =
       labels === undefined && verdict.reason === 'NamespaceNotAllowed'

@@ -8,6 +8,7 @@
 import { Command, Option } from 'commander';
 import { nameProblem } from '../../api/names.ts';
 import type { Dataset, Machine } from '../../api/types.ts';
+import { datasetAccess, storageAreasOf } from '../../planning/dataset-grants.ts';
 import { mountpointProblem } from '../../planning/tenancy.ts';
 import { datasetSnapshots, OWNER_PROPERTY, poolOf } from '../../controllers/dataset-snapshots.ts';
 import { instantOfSnapshotName, type DatasetSnapshot } from '../../planning/dataset-plan.ts';
@@ -179,8 +180,12 @@ function refuseExisting(target: string): UserError {
   return new UserError(`--to ${target} already exists; bdr restore never overwrites: choose a new name (or destroy it first with zfs destroy)`, EXIT.invalid);
 }
 
+/** What a clone of a replica mounts with unless --trusted: the primary's content may not run as root here. */
+export const UNTRUSTED_CONTENT: Readonly<Record<string, string>> = { setuid: 'off', exec: 'off', devices: 'off' };
+
 interface RestoreOptions {
   replica?: boolean;
+  trusted?: boolean;
   mountpoint?: string;
   at?: string;
   snapshot?: string;
@@ -247,6 +252,7 @@ export function restoreCommand(): Command {
     .argument('<object>', 'the Dataset object (the Vector with --replica), NAMESPACE/NAME (NAME alone means namespace "default")')
     .option('--replica', "clone from the Vector's replica on its paired storage machine (status.pairing) instead of the Dataset")
     .option('--mountpoint <path>', "with --replica: mount the clone here (below the storage Machine's spec.mountpointRoot); default: not mounted")
+    .option('--trusted', 'with --replica: the content is trusted, so the clone inherits setuid, exec and devices instead of having them off')
     .option('--at <time>', 'the newest restore point at or before TIME: RFC 3339 (2026-11-26T09:30:00Z) or relative (-2h, -1d)')
     .option('--snapshot <name>', 'this restore point: bdr-20261126T090000Z or POOL/DATASET@NAME')
     .requiredOption('--to <dataset>', 'the new dataset, in the same pool (parents are created); must not exist')
@@ -270,7 +276,12 @@ With --replica NAMESPACE/VECTOR the restore runs on the Vector's paired storage 
 status.pairing, so --kubeconfig), through your own connection, from the replica dataset there: the
 off-site copy as a running dataset. The clone gets readonly=off and canmount=on (the replica's
 readonly=on / canmount=noauto / mountpoint=none are not carried over), and mountpoint=none unless
---mountpoint PATH is given, which the Machine's spec.mountpointRoot rule must allow.
+--mountpoint PATH is given, which the Machine's spec.mountpointRoot rule must allow. The replica's
+content came from the primary, so the clone has setuid=off, exec=off and devices=off: a set-uid
+program or device node in it cannot act on the storage machine. --trusted lets it inherit them.
+
+--to must lie where the namespace may name datasets on that machine (the Machine's
+spec.datasetRoots, or PARENT/NAMESPACE/ of a StorageTarget listing it), as its Datasets must.
 
 Exit codes: 0 cloned · 1 refused (invalid name, target exists or is in another pool, no such restore
 point) · 2 usage error · 3 the machine or the cluster could not be reached
@@ -300,17 +311,22 @@ Examples:
         const found = opts.replica ? await replicaOf(source, namespace, name, showProblems) : await datasetOf(source, namespace, name, showProblems);
         const { machine, dataset: zfsDataset } = found;
         checkRestoreNames(zfsDataset, choice, opts.to);
+        // The clone lands where the namespace may name datasets on that machine, as its Datasets and Vectors do.
+        const granted = datasetAccess(machine, namespace, opts.to, storageAreasOf(await source.storageTargets(), machine.metadata.name));
+        if (!granted.ok) throw new UserError(`--to: ${granted.message}`, EXIT.invalid);
         let properties: Record<string, string> | undefined;
         if (opts.replica) {
           // The replica's readonly=on, canmount=noauto and mountpoint=none are its own local values, which a clone
-          // does not take; set what a running copy needs, and a mountpoint only where the Machine allows one.
+          // does not take; set what a running copy needs, and a mountpoint only where the Machine allows one. Its
+          // content came from the primary, which bdr does not trust: no set-uid, no programs, no device nodes,
+          // unless the user says the content is trusted.
           if (opts.mountpoint !== undefined) {
             const problem = mountpointProblem(opts.mountpoint, machine.spec.mountpointRoot, machine.metadata.name);
             if (problem) throw new UserError(`--mountpoint: ${problem}`, EXIT.invalid);
           }
-          properties = { readonly: 'off', canmount: 'on', mountpoint: opts.mountpoint ?? 'none' };
-        } else if (opts.mountpoint !== undefined) {
-          throw new UserError('--mountpoint goes with --replica (a Dataset\'s clone inherits its parent\'s mountpoint)', EXIT.usage);
+          properties = { readonly: 'off', canmount: 'on', mountpoint: opts.mountpoint ?? 'none', ...(opts.trusted ? {} : UNTRUSTED_CONTENT) };
+        } else if (opts.mountpoint !== undefined || opts.trusted) {
+          throw new UserError(`${opts.mountpoint !== undefined ? '--mountpoint' : '--trusted'} goes with --replica (a Dataset's clone inherits its parent's properties)`, EXIT.usage);
         }
         const handle = await source.connect(machine);
         let result: RestoreResult;

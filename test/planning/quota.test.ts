@@ -36,17 +36,30 @@ describe('parseSize', () => {
 });
 
 describe('replicaQuota', () => {
-  it("takes the Vector's figure over the StorageTarget's; none lifts it; neither means no quota", () => {
-    expect(replicaQuota(undefined, undefined)).toEqual({ ok: true, value: { bytes: undefined, from: 'none' } });
-    expect(replicaQuota('1G', undefined)).toEqual({ ok: true, value: { bytes: 1_073_741_824, from: 'StorageTarget' } });
-    expect(replicaQuota('1G', '2M')).toEqual({ ok: true, value: { bytes: 2_097_152, from: 'Vector' } });
-    expect(replicaQuota('1G', 'none')).toEqual({ ok: true, value: { bytes: undefined, from: 'Vector' } });
-    expect(replicaQuota(undefined, '2M')).toEqual({ ok: true, value: { bytes: 2_097_152, from: 'Vector' } });
+  const st = (text: string | undefined) => ({ text, from: 'StorageTarget' as const, name: 'offsite' });
+  const machine = (text: string | undefined) => ({ text, from: 'Machine' as const, name: 'store1' });
+
+  it("applies the administrators' ceiling; a Vector may ask for less, never more or none", () => {
+    expect(replicaQuota([], undefined)).toEqual({ ok: true, value: { bytes: undefined, from: 'none' } });
+    expect(replicaQuota([st('1G')], undefined)).toEqual({ ok: true, value: { bytes: 1_073_741_824, from: 'StorageTarget' } });
+    expect(replicaQuota([st('1G')], '2M')).toEqual({ ok: true, value: { bytes: 2_097_152, from: 'Vector' } });
+    expect(replicaQuota([st('1G')], '1G')).toEqual({ ok: true, value: { bytes: 1_073_741_824, from: 'Vector' } });
+    expect(replicaQuota([st('1G')], 'none')).toMatchObject({ ok: false, reason: 'QuotaAboveCeiling', problem: "spec.target.quota none would lift the ceiling 1G set by StorageTarget offsite's spec.replicaQuota; ask for at most that, or omit it" });
+    expect(replicaQuota([st('1G')], '2G')).toMatchObject({ ok: false, reason: 'QuotaAboveCeiling', problem: "spec.target.quota 2G is above the ceiling 1G set by StorageTarget offsite's spec.replicaQuota; ask for at most that, or omit it" });
+    // Without a ceiling the Vector decides, none included.
+    expect(replicaQuota([st(undefined), machine(undefined)], '2M')).toEqual({ ok: true, value: { bytes: 2_097_152, from: 'Vector' } });
+    expect(replicaQuota([], 'none')).toEqual({ ok: true, value: { bytes: undefined, from: 'Vector' } });
     expect(new RegExp(SIZE_OR_NONE_PATTERN).test('none')).toBe(true);
   });
 
+  it("takes the lower of the StorageTarget's and the Machine's ceilings", () => {
+    expect(replicaQuota([st('1G'), machine('512M')], undefined)).toEqual({ ok: true, value: { bytes: 536_870_912, from: 'Machine' } });
+    expect(replicaQuota([st('1G'), machine('2G')], undefined)).toEqual({ ok: true, value: { bytes: 1_073_741_824, from: 'StorageTarget' } });
+    expect(replicaQuota([st(undefined), machine('2G')], '3G')).toMatchObject({ ok: false, problem: expect.stringMatching(/ceiling 2G set by Machine store1's spec\.replicaQuota/) });
+  });
+
   it('names the field whose figure is wrong', () => {
-    expect(replicaQuota('99P', undefined)).toMatchObject({ ok: false, problem: expect.stringMatching(/^the StorageTarget's spec\.replicaQuota: /) });
-    expect(replicaQuota('1G', '99P')).toMatchObject({ ok: false, problem: expect.stringMatching(/^spec\.target\.quota: /) });
+    expect(replicaQuota([st('99P')], undefined)).toMatchObject({ ok: false, problem: expect.stringMatching(/^StorageTarget offsite's spec\.replicaQuota: /) });
+    expect(replicaQuota([st('1G')], '99P')).toMatchObject({ ok: false, problem: expect.stringMatching(/^spec\.target\.quota: /) });
   });
 });

@@ -103,9 +103,9 @@ export function checkConsistency<Ref>(
     if (!machine || typeof dataset !== 'string' || nameProblem('dataset', dataset) !== undefined) return;
     const ns = nsOf(d.obj);
     const labels = namespaceLabels(ns);
-    // A namespace the Machine does not allow is reported as that already; one whose labels are unknown here
-    // (a selector rule) is still checked for its paths.
-    if (!namespaceAllowed(machine, ns, labels ?? {}).ok && !(machine.spec.allowedNamespaces?.selector && labels === undefined)) return;
+    // A namespace the Machine does not allow is reported as that already, and one it may allow by labels not
+    // known here is left to the operator, paths included.
+    if (!namespaceAllowed(machine, ns, labels ?? {}).ok) return;
     const verdict = datasetAccess(machine, ns, dataset, storageAreasOf(targetList, machine.metadata.name));
     if (!verdict.ok) issues.push({ ref: d.ref, path, message: verdict.message });
   };

@@ -60,7 +60,8 @@ async function main(): Promise<void> {
     const guardPath = await installGuard(secondary.connect(), { path: join(secondary.sshd.dir, 'zfs-guard') });
     await authorizeKey(
       secondary.connect(),
-      vectorKeyEntry({ publicKey: vectorKey.publicKeyNoComment, owner: 'bdr:vector=bench/vec', prefix, guardPath }),
+      // The key receives into one replica only: each method's is destroyed after its run, so the name repeats.
+      vectorKeyEntry({ publicKey: vectorKey.publicKeyNoComment, owner: 'bdr:vector=bench/vec', prefix, leaf: 'direct', guardPath }),
       secondary.sshd.authorizedKeysPath,
     );
     const identity = await installVectorIdentity(primary.connect(), {
@@ -92,7 +93,7 @@ async function main(): Promise<void> {
       const order = names.map((_, i) => names[(i + rep) % names.length] ?? 'local');
       const thisRep: Record<string, number> = {};
       for (const name of order) {
-        const into = `${prefix}/${name}${rep}`;
+        const into = `${prefix}/${name}`;
         const started = performance.now();
         await methods[name]?.(into);
         const s = (performance.now() - started) / 1000;

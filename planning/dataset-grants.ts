@@ -106,7 +106,9 @@ export function datasetAccess(
   const refuse = (why: string): Verdict => ({ ok: false, reason: NOT_GRANTED, message: `${dataset} on Machine ${name}: ${why}` });
   const path = dataset.split('/');
   const pools = machine.spec.pools ?? [];
-  if (pools.length > 0 && !pools.includes(path[0] ?? '')) return refuse(`pool ${path[0]} is not in the Machine's spec.pools (${pools.join(', ')})`);
+  if (pools.length > 0 && !pools.includes(path[0] ?? '')) {
+    return { ok: false, reason: 'PoolNotManaged', message: `${dataset} on Machine ${name}: pool ${path[0]} is not in the Machine's spec.pools (${pools.join(', ')})` };
+  }
 
   const roots = rootsOf(machine).map(parse);
   // What belongs to someone else, whichever grant would allow the path.

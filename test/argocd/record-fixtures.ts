@@ -69,7 +69,7 @@ function machineObject(m: TestMachine, role: 'Source' | 'Storage', pools: string
       connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name, namespace: 'bdr-system' } },
       pools,
       paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
-      allowedNamespaces: { names: ['default'] },
+      allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
     },
   };
 }

@@ -64,7 +64,7 @@ describe('bdr plan', () => {
 
     repo = await mkdtemp(join(tmpdir(), 'bdr-plan-'));
     const docs = [
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
+      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } },
       policy,
       dataset('vms', vms, 'local', '1h'),
       dataset('db', db, 'local', '1d'),
@@ -75,7 +75,7 @@ describe('bdr plan', () => {
 
     const { namespace: _ns, ...meta } = ssh.machine.metadata;
     tc.apply(ssh.secret);
-    tc.apply({ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
+    tc.apply({ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } });
     tc.apply(policy);
     tc.apply(dataset('vms', vms, ssh.name, '1h'));
     tc.apply(dataset('db', db, ssh.name, '1d'));
@@ -85,7 +85,7 @@ describe('bdr plan', () => {
     tc.apply(dataset('vms', vms, ssh.name, '1h', 'team-b'));
     tc.apply(dataset('share', `${pool.name}/share`, ssh.name, '1h', 'default', { managementPolicy: 'Create', properties: { sharenfs: 'on' } }));
     tc.apply(dataset('mnt', `${pool.name}/mnt`, ssh.name, '1h', 'default', { managementPolicy: 'Create', properties: { mountpoint: '/srv/mnt' } }));
-    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'paused' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, suspend: true } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'paused' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }], suspend: true } });
     tc.apply(dataset('held', vms, 'paused', '1h'));
   });
 
@@ -372,8 +372,8 @@ describe('bdr plan', () => {
     try {
       const local = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name }, spec: { connection: { type: 'local' }, pools: [pool.name], ...spec } });
       const docs = [
-        local('paused', { allowedNamespaces: { names: ['default'] }, suspend: true }),
-        local('teams', { allowedNamespaces: { selector: { matchLabels: { team: 'blue' } } } }),
+        local('paused', { allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }], suspend: true }),
+        local('teams', { allowedNamespaces: { selector: { matchLabels: { team: 'blue' } } }, datasetRoots: [{ root: '{pool}', namespace: 'blue' }] }),
         { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'blue', labels: { team: 'blue' } } },
         policy,
         policyIn('blue'),
@@ -417,7 +417,7 @@ describe('bdr plan', () => {
     const dir = await mkdtemp(join(tmpdir(), 'bdr-plan-ssh-'));
     try {
       const { namespace: _ns, ...meta } = ssh.machine.metadata;
-      const docs = [{ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name], allowedNamespaces: { names: ['default'] } } }, policy, dataset('vms', vms, ssh.name, '1h')];
+      const docs = [{ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } }, policy, dataset('vms', vms, ssh.name, '1h')];
       await writeFile(join(dir, 'bdr.yaml'), docs.map((d) => stringify(d)).join('---\n'));
       const missing = await bdr(['plan', '--repo', dir, '--at', iso(T0 + 9.5 * HOUR)]);
       expect(missing.code).toBe(1);
@@ -439,9 +439,9 @@ describe('bdr plan', () => {
     const dir = await mkdtemp(join(tmpdir(), 'bdr-plan-vec-'));
     try {
       const docs = [
-        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
+        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } },
         policy,
-        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'store' }, spec: { role: 'Storage', connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
+        { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'store' }, spec: { role: 'Storage', connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } },
         dataset('db', db, 'local', '1d'),
         { apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'offsite', namespace: 'default' }, spec: { source: { datasetRef: { name: 'db' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/rep` } } },
         // Chained to it: waits for it, as its controller would.
@@ -476,7 +476,7 @@ describe('bdr plan', () => {
     const onC = `${pool.name}/chain-c`;
     const { namespace: _ns, ...meta } = mirror.machine.metadata;
     tc.apply(mirror.secret);
-    tc.apply({ ...mirror.machine, metadata: meta, spec: { ...mirror.machine.spec, role: 'Storage', pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
+    tc.apply({ ...mirror.machine, metadata: meta, spec: { ...mirror.machine.spec, role: 'Storage', pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } });
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'newest', namespace: 'default' }, spec: { keepLast: 1 } });
     // A: vms on plan-ssh. B: the upstream vector's replica, also on plan-ssh. C: the mirror's, on plan-mirror.
     const upstream = tc.apply({

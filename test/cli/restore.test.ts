@@ -62,7 +62,7 @@ describe('bdr restore', () => {
 
     repo = await mkdtemp(join(tmpdir(), 'bdr-restore-'));
     const docs = [
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
+      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } },
       policy,
       dataset('local', data),
     ];

@@ -95,6 +95,8 @@ spec:
   connection: { type: local }
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
+  datasetRoots: [{ root: "{pool}", namespace: default }]
+  datasetRoots: [{ root: "{pool}", namespace: default }]
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1
 kind: RetentionPolicy

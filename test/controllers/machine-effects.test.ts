@@ -38,7 +38,7 @@ describe('Machine slots and suspend, through the operator on zfs-fuse', () => {
     apiVersion: 'bdr.dev/v1alpha1',
     kind: 'Machine',
     metadata: { name },
-    spec: { connection: { type: 'local' }, pools: [pool], allowedNamespaces: { names: ['default'] }, ...extra },
+    spec: { connection: { type: 'local' }, pools: [pool], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }], ...extra },
   });
   const dataset = (name: string, machineName: string, zfsName: string, priority = 100) => ({
     apiVersion: 'bdr.dev/v1alpha1',

@@ -20,7 +20,7 @@ describe('the operator end to end: Machine → Dataset → snapshots and retenti
     pool = await bed.pool();
     tc = await startTestCluster();
     client = new KubeClient(tc.kubeConfig);
-    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'here' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'here' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } });
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'other', namespace: 'default' }, spec: { keepLast: 5 } });
     // No Vector controller runs here: these only say which policy each vector applies on its target.
     const vector = (name: string, source: object, extra: object = {}) =>

@@ -94,34 +94,34 @@ describe('Machine tenancy rules with kubectl, the operator and zfs-fuse', () => 
   });
 
   it('refuses mountpoint /etc and creates nothing; takes a mountpoint below the root', async () => {
-    await apply([dataset('team-a', 'etc', `${pool.name}/etc`, { mountpoint: '/etc' }), dataset('team-a', 'below', `${pool.name}/below`, { mountpoint: `${root}/below` })]);
+    await apply([dataset('team-a', 'etc', `${pool.name}/team-a/etc`, { mountpoint: '/etc' }), dataset('team-a', 'below', `${pool.name}/team-a/below`, { mountpoint: `${root}/below` })]);
     await kubectlOk(tc.cluster, ['wait', '-n', 'team-a', 'dataset/etc', '--for=condition=Stalled', '--timeout=60s']);
     const stalled = await condition('team-a', 'etc', 'Stalled');
     expect(stalled?.reason).toBe('MountpointNotAllowed');
     expect(stalled?.message).toContain(`mountpoint "/etc" is not below Machine shared's spec.mountpointRoot ${root}`);
-    expect(await exists(`${pool.name}/etc`)).toBe(false);
+    expect(await exists(`${pool.name}/team-a/etc`)).toBe(false);
     await kubectlOk(tc.cluster, ['wait', '-n', 'team-a', 'dataset/below', '--for=condition=Ready', '--timeout=60s']);
-    expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', `${pool.name}/below`])).trim()).toBe(`${root}/below`);
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'mountpoint', `${pool.name}/team-a/below`])).trim()).toBe(`${root}/below`);
   });
 
   it('refuses sharenfs with the property named, and creates nothing', async () => {
-    await apply([dataset('team-a', 'share', `${pool.name}/share`, { compression: 'lz4', sharenfs: 'rw' })]);
+    await apply([dataset('team-a', 'share', `${pool.name}/team-a/share`, { compression: 'lz4', sharenfs: 'rw' })]);
     await kubectlOk(tc.cluster, ['wait', '-n', 'team-a', 'dataset/share', '--for=condition=Stalled', '--timeout=60s']);
     const stalled = await condition('team-a', 'share', 'Stalled');
     expect(stalled?.reason).toBe('PropertyNotAllowed');
     expect(stalled?.message).toContain('sharenfs: refused');
-    expect(await exists(`${pool.name}/share`)).toBe(false);
+    expect(await exists(`${pool.name}/team-a/share`)).toBe(false);
   });
 
   it('creates an allowed Dataset with compression gzip and snapshots it', async () => {
-    const name = `${pool.name}/gz`;
+    const name = `${pool.name}/team-a/gz`;
     await apply([dataset('team-a', 'gz', name, { compression: 'gzip' })]);
     await eventually(async () => ((await eventsOf('team-a', 'gz')).some((e) => e.reason === 'SnapshotCreated') ? true : undefined), 'a restore point of gz', 60_000);
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'compression', name])).trim()).toBe('gzip\tlocal');
   });
 
   it('adopts only: a Dataset with managementPolicy Adopt whose ZFS dataset is missing is reported, not created', async () => {
-    const name = `${pool.name}/typo`;
+    const name = `${pool.name}/team-a/typo`;
     await apply([{ ...dataset('team-a', 'typo', name), spec: { ...dataset('team-a', 'typo', name).spec, managementPolicy: 'Adopt' } }]);
     const ready = await eventually(async () => {
       const c = await condition('team-a', 'typo', 'Ready');
@@ -132,7 +132,7 @@ describe('Machine tenancy rules with kubectl, the operator and zfs-fuse', () => 
   });
 
   it('allows a namespace by its labels, and refuses it once the label is gone', async () => {
-    const name = `${pool.name}/labelled`;
+    const name = `${pool.name}/team-c/labelled`;
     await apply([dataset('team-c', 'labelled', name)]);
     await kubectlOk(tc.cluster, ['wait', '-n', 'team-c', 'dataset/labelled', '--for=condition=Ready', '--timeout=60s']);
     expect(await exists(name)).toBe(true);
@@ -141,9 +141,56 @@ describe('Machine tenancy rules with kubectl, the operator and zfs-fuse', () => 
     expect((await condition('team-c', 'labelled', 'Stalled'))?.reason).toBe('NamespaceNotAllowed');
   });
 
+  it("creates a Dataset without a mountpoint unmounted where it would inherit one outside the Machine's mountpointRoot, and says so", async () => {
+    const name = `${pool.name}/team-a/gz`;
+    // Created by the tests before: its parent team-a was made a never-mounted container (with team-a/below), and
+    // gz did not inherit POOL_MOUNTPOINT/team-a/gz, which is outside the root.
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'mountpoint', name])).trim()).toBe('none\tlocal');
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'canmount', `${pool.name}/team-a`])).trim()).toBe('off\tlocal');
+    const created = (await eventsOf('team-a', 'gz')).find((e) => e.reason === 'DatasetCreated');
+    expect(created?.message).toBe(
+      `created ${name} on shared; not mounted: it would have inherited mountpoint ${pool.mountpoint ?? ''}/team-a/gz from ${pool.name}/team-a, outside Machine shared's spec.mountpointRoot ${root}; set spec.properties.mountpoint below it to mount it`,
+    );
+  });
+
+  it("refuses a namespace naming another allowed namespace's dataset, or the pool above both, and changes nothing there", async () => {
+    // team-c is allowed on the same Machine (again: the test before took its label away); team-a's datasets lie
+    // below its own root POOL/team-a.
+    await kubectlOk(tc.cluster, ['label', '--overwrite', 'namespace', 'team-c', 'bdr.dev/tenant=shared']);
+    const victim = `${pool.name}/team-a/gz`;
+    // What team-c could change: the dataset's own settings (local values), and what lies below it.
+    const settings = async () => (await runOk(['zfs', 'get', '-H', '-s', 'local', '-o', 'name,property,value', 'all', victim])).trim();
+    const children = async () => (await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', victim])).trim();
+    const [settingsBefore, childrenBefore] = [await settings(), await children()];
+    const snapshotsBefore = (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-r', victim])).trim().split('\n').filter(Boolean);
+    await apply([
+      { ...dataset('team-c', 'steal', victim), spec: { ...dataset('team-c', 'steal', victim).spec, managementPolicy: 'Adopt', deletionPolicy: 'Delete' } },
+      dataset('team-c', 'pool', pool.name),
+      dataset('team-c', 'under', `${victim}/mine`),
+    ]);
+    for (const name of ['steal', 'pool', 'under']) {
+      await kubectlOk(tc.cluster, ['wait', '-n', 'team-c', `dataset/${name}`, '--for=condition=Stalled', '--timeout=60s']);
+      expect((await condition('team-c', name, 'Stalled'))?.reason).toBe('DatasetNotGranted');
+    }
+    expect((await condition('team-c', 'steal', 'Stalled'))?.message).toBe(
+      `spec.name: ${victim} on Machine shared: it is at or below ${pool.name}/team-a, the root {pool}/{namespace} grants to namespace team-a`,
+    );
+    expect((await condition('team-c', 'pool', 'Stalled'))?.message).toBe(`spec.name: ${pool.name} on Machine shared: it holds the root of every namespace that {pool}/{namespace} grants`);
+    expect(await exists(`${victim}/mine`)).toBe(false);
+    await kubectlOk(tc.cluster, ['delete', '-n', 'team-c', 'dataset/steal', 'dataset/pool', 'dataset/under', '--timeout=60s']);
+    // No snapshot of team-a's was taken or destroyed by team-c's objects: bdr's own snapshots of team-a's
+    // Dataset may have come and gone meanwhile, but none carries team-c's name, and no older one is missing.
+    const snapshotsAfter = (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-r', victim])).trim().split('\n').filter(Boolean);
+    expect(snapshotsAfter.length).toBeGreaterThan(0);
+    expect((await eventsOf('team-c', 'steal')).some((e) => e.reason === 'SnapshotsPruned' || e.reason === 'SnapshotCreated')).toBe(false);
+    expect(snapshotsBefore.length).toBeGreaterThan(0);
+    expect(await settings()).toBe(settingsBefore);
+    expect(await children()).toBe(childrenBefore);
+  });
+
   it('lets a refused Dataset with deletionPolicy Delete go without destroying anything', async () => {
     // team-b names team-a's dataset: deleting the refused object must not touch team-a's restore points.
-    const victim = `${pool.name}/gz`;
+    const victim = `${pool.name}/team-a/gz`;
     const before = (await runOk(['zfs', 'list', '-H', '-t', 'snapshot', '-o', 'name', '-r', victim])).trim().split('\n').filter(Boolean);
     expect(before.length).toBeGreaterThan(0);
     await apply([{ ...dataset('team-b', 'thief', victim), spec: { ...dataset('team-b', 'thief', victim).spec, managementPolicy: 'Adopt', deletionPolicy: 'Delete' } }]);

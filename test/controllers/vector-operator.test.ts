@@ -38,7 +38,7 @@ describe('the operator with Vectors', () => {
           pools: [pool.name],
           connection: { ...m.machine.spec.connection, privateKeySecretRef: { name: m.secret.metadata.name } },
           paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
-          allowedNamespaces: { names: ['default'] },
+          allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
         },
       });
     }

@@ -17,7 +17,7 @@ describe('bdr up --once', () => {
     pool = await bed.pool();
     dir = await mkdtemp(join(tmpdir(), 'bdr-once-'));
     const docs = [
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'here' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] } } },
+      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'here' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } },
       { apiVersion: 'bdr.dev/v1alpha1', kind: 'RetentionPolicy', metadata: { name: 'p', namespace: 'default' }, spec: { keepLast: 3 } },
       {
         apiVersion: 'bdr.dev/v1alpha1',

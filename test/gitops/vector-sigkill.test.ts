@@ -52,7 +52,7 @@ describe('bdr up SIGKILLed during a transfer', { timeout: 900_000 }, () => {
       role,
       connection: m.machine.spec.connection,
       paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'bin', 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
-      allowedNamespaces: { names: ['default'] },
+      allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
     },
   });
   const streamBytes = async (from: string, to: string) =>

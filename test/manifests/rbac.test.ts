@@ -67,7 +67,7 @@ describe('manifests/', () => {
       apiVersion: 'bdr.dev/v1alpha1',
       kind: 'Machine',
       metadata: { name: 'remote' },
-      spec: { connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } }, allowedNamespaces: { names: ['default'] } },
+      spec: { connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } }, allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] },
     });
     // A pinned key that does not match: makes the operator record (and then re-record) a Warning event.
     tc.apply({
@@ -102,7 +102,7 @@ describe('manifests/', () => {
         role: 'Storage',
         connection: { ...machine.machine.spec.connection, privateKeySecretRef: { name: machine.secret.metadata.name } },
         paths: { authorizedKeys: machine.sshd.authorizedKeysPath, guard: join(machine.sshd.dir, 'zfs-guard'), vectorKeys: join(machine.sshd.dir, 'vectors') },
-        allowedNamespaces: { names: ['default'] },
+        allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
       },
     });
     tc.apply({

@@ -22,6 +22,8 @@ spec:
   connection: { type: local }
   pools: [${pools.join(', ')}]
   allowedNamespaces: { names: [default] }
+  datasetRoots: [{ root: "{pool}", namespace: default }]
+  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1

@@ -82,6 +82,8 @@ spec:
     type: local
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
+  datasetRoots: [{ root: "{pool}", namespace: default }]
+  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
   paths: { vectorKeys: ${vectorKeys} }
 `;
@@ -96,6 +98,8 @@ spec:
   role: Storage
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
+  datasetRoots: [{ root: "{pool}", namespace: default }]
+  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
 `;
 const storageTarget = (pool: string) => `apiVersion: bdr.dev/v1alpha1
@@ -120,7 +124,7 @@ const vaultMachine = (m: TestMachine, pool: string) =>
       role: 'Storage',
       connection: m.machine.spec.connection,
       pools: [pool],
-      allowedNamespaces: { names: ['default'] },
+      allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
       probeInterval: '5s',
       paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
     },

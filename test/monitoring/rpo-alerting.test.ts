@@ -30,6 +30,8 @@ spec:
   role: Source
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
+  datasetRoots: [{ root: "{pool}", namespace: default }]
+  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
   paths: { vectorKeys: ${vectorKeys} }
 `;
@@ -43,7 +45,7 @@ const vault = (m: TestMachine, pool: string) =>
       role: 'Storage',
       connection: m.machine.spec.connection,
       pools: [pool],
-      allowedNamespaces: { names: ['default'] },
+      allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
       probeInterval: '5s',
       paths: { authorizedKeys: m.sshd.authorizedKeysPath, guard: join(m.sshd.dir, 'zfs-guard'), vectorKeys: join(m.sshd.dir, 'vectors') },
     },

@@ -24,6 +24,8 @@ spec:
   role: Source
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
+  datasetRoots: [{ root: "{pool}", namespace: default }]
+  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1

@@ -119,7 +119,7 @@ describe('against a started operator', () => {
       spec: {
         role: 'Source',
         connection: { type: 'ssh', host: '127.0.0.1', port: 1, privateKeySecretRef: { name: 'none' } },
-        allowedNamespaces: { names: ['default'] },
+        allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
       },
     });
     tc.apply({

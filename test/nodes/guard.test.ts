@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Client, type ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authorizeKey, revokeKey } from '../../nodes/authorized-keys.ts';
-import { installGuard, REPLICA_PROPERTIES, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
+import { guardOptions, installGuard, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
+import type { ExecOptions, ExecResult, NodeConnection, RunningCommand, SpawnOptions } from '../../nodes/connection.ts';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { installVectorIdentity } from '../../nodes/identity.ts';
 import {
@@ -24,8 +25,8 @@ import { generateKeyPair, run, runOk, TestBed, type KeyPair, type TestMachine, t
 /**
  * A vector's key on the secondary, as a thief would hold it: the entry is rendered by vectorKeyEntry and
  * written by authorizeKey into the real sshd's authorized_keys, forced through the guard. It may receive
- * below the vector's prefix (inert, within the quota), list, get, hold and release its own tag there,
- * and nothing else.
+ * into the replica its entry names below the vector's prefix (inert, within the quota), list, get, hold and
+ * release its own tag there, and nothing else. Each test names the replica it receives into (`useLeaf`).
  */
 const bed = new TestBed();
 let primary: TestMachine;
@@ -37,9 +38,33 @@ let prefix: string;
 let source: ZfsMachine;
 let operatorOnSecondary: ZfsMachine;
 let vector: ZfsMachine;
-let vectorConnection: SshConnection;
+let vectorConnection: SshConnection | undefined;
+let guardPath: string;
 const owner = 'bdr:vector=ns/vec1';
 const tag = vectorHoldTag(owner);
+
+function connected(): SshConnection {
+  if (!vectorConnection) throw new Error('no vector connection yet');
+  return vectorConnection;
+}
+
+/**
+ * Rewrites the key's entry so that `leaf` is the replica it may receive into, and connects again: sshd fixes a
+ * connection's forced command when the key authenticates.
+ */
+async function useLeaf(leaf: string): Promise<void> {
+  // The primary's address is known (loopback here): the entry only accepts the key from there.
+  await authorizeKey(
+    secondary.connect(),
+    vectorKeyEntry({ publicKey: vectorKey.publicKeyNoComment, owner, prefix, leaf, guardPath, from: ['127.0.0.1'] }),
+    secondary.sshd.authorizedKeysPath,
+  );
+  await vectorConnection?.close();
+  // The guard parses the request itself: command lines go out bare (no pid wrapper).
+  vectorConnection = new SshConnection({ ...secondary.target, privateKey: vectorKey.privateKey }, { forcedCommand: true });
+  // Behind the guard `zfs -?` is refused, so the vector side reuses the operator's probe.
+  vector = new ZfsMachine(vectorConnection, { capabilities: await operatorOnSecondary.capabilities() });
+}
 
 beforeAll(async () => {
   [primary, secondary, sourcePool, targetPool] = await Promise.all([bed.machine('primary'), bed.machine('secondary'), bed.pool(), bed.pool()]);
@@ -53,20 +78,33 @@ beforeAll(async () => {
   await source.snapshot([`${sourcePool.name}/data@s2`]);
 
   vectorKey = await generateKeyPair(secondary.sshd.dir, 'vector');
-  const { receiveProperties } = await operatorOnSecondary.capabilities();
-  const guardPath = await installGuard(secondary.connect(), { path: join(secondary.sshd.dir, 'bin', 'zfs-guard'), receiveProperties });
-  // The primary's address is known (loopback here): the entry only accepts the key from there.
-  await authorizeKey(
-    secondary.connect(),
-    vectorKeyEntry({ publicKey: vectorKey.publicKeyNoComment, owner, prefix, guardPath, from: ['127.0.0.1'] }),
-    secondary.sshd.authorizedKeysPath,
-  );
-  // The guard parses the request itself: command lines go out bare (no pid wrapper).
-  vectorConnection = new SshConnection({ ...secondary.target, privateKey: vectorKey.privateKey }, { forcedCommand: true });
-  // Behind the guard `zfs -?` is refused, so the vector side reuses the operator's probe.
-  vector = new ZfsMachine(vectorConnection, { capabilities: await operatorOnSecondary.capabilities() });
+  guardPath = await installGuard(secondary.connect(), { path: join(secondary.sshd.dir, 'bin', 'zfs-guard'), ...guardOptions(await operatorOnSecondary.capabilities()) });
+  await useLeaf('data');
 });
-afterAll(() => bed.cleanup());
+afterAll(async () => {
+  await vectorConnection?.close();
+  await bed.cleanup();
+});
+
+/** The operator's connection, recording every command it runs. */
+class CountingConnection implements NodeConnection {
+  readonly commands: string[] = [];
+  constructor(private readonly inner: NodeConnection) {}
+  get description(): string {
+    return this.inner.description;
+  }
+  exec(argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+    this.commands.push(argv.join(' '));
+    return this.inner.exec(argv, options);
+  }
+  spawn(argv: readonly string[], options?: SpawnOptions): RunningCommand {
+    this.commands.push(argv.join(' '));
+    return this.inner.spawn(argv, options);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
 
 async function names(root: string): Promise<string[]> {
   const r = await runOk(['zfs', 'list', '-H', '-r', '-t', 'all', '-o', 'name', root]);
@@ -75,13 +113,15 @@ async function names(root: string): Promise<string[]> {
 
 // One zfs-fuse daemon serves every test worker on this machine: under load a command can wait a long time.
 describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
-  it('receives full and incremental streams into the allowed prefix', async () => {
+  it('receives full and incremental streams into the replica its entry names', async () => {
+    await useLeaf('data');
     await relay(source, { snapshot: `${sourcePool.name}/data@s1` }, vector, `${prefix}/data`, { noMount: true });
     await relay(source, { snapshot: `${sourcePool.name}/data@s2`, from: '@s1' }, vector, `${prefix}/data`, { noMount: true });
     expect(await names(`${prefix}/data`)).toEqual([`${prefix}/data`, `${prefix}/data@s1`, `${prefix}/data@s2`]);
   });
 
   it('receives over the direct path: the primary OpenSSH client into the guard, the stream bypassing bdr', async () => {
+    await useLeaf('direct');
     const files = await installVectorIdentity(primary.connect(), {
       dir: join(primary.sshd.dir, 'vectors', 'ns', 'vec1'),
       privateKey: vectorKey.privateKey,
@@ -132,9 +172,10 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
     expect((await runOk(['zfs', 'get', '-H', '-o', 'value', 'userrefs', `${prefix}/data@s2`])).trim()).toBe('0');
   });
 
-  it('refuses a shell, destroy, other datasets and receive outside the prefix', async () => {
+  it('refuses a shell, destroy, other datasets and receive outside the prefix or into another replica below it', async () => {
+    await useLeaf('data');
     const refused = async (argv: string[]): Promise<string> => {
-      const r = await vectorConnection.exec(argv);
+      const r = await connected().exec(argv);
       expect(r.code).not.toBe(0);
       expect(r.stdout).toBe('');
       return r.stderr;
@@ -149,7 +190,10 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
     expect(await refused(['zfs', 'list', '-H', `${prefix}/../private`])).toMatch(/outside/);
     expect(await refused(['zfs', 'receive', `${prefix}/x;id`])).toMatch(/characters outside/);
     // A stream's mountpoint property must never take effect on the storage server.
-    expect(await refused(['zfs', 'receive', `${prefix}/mounted`])).toMatch(/must use -u/);
+    expect(await refused(['zfs', 'receive', `${prefix}/data`])).toMatch(/must use -u/);
+    // Only the replica the entry names: not another one below the prefix, not one inside it.
+    expect(await refused(['zfs', 'receive', '-u', `${prefix}/direct`])).toBe(`bdr-guard: refused: receive target ${prefix}/direct is not this key's replica ${prefix}/data\n`);
+    expect(await refused(['zfs', 'receive', '-u', `${prefix}/data/inner`])).toMatch(/is not this key's replica/);
     // -F would let a stream destroy the replica's snapshots.
     expect(await refused(['zfs', 'receive', '-u', '-F', `${prefix}/data`])).toMatch(/-F is not allowed/);
     expect(await refused(['zfs', 'receive', '-u', prefix])).toMatch(/itself is not allowed/);
@@ -177,6 +221,9 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
     expect(error).toMatchObject({ kind: 'permissionDenied' });
     expect((error as Error).message).toMatch(/outside/);
     expect((await run(['zfs', 'list', outside])).code).not.toBe(0);
+    const sibling = await relay(source, { snapshot: `${sourcePool.name}/data@s1` }, vector, `${prefix}/sibling`, { noMount: true }).catch((e: unknown) => e);
+    expect(sibling).toMatchObject({ kind: 'permissionDenied' });
+    expect((await run(['zfs', 'list', `${prefix}/sibling`])).code).not.toBe(0);
   });
 
   it('refuses port forwarding, agent forwarding and a pty, which the operator key may use', async () => {
@@ -215,7 +262,9 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
       `${mountpoint}\tlocal\non\tlocal\non\tlocal\n`,
     );
 
+    await useLeaf('evil');
     await relay(source, { snapshot: `${evil}@s1`, properties: true }, vector, `${prefix}/evil`, { noMount: true });
+    await useLeaf('evil-direct');
     const files = await installVectorIdentity(primary.connect(), {
       dir: join(primary.sshd.dir, 'vectors', 'ns', 'vec1'),
       privateKey: vectorKey.privateKey,
@@ -228,9 +277,9 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
 
     for (const replica of [`${prefix}/evil`, `${prefix}/evil-direct`]) {
       // The stream's values arrived (source "received") but the guard's local values win.
-      const received = await runOk(['zfs', 'get', '-H', '-o', 'property,value,source', 'mountpoint,canmount,sharenfs,setuid,exec,readonly', replica]);
+      const received = await runOk(['zfs', 'get', '-H', '-o', 'property,value,source', 'mountpoint,canmount,sharenfs,setuid,exec,readonly,dev.bdr:received', replica]);
       expect(received).toBe(
-        ['mountpoint\tnone\tlocal', 'canmount\tnoauto\tlocal', 'sharenfs\toff\tlocal', 'setuid\toff\tlocal', 'exec\toff\tlocal', 'readonly\ton\tlocal', ''].join('\n'),
+        ['mountpoint\tnone\tlocal', 'canmount\tnoauto\tlocal', 'sharenfs\toff\tlocal', 'setuid\toff\tlocal', 'exec\toff\tlocal', 'readonly\ton\tlocal', `dev.bdr:received\t${tag}\tlocal`, ''].join('\n'),
       );
     }
     const mountAll = await run(['zfs', 'mount', '-a'], { timeoutMs: 120_000 });
@@ -248,7 +297,7 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
 
   it('lets the operator check and re-apply the replica properties over its own connection', async () => {
     const first = await enforceReplicaProperties(operatorOnSecondary, `${prefix}/evil`);
-    expect(first).toEqual({ checked: [`${prefix}/evil`], fixed: [] });
+    expect(first).toEqual({ checked: [`${prefix}/evil`], fixed: [], foreignClones: [], marked: [] });
     // Drift: an admin (or a receive that ended before the guard finished) leaves received values in effect.
     await runOk(['zfs', 'inherit', '-S', 'mountpoint', `${prefix}/evil`]);
     await runOk(['zfs', 'set', 'canmount=on', `${prefix}/evil`]);
@@ -260,10 +309,55 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
     expect(fixed.fixed[0]).toMatchObject({ dataset: `${prefix}/evil`, was: 'on', source: 'local' });
     // `inherit -S` brought back what the stream carried: proof that it did carry its mountpoint.
     expect(fixed.fixed[1]).toMatchObject({ was: join(targetPool.dir, 'evil-mountpoint'), source: 'received' });
-    expect(await enforceReplicaProperties(operatorOnSecondary, `${prefix}/evil`)).toEqual({ checked: [`${prefix}/evil`], fixed: [] });
-    expect(await runOk(['zfs', 'get', '-H', '-o', 'value', Object.keys(REPLICA_PROPERTIES).join(','), `${prefix}/evil`])).toBe(
-      Object.values(REPLICA_PROPERTIES).map((v) => `${v}\n`).join(''),
+    expect(await enforceReplicaProperties(operatorOnSecondary, `${prefix}/evil`)).toEqual({ checked: [`${prefix}/evil`], fixed: [], foreignClones: [], marked: [] });
+    expect(await runOk(['zfs', 'get', '-H', '-o', 'value', 'canmount,mountpoint,sharenfs,sharesmb,readonly,setuid,exec,devices,reservation,refreservation,zoned', `${prefix}/evil`])).toBe(
+      ['noauto', 'none', 'off', 'off', 'on', 'off', 'off', 'off', 'none', 'none', 'off', ''].join('\n'),
     );
+  });
+
+  it('re-checks the whole prefix in one listing: sets what is wrong, destroys a foreign clone, marks a receive that bypassed the guard', async () => {
+    const counting = new CountingConnection(secondary.connect());
+    const operator = new ZfsMachine(counting, { capabilities: await operatorOnSecondary.capabilities() });
+    // Everything below the prefix came through the guard: one listing, nothing to do.
+    expect(await enforceReplicaProperties(operator, prefix)).toEqual({
+      checked: [prefix, `${prefix}/data`, `${prefix}/direct`, `${prefix}/evil`, `${prefix}/evil-direct`],
+      fixed: [],
+      foreignClones: [],
+      marked: [],
+    });
+    expect(counting.commands).toEqual([
+      `zfs get -H -r -o name,property,value,source origin,canmount,mountpoint,sharenfs,sharesmb,readonly,setuid,exec,devices,reservation,refreservation,zoned,dev.bdr:received ${prefix}`,
+    ]);
+    // A receive that bypassed the guard (as a local pipe does), and a clone of a snapshot outside the prefix.
+    await runOk(['sh', '-c', 'zfs send "$1" | zfs receive -u "$2"', 'sh', `${sourcePool.name}/data@s1`, `${prefix}/local`]);
+    await runOk(['zfs', 'snapshot', `${targetPool.name}/private@x`]);
+    await runOk(['zfs', 'clone', `${targetPool.name}/private@x`, `${prefix}/cloned`]);
+    counting.commands.length = 0;
+    const check = await enforceReplicaProperties(operator, prefix, { receivedMark: { under: `${prefix}/local`, tag } });
+    const inert = ['mountpoint', 'sharenfs', 'sharesmb', 'readonly', 'setuid', 'exec', 'devices', 'reservation', 'refreservation', 'zoned'];
+    const values = ['none', 'off', 'off', 'on', 'off', 'off', 'off', 'none', 'none', 'off'];
+    // canmount first everywhere, then the rest per file system.
+    expect(check.fixed.map((f) => [f.dataset, f.property, f.now])).toEqual([
+      [`${prefix}/cloned`, 'canmount', 'noauto'],
+      [`${prefix}/local`, 'canmount', 'noauto'],
+      ...inert.map((p, i) => [`${prefix}/cloned`, p, values[i]]),
+      ...inert.map((p, i) => [`${prefix}/local`, p, values[i]]),
+    ]);
+    expect(check.fixed[1]).toEqual({ dataset: `${prefix}/local`, property: 'canmount', was: 'on', source: 'default', now: 'noauto' });
+    expect(check.fixed[12]).toEqual({ dataset: `${prefix}/local`, property: 'mountpoint', was: 'none', source: `inherited from ${prefix}`, now: 'none' });
+    expect(check.marked).toEqual([`${prefix}/local`]);
+    expect(check.foreignClones).toEqual([{ dataset: `${prefix}/cloned`, origin: `${targetPool.name}/private@x`, destroyed: true }]);
+    expect((await run(['zfs', 'list', `${prefix}/cloned`])).code).not.toBe(0);
+    // Nothing depends on the outside snapshot any more.
+    await runOk(['zfs', 'destroy', `${targetPool.name}/private@x`]);
+    expect(await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'dev.bdr:received', `${prefix}/local`])).toBe(`${tag}\tlocal\n`);
+    // The listing, one set per wrong value, one for the mark, then the clone's own origin and its destroy.
+    expect(counting.commands).toHaveLength(1 + 22 + 1 + 2);
+    expect(counting.commands.slice(-2)).toEqual([`zfs get -H -o value origin ${prefix}/cloned`, `zfs destroy -r ${prefix}/cloned`]);
+    counting.commands.length = 0;
+    expect((await enforceReplicaProperties(operator, prefix)).fixed).toEqual([]);
+    expect(counting.commands).toHaveLength(1);
+    await runOk(['zfs', 'destroy', '-r', `${prefix}/local`]);
   });
 
   it('stops a receive at the quota of the vector dataset with DestinationFull, on both paths', async () => {
@@ -278,6 +372,7 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
     await runOk(['sh', '-c', 'head -c 12582912 /dev/urandom > "$1/file"', 'sh', bigMount]);
     await source.snapshot([`${big}@s1`]);
 
+    await useLeaf('big');
     const relayed = await relay(source, { snapshot: `${big}@s1` }, vector, `${prefix}/big`, { noMount: true }).catch((e: unknown) => e);
     expect(relayed).toBeInstanceOf(DestinationFull);
     expect(relayed).toMatchObject({ kind: 'noSpace', dataset: `${prefix}/big`, retriable: false });
@@ -356,7 +451,7 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
     const ownerElsewhere = 'bdr:vector=ns/elsewhere';
     await authorizeKey(
       secondary.connect(),
-      vectorKeyEntry({ publicKey: elsewhere.publicKeyNoComment, owner: ownerElsewhere, prefix, guardPath: join(secondary.sshd.dir, 'bin', 'zfs-guard'), from: ['10.*'] }),
+      vectorKeyEntry({ publicKey: elsewhere.publicKeyNoComment, owner: ownerElsewhere, prefix, leaf: 'data', guardPath, from: ['10.*'] }),
       secondary.sshd.authorizedKeysPath,
     );
     expect(await readFile(secondary.sshd.authorizedKeysPath, 'utf8')).toContain(`from="10.*" ${elsewhere.publicKeyNoComment} ${ownerElsewhere}\n`);
@@ -374,7 +469,7 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
       }, 'sshd log of the from= refusal'),
     ).toBe(true);
     // The main entry (from="127.0.0.1") keeps working.
-    expect((await vectorConnection.exec(['zfs', 'list', '-H', '-o', 'name', prefix])).stdout).toBe(`${prefix}\n`);
+    expect((await connected().exec(['zfs', 'list', '-H', '-o', 'name', prefix])).stdout).toBe(`${prefix}\n`);
     await revokeKey(secondary.connect(), ownerElsewhere, secondary.sshd.authorizedKeysPath);
   });
 

@@ -11,7 +11,7 @@
  * Uses its own pool "bd" on /var/tmp/bd.img, destroyed and recreated on each run.
  */
 import { authorizeKey } from '../../nodes/authorized-keys.ts';
-import { installGuard, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
+import { guardOptions, installGuard, vectorHoldTag, vectorKeyEntry } from '../../nodes/guard.ts';
 import { installVectorIdentity } from '../../nodes/identity.ts';
 import { generateEd25519Key } from '../../nodes/keygen.ts';
 import { SshConnection } from '../../nodes/ssh.ts';
@@ -49,9 +49,9 @@ try {
   ].join(' && '));
 
   const caps = await zfs.capabilities();
-  const guard = await installGuard(conn, { receiveProperties: caps.receiveProperties });
+  const guard = await installGuard(conn, guardOptions(caps));
   const key = generateEd25519Key();
-  await authorizeKey(conn, vectorKeyEntry({ publicKey: key.publicKey, owner: OWNER, prefix: PREFIX, guardPath: guard }));
+  await authorizeKey(conn, vectorKeyEntry({ publicKey: key.publicKey, owner: OWNER, prefix: PREFIX, leaf: 'src', guardPath: guard }));
   const files = await installVectorIdentity(conn, { dir: '/var/lib/bdr/vectors/ns/direct', privateKey: key.privateKey, host: '127.0.0.1', port: 22, hostKey });
   check('vector key authorized behind the guard, identity installed', true, `${key.fingerprint} ${files.identityFile}`);
   const route = { host: '127.0.0.1', port: 22, user: 'root', ...files };

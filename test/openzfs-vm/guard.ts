@@ -5,12 +5,12 @@
  *   npx tsx test/openzfs-vm/guard.ts             # OZVM_DIR (default /var/tmp/openzfs-vm), OZVM_PORT (2222)
  *
  * The guard is installed with bdr's installGuard and run the way sshd runs a forced command: the client's request
- * in SSH_ORIGINAL_COMMAND, the prefix and hold tag as arguments, the stream on stdin. A full stream, an
+ * in SSH_ORIGINAL_COMMAND, the prefix, hold tag and replica leaf as arguments, the stream on stdin. A full stream, an
  * interrupted incremental (`-s`) and its resume (`zfs send -t`) go through it, with a +hold move; then the same
  * for a raw (-w) stream of an encrypted dataset.
  * Uses its own pool "bg" on /var/tmp/bg.img, destroyed and recreated on each run.
  */
-import { installGuard, REPLICA_PROPERTIES, RECEIVE_ONLY_PROPERTIES } from '../../nodes/guard.ts';
+import { guardOptions, installGuard, REPLICA_PROPERTIES, RECEIVE_ONLY_PROPERTIES } from '../../nodes/guard.ts';
 import { SshConnection } from '../../nodes/ssh.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { check, finish, vmTarget } from './vm.ts';
@@ -34,7 +34,7 @@ const REPLICA = `${PREFIX}/src`;
 try {
   const caps = await zfs.capabilities();
   check('receiveProperties (the guard forces -o options)', caps.receiveProperties, caps.receiveProperties);
-  const guard = await installGuard(conn, { receiveProperties: caps.receiveProperties });
+  const guard = await installGuard(conn, guardOptions(caps));
   check('installGuard', true, guard);
   await ok([
     'modprobe zfs',
@@ -49,9 +49,10 @@ try {
     'zfs snapshot bg/src@s2',
   ].join(' && '));
 
-  // What sshd does with `restrict,command="<guard> <prefix> <tag>"`: the request goes in SSH_ORIGINAL_COMMAND.
-  const throughGuard = (send: string, request: string) =>
-    sh(`${send} | SSH_ORIGINAL_COMMAND="$1" "$2" "$3" "$4"`, request, guard, PREFIX, TAG);
+  // What sshd does with `restrict,command="<guard> <prefix> <tag> <leaf>"`: the request goes in SSH_ORIGINAL_COMMAND.
+  // The key may receive into one replica (its leaf): each replica here has its own.
+  const throughGuard = (send: string, request: string, leaf = 'src') =>
+    sh(`${send} | SSH_ORIGINAL_COMMAND="$1" "$2" "$3" "$4" "$5"`, request, guard, PREFIX, TAG, leaf);
 
   const full = await throughGuard('zfs send bg/src@s1', `zfs receive -u -s ${REPLICA} +hold ${REPLICA}@s1`);
   check('full stream through the guard (receive -u -s -o …, +hold)', full.code === 0, full.stderr.trim() || 'exit 0');
@@ -85,19 +86,19 @@ try {
   ].join(' && '));
   const ENC = `${PREFIX}/enc`;
   const rawSend = (await zfs.sendArgv({ snapshot: 'bg/enc@e1', raw: true })).join(' ');
-  const rawFull = await throughGuard(rawSend, `zfs receive -u -s ${ENC}`);
+  const rawFull = await throughGuard(rawSend, `zfs receive -u -s ${ENC}`, 'enc');
   check(`raw encrypted full stream through the guard (${rawSend})`, rawFull.code === 0, rawFull.stderr.trim() || 'exit 0');
   const encProps = (await ok(`zfs get -H -o property,value,source encryption,keystatus,readonly,canmount,mountpoint ${ENC}`)).trim().split('\n');
   check('the raw replica is encrypted, its key unavailable, and inert', encProps.some((l) => l.startsWith('keystatus\tunavailable')) && encProps.some((l) => l === 'readonly\ton\tlocal'), encProps);
   const rawIncr = (await zfs.sendArgv({ snapshot: 'bg/enc@e2', from: '@e1', raw: true })).join(' ');
-  const rawCut = await throughGuard(`${rawIncr} | head -c 15000000`, `zfs receive -u -s ${ENC}`);
+  const rawCut = await throughGuard(`${rawIncr} | head -c 15000000`, `zfs receive -u -s ${ENC}`, 'enc');
   check('interrupted raw incremental fails', rawCut.code !== 0, rawCut.stderr.trim().split('\n')[0] ?? '');
   const rawToken = await zfs.resumeToken(ENC);
   const e2 = (await ok('zfs get -H -p -o value guid bg/enc@e2')).trim();
   const rawContents = rawToken === undefined ? undefined : await zfs.describeResumeToken(rawToken);
   check('raw token decoded', rawContents?.toGuid === e2 && rawContents.toName === 'bg/enc@e2', rawContents ?? 'no token');
   if (rawToken !== undefined) {
-    const rawResumed = await throughGuard((await zfs.sendResumeArgv(rawToken)).join(' '), `zfs receive -u -s ${ENC}`);
+    const rawResumed = await throughGuard((await zfs.sendResumeArgv(rawToken)).join(' '), `zfs receive -u -s ${ENC}`, 'enc');
     check('raw resume through the guard', rawResumed.code === 0, rawResumed.stderr.trim() || 'exit 0');
     check(`${ENC}@e2 has the source's guid`, (await ok(`zfs get -H -p -o value guid ${ENC}@e2`)).trim() === e2, e2);
   }

@@ -110,7 +110,7 @@ const machine = (name: string, role: 'Source' | 'Storage', dir: string, authoriz
     role,
     connection: { type: 'ssh', host: '127.0.0.1', port: vmTarget.port, user: 'root', hostKey: vmTarget.hostKey, privateKeySecretRef: { name: 'ozvm-ssh', namespace: 'bdr-system' } },
     paths: { authorizedKeys, guard: `${dir}/zfs-guard`, vectorKeys: `${dir}/vectors` },
-    allowedNamespaces: { names: ['default'] },
+    allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }],
   },
 });
 tc.apply(machine('a', 'Source', '/var/lib/bdr-a', '/var/lib/bdr-a/authorized_keys'));

@@ -28,7 +28,7 @@ describe('datasetAccess: the default root {pool}/{namespace}', () => {
   it('keeps to spec.pools when it is set', () => {
     const limited = machine(undefined, ['tank']);
     expect(granted(limited, 'web', 'tank/web/a')).toBe(true);
-    expect(why(limited, 'web', 'rpool/web/a')).toBe("DatasetNotGranted: rpool/web/a on Machine shared: pool rpool is not in the Machine's spec.pools (tank)");
+    expect(why(limited, 'web', 'rpool/web/a')).toBe("PoolNotManaged: rpool/web/a on Machine shared: pool rpool is not in the Machine's spec.pools (tank)");
   });
 });
 

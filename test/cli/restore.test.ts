@@ -70,7 +70,7 @@ describe('bdr restore', () => {
 
     const { namespace: _ns, ...meta } = ssh.machine.metadata;
     tc.apply(ssh.secret);
-    tc.apply({ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name] } });
+    tc.apply({ ...ssh.machine, metadata: meta, spec: { ...ssh.machine.spec, pools: [pool.name], datasetRoots: [{ root: '{pool}', namespace: 'default' }] } });
     tc.apply(policy);
     tc.apply(dataset(ssh.name, data));
   });
@@ -137,7 +137,7 @@ describe('bdr restore', () => {
     const root = await mkdtemp(join(tmpdir(), 'bdr-restore-mnt-'));
     const { namespace: _ns, ...meta } = ssh.machine.metadata;
     // The same storage machine declared a second time, with a mountpointRoot: where a clone may be mounted.
-    tc.apply({ ...ssh.machine, metadata: { ...meta, name: 'store-root' }, spec: { ...ssh.machine.spec, pools: [pool.name], mountpointRoot: root } });
+    tc.apply({ ...ssh.machine, metadata: { ...meta, name: 'store-root' }, spec: { ...ssh.machine.spec, pools: [pool.name], mountpointRoot: root, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } });
     const client = new KubeClient(tc.kubeConfig);
     const vector = (name: string, machine: string) => {
       const applied = tc.apply({
@@ -158,6 +158,13 @@ describe('bdr restore', () => {
       expect(r.stdout).toContain(`cloned replica ${replica} into ${target} on Machine ${ssh.name}: writable, not mounted (mountpoint=none)`);
       expect(await get('origin', target)).toBe(`${replica}@${point(2)}`);
       expect([await get('readonly', target), await get('canmount', target), await get('mountpoint', target)]).toEqual(['off', 'on', 'none']);
+      // The content came from the primary: nothing in it runs, set-uid or not, and no device node opens.
+      expect([await get('setuid', target), await get('exec', target), await get('devices', target)]).toEqual(['off', 'off', 'off']);
+      const trusted = `${pool.name}/restore/trusted`;
+      const t = await bdr(['restore', 'default/offsite', '--replica', '--snapshot', point(1), '--to', trusted, '--trusted', '--kubeconfig', tc.cluster.kubeconfigPath]);
+      expect(t.code, t.stderr).toBe(0);
+      expect([await get('setuid', trusted), await get('exec', trusted), await get('devices', trusted)]).toEqual(['on', 'on', 'on']);
+      await runOk(['zfs', 'destroy', trusted]);
 
       // A mountpoint needs the storage Machine's mountpointRoot; below it, the clone is mounted there with 2h's data.
       const refused = await bdr(['restore', 'default/offsite', '--replica', '--snapshot', point(1), '--to', `${pool.name}/restore/r2`, '--mountpoint', '/srv/x', '--kubeconfig', tc.cluster.kubeconfigPath]);

@@ -69,7 +69,7 @@ describe('Dataset controller with an injected clock on zfs-fuse', () => {
     client = new KubeClient(tc.kubeConfig);
     clock = new FakeClock(START);
     zfs = new ZfsMachine(new LocalConnection());
-    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }], mountpointRoot: pool.mountpoint } });
     const m = await client.get<Machine>(resourceOf(machineKind), 'local');
     await client.patchStatus(resourceOf(machineKind), m ?? { metadata: { name: 'local' } }, {
       conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }],

@@ -392,13 +392,9 @@ export class VectorReconciler implements Reconciler {
     } else {
       return invalid('InvalidSpec', 'spec.target names neither a StorageTarget nor a Machine');
     }
-    if (target.machineRef) {
-      const conflict = this.conflictOf(vector, replica);
-      if (conflict) return invalid('TargetConflict', conflict);
-      this.ledger.record(key, storage.metadata.name);
-    }
     // Both machines must admit the vector's namespace: bdr runs commands there as root on its behalf; and both
-    // paths must lie in what the namespace was given there (planning/dataset-grants.ts).
+    // paths must lie in what the namespace was given there (planning/dataset-grants.ts). Checked before any
+    // conflict with other vectors, whose names a refusal must not reveal across namespaces.
     for (const m of new Set([primary, storage])) {
       const verdict = namespaceAllowed(m, ns, this.deps.namespaceLabels?.(ns) ?? {});
       if (!verdict.ok) return invalid(verdict.reason, verdict.message);
@@ -407,6 +403,11 @@ export class VectorReconciler implements Reconciler {
     if (!sourceAccess.ok) return invalid(sourceAccess.reason, `spec.source: ${sourceAccess.message}`);
     const targetAccess = datasetAccess(storage, ns, replica, storageAreasOf(storageTargets.list(), storage.metadata.name), storageArea);
     if (!targetAccess.ok) return invalid(targetAccess.reason, `spec.target: ${targetAccess.message}`);
+    if (target.machineRef) {
+      const conflict = this.conflictOf(vector, replica);
+      if (conflict) return invalid('TargetConflict', conflict);
+      this.ledger.record(key, storage.metadata.name);
+    }
     const st = target.storageTargetRef ? storageTargets.get(target.storageTargetRef.name) : undefined;
     const ceilings: QuotaCeiling[] = [
       ...(st ? [{ text: st.spec.replicaQuota, from: 'StorageTarget' as const, name: st.metadata.name }] : []),
@@ -438,17 +439,31 @@ export class VectorReconciler implements Reconciler {
     const where = (v: Vector) => v.spec.target.machineRef ? `machine:${v.spec.target.machineRef.name}` : `target:${v.spec.target.storageTargetRef?.name ?? ''}`;
     const mine = where(vector);
     const older = (a: Vector, b: Vector) => (a.metadata.creationTimestamp ?? '') < (b.metadata.creationTimestamp ?? '') || ((a.metadata.creationTimestamp ?? '') === (b.metadata.creationTimestamp ?? '') && objectKey(a) < objectKey(b));
-    for (const other of this.deps.vectors.list()) {
+    // Only the vector's own namespace: grants keep namespaces' datasets apart (a vector of another namespace that
+    // overlaps is refused itself), so another namespace's vector, refused or not, can never block this one.
+    for (const other of this.deps.vectors.list().filter((v) => (v.metadata.namespace ?? 'default') === ns)) {
       if (objectKey(other) === objectKey(vector) || other.metadata.deletionTimestamp || where(other) !== mine) continue;
       const otherReplica = other.spec.target.dataset ?? (other.spec.target.storageTargetRef
         ? `${this.deps.storageTargets.get(other.spec.target.storageTargetRef.name)?.spec.parentDataset ?? ''}/${other.metadata.namespace ?? 'default'}/${other.metadata.name}`
         : '');
       const overlaps = otherReplica === replica || otherReplica.startsWith(`${replica}/`) || replica.startsWith(`${otherReplica}/`);
-      if (overlaps && older(other, vector)) {
+      if (overlaps && older(other, vector) && this.targetGranted(other, otherReplica)) {
         return `Vector ${objectKey(other)} already replicates into ${otherReplica}${otherReplica === replica ? '' : `, which overlaps ${replica}`}; give each vector its own target dataset (${ns}/${vector.metadata.name} authorizes nothing until then)`;
       }
     }
     return undefined;
+  }
+
+  /** Whether another vector's target is one its namespace was given (a refused vector blocks nobody). */
+  private targetGranted(other: Vector, replica: string): boolean {
+    const ns = other.metadata.namespace ?? 'default';
+    const { machineRef, storageTargetRef } = other.spec.target;
+    if (storageTargetRef) {
+      const st = this.deps.storageTargets.get(storageTargetRef.name);
+      return st !== undefined && replica.startsWith(`${st.spec.parentDataset}/${ns}/`);
+    }
+    const machine = machineRef ? this.deps.machines.get(machineRef.name) : undefined;
+    return machine !== undefined && datasetAccess(machine, ns, replica, storageAreasOf(this.deps.storageTargets.list(), machine.metadata.name)).ok;
   }
 
   private async step<T>(machine: Machine, what: string, run: () => Promise<T>): Promise<T> {

@@ -108,7 +108,7 @@ describe('Vector key limits: replica quota and from=', () => {
     await applyVector(t, 'f', spec);
     let v: Vector = await reconcileUntil(t, 'f', (x) => condition(x, 'Ready')?.status === 'True', 'f Ready');
     const [line] = await vectorLines(t.b, 'default/f');
-    expect(line).toMatch(new RegExp(`^restrict,command="${guardOf(t.b)} ${t.replicaPool.name}/direct/f bdr:vector:default:f",from="10\\.9\\.9\\.9" ssh-ed25519 \\S+ bdr:vector=default/f$`));
+    expect(line).toMatch(new RegExp(`^restrict,command="${guardOf(t.b)} ${t.replicaPool.name}/direct/f bdr:vector:default:f data",from="10\\.9\\.9\\.9" ssh-ed25519 \\S+ bdr:vector=default/f$`));
 
     // The test's ssh client connects from 127.0.0.1, which is not 10.9.9.9.
     const files = keyFiles(t, 'f');

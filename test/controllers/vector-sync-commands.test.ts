@@ -14,8 +14,8 @@ import { VectorSync } from '../../controllers/vector-sync.ts';
 import { silentLogger } from '../../metrics/log.ts';
 import { ZfsError } from '../../zfs/errors.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
-import { runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
-import { caughtUp, startInformers, userrefs } from './sync-bed.ts';
+import { run, runOk, TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
+import { caughtUp, eventsOf, startInformers, userrefs } from './sync-bed.ts';
 import { machineObject } from './vector-bed.ts';
 import { eventually, startTestCluster, type TestCluster } from './cluster-fixture.ts';
 import { FakeClock } from './fake-clock.ts';
@@ -43,6 +43,8 @@ const TAG = 'bdr:vector:default:v';
  *                2 the stream: one sh that holds the point sent, runs `zfs send | dd | ssh B`, then releases the old base
  *   B (storage)  3 `zfs get` listing of the replica (with its inert properties, no `zpool list`)
  *                4 the guard's `zfs receive … +hold <received> +release <old base>` (the vector key's session of 2)
+ *                5 the operator's re-check of the vector dataset after a stream (one `zfs get -r`, nothing to set:
+ *                  the guard made it inert; it catches a guard killed by SIGKILL)
  *
  * A no-op sync is the two listings. Capabilities were probed once for the connection, not per sync.
  */
@@ -141,13 +143,13 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     await bed.cleanup();
   });
 
-  it('an incremental sync runs 2 sessions on A and 2 on B; the base moves forward with nothing stray', async () => {
+  it('an incremental sync runs 2 sessions on A and 3 on B; the base moves forward with nothing stray', async () => {
     const before = (await current()).status?.lastSyncedSnapshot?.name ?? '';
     const next = await snap();
     let v: Vector | undefined;
     const count = await counted(async () => (v = await syncNow()));
     expect(v?.status?.lastSyncedSnapshot?.name).toBe(next);
-    expect(count).toEqual({ a: 2, b: 2 });
+    expect(count).toEqual({ a: 2, b: 3 });
     // The hold moved on both sides: the new base held once, the old one free.
     expect(await userrefs(`${source()}@${next}`)).toBe(1);
     expect(await userrefs(`${target()}@${next}`)).toBe(1);
@@ -184,13 +186,17 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     const count = await counted(() => syncNow());
     expect(await local(target(), 'readonly')).toBe('on\tlocal');
     expect(await local(target(), 'exec')).toBe('off\tlocal');
-    // The listings, then enforceReplicaProperties' list and get, and one set per wrong value.
-    expect(count).toEqual({ a: 1, b: 1 + 2 + 2 });
+    // The listings, then enforceReplicaProperties' one listing, and one set per wrong value.
+    expect(count).toEqual({ a: 1, b: 1 + 1 + 2 });
+    const repaired = await eventsOf(client, 'v', 'ReplicaRepaired');
+    expect(repaired.map((e) => [e.type, e.message])).toEqual([
+      ['Warning', `${replicaPool.name}/replicas/v on b was not inert; the operator set ${target()} readonly: off (local) → on; set ${target()} exec: off (inherited from ${replicaPool.name}/replicas/v) → off`],
+    ]);
   }, 120_000);
 
-  it("the guard's one listing makes a replication stream's children inert too (why a guarded sync needs no re-check)", async () => {
+  it("the vector key receives into its own replica only: a replication stream into another name below the vector dataset is refused", async () => {
     // A compromised primary may send what it likes with the vector key: here a -R stream whose child asks to be
-    // mounted, with setuid and exec. The guard's receive succeeds only after making the whole tree inert.
+    // mounted, with setuid and exec, into a new name beside the replica. The guard refuses it before any receive.
     const tree = `${sourcePool.name}/tree`;
     await runOk(['zfs', 'create', '-o', 'canmount=noauto', tree]);
     await runOk(['zfs', 'create', '-o', 'canmount=on', '-o', 'setuid=on', '-o', 'exec=on', '-o', 'readonly=off', `${tree}/kid`]);
@@ -198,13 +204,10 @@ describe('Vector sync: commands per sync, counted at the connection', () => {
     const dir = join(a.sshd.dir, 'vectors', 'default', 'v');
     const into = `${replicaPool.name}/replicas/v/tree`;
     const ssh = `ssh -i ${dir}/id -p ${b.sshd.port} -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${dir}/known_hosts root@127.0.0.1`;
-    await runOk(['sh', '-c', `zfs send -R -p ${tree}@s1 | ${ssh} 'zfs receive -u ${into}'`]);
-    for (const fs of [into, `${into}/kid`]) {
-      for (const [property, value] of [['canmount', 'noauto'], ['mountpoint', 'none'], ['readonly', 'on'], ['setuid', 'off'], ['exec', 'off'], ['devices', 'off']]) {
-        expect(await local(fs, property ?? ''), `${fs} ${property ?? ''}`).toBe(`${value ?? ''}\tlocal`);
-      }
-    }
-    await runOk(['zfs', 'destroy', '-r', into]);
+    const r = await run(['sh', '-c', `zfs send -R -p ${tree}@s1 | ${ssh} 'zfs receive -u ${into}'`]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`bdr-guard: refused: receive target ${into} is not this key's replica ${target()}\n`);
+    expect((await run(['zfs', 'list', into])).code).not.toBe(0);
   }, 60_000);
 
   it('moveHold holds before it releases, and is idempotent', async () => {

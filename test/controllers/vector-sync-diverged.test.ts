@@ -79,7 +79,10 @@ describe('Vector sync: a write to the replica', () => {
     expect(await t.snapshotsOn(t.target())).toEqual([point(0)]);
     expect(await t.snapshotsOn(t.source())).toEqual(onSource);
     expect(await t.datasetsUnder(t.replica())).toEqual([t.replica(), t.target()]);
-    await runOk(['zfs', 'mount', t.target()]);
+    // The guard's receive failed, and it made the replica inert again all the same (it fails closed): the write is
+    // still there for whoever mounts it by hand.
+    expect((await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'readonly,mountpoint', t.target()])).split('\n')).toEqual(['on\tlocal', 'none\tlocal', '']);
+    await mountReplica();
     expect(await readFile(join(mnt, 'by-hand.txt'), 'utf8')).toBe('written on the replica\n');
     await runOk(['zfs', 'umount', t.target()]);
 

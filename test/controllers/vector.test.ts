@@ -119,7 +119,7 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
 
     const lines = await vectorLines(b, 'default/v1');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^restrict,command="${guardOf(b)} ${replica()} bdr:vector:default:v1" ssh-ed25519 \\S+ bdr:vector=default/v1$`));
+    expect(lines[0]).toMatch(new RegExp(`^restrict,command="${guardOf(b)} ${replica()} bdr:vector:default:v1 data" ssh-ed25519 \\S+ bdr:vector=default/v1$`));
     expect(await vectorLines(c, 'default/v1')).toEqual([]);
 
     // The Secret: in bdr-system, labelled with the vector; the fingerprint, never the key, in status and events.
@@ -174,7 +174,8 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     await runOk(['zfs', 'snapshot', `${sourcePool.name}/data@s1`]);
     const accepted = async () => (await readFile(b.sshd.logPath, 'utf8')).split('\n').filter((l) => l.includes('Accepted publickey') && l.includes(oldFingerprint)).length;
     const loginsBefore = await accepted();
-    const receive = spawn('ssh', [...sshOptions(b, firstKeyCopy, knownHostsFile()), `zfs receive -u ${replica()}/during-rotation`], { stdio: ['pipe', 'ignore', 'pipe'] });
+    // Into the replica itself (its leaf, "data"): the one name below the vector's dataset the key may receive into.
+    const receive = spawn('ssh', [...sshOptions(b, firstKeyCopy, knownHostsFile()), `zfs receive -u ${replica()}/data`], { stdio: ['pipe', 'ignore', 'pipe'] });
     let receiveErr = '';
     receive.stderr.on('data', (d: Buffer) => (receiveErr += d.toString()));
     const receiveDone = new Promise<number | null>((resolve) => receive.once('exit', resolve));
@@ -185,7 +186,7 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
     const send = spawn('zfs', ['send', `${sourcePool.name}/data@s1`], { stdio: ['ignore', 'pipe', 'inherit'] });
     send.stdout.pipe(receive.stdin);
     expect(await receiveDone, receiveErr).toBe(0);
-    expect((await runOk(['zfs', 'list', '-H', '-o', 'name', `${replica()}/during-rotation@s1`])).trim()).toBe(`${replica()}/during-rotation@s1`);
+    expect((await runOk(['zfs', 'list', '-H', '-o', 'name', `${replica()}/data@s1`])).trim()).toBe(`${replica()}/data@s1`);
     expect(v.status?.pairing?.authorizedAt).not.toBe(before?.status?.pairing?.authorizedAt);
     expect(v.status?.pairing?.keyFingerprint).toBe(await fingerprintOf(idFile()));
     expect(await eventsOf('v1', 'KeyRotated')).toHaveLength(1);

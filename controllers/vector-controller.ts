@@ -17,7 +17,9 @@ import { storageTargetKind, vectorKind } from '../api/kinds/index.ts';
 import type { Dataset, Machine, StorageTarget, Vector, VectorStatus } from '../api/types.ts';
 import { assertFromPatterns, authorizeKey, editAuthorizedKeys, removeEntries, revokeKey, upsertEntry } from '../nodes/authorized-keys.ts';
 import { NodeError } from '../nodes/errors.ts';
+import type { NodeConnection } from '../nodes/connection.ts';
 import { vectorHoldTag } from '../nodes/guard.ts';
+import { sourceAddressFor } from '../nodes/source-address.ts';
 import { installVectorIdentity, removeVectorIdentity } from '../nodes/identity.ts';
 import { datasetAccess, NOT_GRANTED, storageAreasOf, type StorageArea } from '../planning/dataset-grants.ts';
 import { keyRotationInterval } from '../planning/key-rotation.ts';
@@ -161,7 +163,7 @@ export class VectorReconciler implements Reconciler {
     if (findCondition(vector.status?.conditions, 'KeyAuthorized')?.reason === LOCAL_PIPE) return undefined;
     const primary = this.primaryOf(vector)?.name;
     const leaf = this.sourcePathOf(vector).leaf;
-    return { machine: p.machine, dataset: p.dataset, ...(primary !== undefined ? { primary } : {}), ...(leaf !== undefined ? { leaf } : {}) };
+    return { machine: p.machine, dataset: p.dataset, ...(primary !== undefined ? { primary } : {}), ...(leaf !== undefined ? { leaf } : {}), ...(p.from !== undefined ? { from: p.from } : {}) };
   }
 
   async reconcile(key: string, ctx: ReconcileContext): Promise<ReconcileResult | void> {
@@ -227,7 +229,9 @@ export class VectorReconciler implements Reconciler {
       !findCondition(status.conditions, 'Suspended') &&
       !keys.next &&
       now < due &&
-      (known === undefined || known.from === outboundOf(primary).join(',')) &&
+      status.pairing.from !== undefined &&
+      (outboundOf(primary).length === 0 || status.pairing.from === outboundOf(primary).join(',')) &&
+      (known === undefined || known.from === status.pairing.from) &&
       (known === undefined || known.leaf === resolution.value.leaf) &&
       (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
     if (settled) {
@@ -454,6 +458,23 @@ export class VectorReconciler implements Reconciler {
     return undefined;
   }
 
+  /**
+   * The from= patterns of the vector's key: the primary's spec.outboundAddresses, or else the address the primary
+   * reaches the storage machine from, as the primary itself says (nodes/source-address.ts): a stolen key is
+   * then refused from anywhere else. Where the primary cannot say (not Linux, no route), the key goes without
+   * from= and a Warning says how to set it.
+   */
+  private async fromFor(vector: Vector, primary: Machine, storage: Machine, primaryConn: NodeConnection): Promise<readonly string[]> {
+    const declared = outboundOf(primary);
+    if (declared.length > 0) return declared;
+    const host = storage.spec.connection.host;
+    if (!host) return [];
+    const found = await this.step(primary, 'finding its source address', () => sourceAddressFor(primaryConn, host));
+    if ('address' in found) return [found.address];
+    await this.deps.events.record(vector, 'Warning', 'SourceAddressUnknown', `the key is authorized without from=: ${found.problem}; set spec.outboundAddresses on Machine ${primary.metadata.name}`);
+    return [];
+  }
+
   /** Whether another vector's target is one its namespace was given (a refused vector blocks nobody). */
   private targetGranted(other: Vector, replica: string): boolean {
     const ns = other.metadata.namespace ?? 'default';
@@ -514,7 +535,6 @@ export class VectorReconciler implements Reconciler {
   ): Promise<ReconcileResult> {
     const { keys: store, events, clock } = this.deps;
     const { primary, storage, replica, leaf, quotaBytes } = resolved;
-    const from = outboundOf(primary);
     const storageName = storage.metadata.name;
     const paths = machinePaths(storage);
     const owners = ownerTags(key);
@@ -522,6 +542,7 @@ export class VectorReconciler implements Reconciler {
     const previousMachine = status.pairing?.machine;
     const storageConn = await this.connection(storage);
     const primaryConn = await this.connection(primary);
+    const from = await this.fromFor(vector, primary, storage, primaryConn);
     let keys = initialKeys;
 
     const storageHandle = await this.deps.connections.get(storage);
@@ -635,7 +656,7 @@ export class VectorReconciler implements Reconciler {
     );
     const next: VectorStatus = {
       conditions,
-      pairing: { machine: storageName, dataset: replica, keyFingerprint: keys.current.fingerprint, authorizedAt, ...(quotaBytes !== undefined ? { quotaBytes } : {}) },
+      pairing: { machine: storageName, dataset: replica, keyFingerprint: keys.current.fingerprint, authorizedAt, from: from.join(','), ...(quotaBytes !== undefined ? { quotaBytes } : {}) },
     };
     const due = keys.current.createdAt + intervalMs;
     return this.finish(vector, { state: 'ready', reason: 'Succeeded', message: `key ${keys.current.fingerprint} authorized on ${storageName}` }, next, Math.max(1_000, Math.min(MAX_REQUEUE_MS, due - now)));

@@ -112,9 +112,10 @@ export class VectorSweepReconciler implements Reconciler {
       const paths = machinePaths(machine);
       const want = new Map<string, string>();
       const conflicts: string[] = [];
-      // The from= of a key is its primary's outboundAddresses: with the primary unknown, its line is left as is.
-      const unknownPrimary = new Set(pairedHere.filter(([, a]) => a.primary === undefined || a.leaf === undefined).map(([vk]) => vk));
-      const fromOf = (a: AppliedVector) => outboundOf(a.primary === undefined ? undefined : this.deps.machines.get(a.primary));
+      // With the primary, the leaf or the key's from= unknown (a status from before they were recorded), the line is left as is.
+      const unknownPrimary = new Set(pairedHere.filter(([, a]) => a.primary === undefined || a.leaf === undefined || a.from === undefined).map(([vk]) => vk));
+      // The from= the controller authorized the key with (status.pairing.from): the sweep restores that line.
+      const fromOf = (a: AppliedVector) => (a.from !== undefined ? a.from.split(',').filter(Boolean) : outboundOf(a.primary === undefined ? undefined : this.deps.machines.get(a.primary)));
       for (const [vk, a] of pairedHere) {
         if (unknownPrimary.has(vk)) continue;
         const keys: VectorKeys | undefined = allKeys.get(vk);

@@ -107,6 +107,11 @@ export const vectorStatus = {
         keyFingerprint: { type: 'string', maxLength: 128 },
         authorizedAt: { type: 'string', format: 'date-time' },
         quotaBytes: { type: 'integer', minimum: 1, description: 'The quota set on the replica dataset, in bytes; absent when it has none.' },
+        from: {
+          type: 'string',
+          maxLength: 8192,
+          description: "The from= patterns the key is authorized with, comma-separated: the primary's spec.outboundAddresses, or else the address the primary reaches the storage machine from; empty when neither is known (the key is accepted from anywhere).",
+        },
       },
     },
     lastSyncedSnapshot: snapshotRef,

@@ -11,7 +11,7 @@
  */
 
 /** The vector's ownership mark on its dataset: value `vector/<uid>`. */
-export const OWNER_MARK = 'dev.bdr:owner';
+export const OWNER_MARK = 'dev.bdr:replica-of';
 
 /** The receive mark the guard (and the operator's own receives) set on what a vector's key received: its hold tag. */
 export const RECEIVED_MARK = 'dev.bdr:received';

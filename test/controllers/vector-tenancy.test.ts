@@ -74,7 +74,7 @@ describe('Vector tenancy: two namespaces on shared machines', () => {
 
   it("marks the replica it makes as the vector's own (its uid), never mounted, under B's ceiling", async () => {
     const va = t.vectors.get('team-a/va');
-    expect(await get('dev.bdr:owner', `${pool}/team-a/va`)).toBe(`vector/${va?.metadata.uid ?? '?'}\tlocal`);
+    expect(await get('dev.bdr:replica-of', `${pool}/team-a/va`)).toBe(`vector/${va?.metadata.uid ?? '?'}\tlocal`);
     expect(await get('canmount', `${pool}/team-a/va`)).toBe('off\tlocal');
     expect(await get('quota', `${pool}/team-a/va`)).toBe('64M\tlocal');
   });
@@ -119,7 +119,7 @@ describe('Vector tenancy: two namespaces on shared machines', () => {
     expect(await world()).toEqual(before);
     await apply('team-b', 'pre', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: target } }, { 'bdr.dev/adopt-replica': target });
     const adopted = await ready('team-b', 'pre');
-    expect(await get('dev.bdr:owner', target)).toBe(`vector/${adopted.metadata.uid ?? '?'}\tlocal`);
+    expect(await get('dev.bdr:replica-of', target)).toBe(`vector/${adopted.metadata.uid ?? '?'}\tlocal`);
     expect(await get('quota', target)).toBe('64M\tlocal');
   });
 
@@ -153,7 +153,7 @@ describe('Vector tenancy: two namespaces on shared machines', () => {
     await apply('team-b', 'unmarked', { source: { datasetRef: { name: 'src' } }, target: { machineRef: { name: 'b' }, dataset: target }, deletionPolicy: 'Delete' });
     await ready('team-b', 'unmarked');
     // Someone with root on B takes the mark away (or the dataset was swapped for another of the same name).
-    await runOk(['zfs', 'inherit', 'dev.bdr:owner', target]);
+    await runOk(['zfs', 'inherit', 'dev.bdr:replica-of', target]);
     await t.client.custom.deleteNamespacedCustomObject({ group: VECTORS.group, version: VECTORS.version, plural: VECTORS.plural, namespace: 'team-b', name: 'unmarked' });
     await eventually(async () => {
       await t.reconciler.reconcile('team-b/unmarked', ctx('team-b/unmarked')).catch(() => undefined);

@@ -18,7 +18,7 @@ describe('containerVerdict', () => {
     }
     expect(containerVerdict({ ...base, found: { name: 'vault/ns/v', owner: { value: 'vector/other', source: 'local' } } })).toEqual({
       kind: 'refuse',
-      message: 'vault/ns/v belongs to another object (dev.bdr:owner=vector/other); give this vector its own target dataset',
+      message: 'vault/ns/v belongs to another object (dev.bdr:replica-of=vector/other); give this vector its own target dataset',
     });
   });
   it('adopts an unmarked dataset only by the exact annotation, or one its own status records', () => {

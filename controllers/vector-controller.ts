@@ -67,6 +67,8 @@ const DEPENDENCY_RETRY_MS = 30_000;
 export const LOCAL_PIPE = 'LocalPipe';
 /** A settled vector is looked at again at least this often (rotation deadlines further out are re-checked then). */
 const MAX_REQUEUE_MS = 6 * 3_600_000;
+/** How long a primary's source address towards a storage host is trusted before it is asked again. */
+const SOURCE_ADDRESS_TTL_MS = 3_600_000;
 
 export interface VectorControllerDeps {
   client: KubeClient;
@@ -142,6 +144,7 @@ export class VectorReconciler implements Reconciler {
   readonly ledger: PairingLedger;
   private readonly busy = new Set<string>();
   private readonly applied = new Map<string, AppliedVector>();
+  private readonly sourceAddresses = new Map<string, { at: number; found: { address: string } | { problem: string } }>();
 
   constructor(private readonly deps: VectorControllerDeps) {
     this.ledger = deps.ledger ?? new PairingLedger();
@@ -230,7 +233,7 @@ export class VectorReconciler implements Reconciler {
       !keys.next &&
       now < due &&
       status.pairing.from !== undefined &&
-      (outboundOf(primary).length === 0 || status.pairing.from === outboundOf(primary).join(',')) &&
+      status.pairing.from === (await this.expectedFrom(primary, storage)) &&
       (known === undefined || known.from === status.pairing.from) &&
       (known === undefined || known.leaf === resolution.value.leaf) &&
       (known === undefined || (known.primary === primary.metadata.name && known.machine === storage.metadata.name));
@@ -469,10 +472,35 @@ export class VectorReconciler implements Reconciler {
     if (declared.length > 0) return declared;
     const host = storage.spec.connection.host;
     if (!host) return [];
-    const found = await this.step(primary, 'finding its source address', () => sourceAddressFor(primaryConn, host));
+    const found = await this.step(primary, 'finding its source address', () => this.sourceAddress(primary, host, primaryConn));
     if ('address' in found) return [found.address];
     await this.deps.events.record(vector, 'Warning', 'SourceAddressUnknown', `the key is authorized without from=: ${found.problem}; set spec.outboundAddresses on Machine ${primary.metadata.name}`);
     return [];
+  }
+
+  /** What fromFor would give, joined as in status.pairing.from; undefined when it cannot be known without failing. */
+  private async expectedFrom(primary: Machine, storage: Machine): Promise<string | undefined> {
+    const declared = outboundOf(primary);
+    if (declared.length > 0) return declared.join(',');
+    const host = storage.spec.connection.host;
+    if (!host) return '';
+    try {
+      const found = await this.sourceAddress(primary, host, (await this.deps.connections.get(primary)).connection);
+      return 'address' in found ? found.address : '';
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The primary's source address towards `host`, asked once per pair and hour (one command on the primary). */
+  private async sourceAddress(primary: Machine, host: string, conn: NodeConnection): Promise<{ address: string } | { problem: string }> {
+    const key = `${primary.metadata.name}\u0000${host}`;
+    const now = this.deps.clock.now();
+    const cached = this.sourceAddresses.get(key);
+    if (cached && now - cached.at < SOURCE_ADDRESS_TTL_MS) return cached.found;
+    const found = await sourceAddressFor(conn, host);
+    this.sourceAddresses.set(key, { at: now, found });
+    return found;
   }
 
   /** Whether another vector's target is one its namespace was given (a refused vector blocks nobody). */

@@ -79,7 +79,7 @@ import { writeRemoteFileAtomic } from './remote-file.ts';
  * **Clone streams are refused.** An incremental stream from a snapshot the target lacks under that name is
  * received as a clone of whatever snapshot in the pool has the stream's base guid, so a clone stream naming
  * another replica's snapshot would share its blocks and pin it (it could not be destroyed). After the receive
- * a file system at or below PREFIX whose origin lies outside PREFIX is destroyed (`zfs destroy -r` of exactly
+ * a file system below PREFIX whose origin lies outside PREFIX is destroyed (`zfs destroy -r` of exactly
  * that dataset, which only this key's receive can have made) and the guard exits 1 with `bdr-guard: refused:
  * … is a clone of … outside PREFIX`.
  *
@@ -252,6 +252,8 @@ protect() {
   failed=''
   suspects=''
   listing=$("$ZFS" get -H -r ${getTypeFilter ? '-t filesystem,volume ' : ''}-o name,property,value,source ${listed} "$PREFIX" </dev/null) || return 1
+  # Snapshot lines go before the two passes (read takes a byte at a time); grep finding none is status 1, not an error.
+  listing=$(printf '%s\n' "$listing" | grep -v "^[^$TAB]*[@#]") || [ "$?" -eq 1 ] || return 1
   for pass in canmount rest; do
     while IFS="$TAB" read -r ds property value source; do
       case $ds in

@@ -60,7 +60,8 @@ export function replicaPolicyFor(capabilities: Pick<ZfsCapabilities, 'datasetPro
  * (`zfs destroy -r`, never `dataset` itself) and reported; with `receivedMark`, the ownership mark. Run after
  * every sync that sent a stream (a guard killed by SIGKILL, a receive that bypassed the guard, a hand edit) and
  * whenever a listing shows a value wrong (`replicaPropertiesSettled`). Costs one `zfs get -r` listing, plus
- * one `zfs set` per wrong value (zfs-fuse sets one property at a time).
+ * one `zfs set` per wrong value (zfs-fuse sets one property at a time). Throws a ZfsError naming what could not be
+ * set once it has set everything else.
  */
 export async function enforceReplicaProperties(zfs: ZfsMachine, dataset: string, options: EnforceOptions = {}): Promise<ReplicaCheck> {
   assertName('dataset', dataset);
@@ -100,18 +101,27 @@ export async function enforceReplicaProperties(zfs: ZfsMachine, dataset: string,
       if (now !== undefined && !wrong.has(key)) wrong.set(key, { dataset: name, property, was: value, source, now });
     }
   }
+  // A set that fails (a forged line names a dataset that does not exist) stops none of the others; the failures
+  // are thrown once everything else is done.
+  const failures: string[] = [];
+  const set = async (assignment: string, name: string): Promise<boolean> => {
+    try {
+      await zfs.run(['zfs', 'set', assignment, name], command);
+      return true;
+    } catch (error) {
+      if (!(error instanceof ZfsError)) throw error;
+      failures.push(error.message);
+      return false;
+    }
+  };
   const fixed: ReplicaPropertyFix[] = [];
-  for (const fix of wrong.values()) {
-    await zfs.run(['zfs', 'set', `${fix.property}=${fix.now}`, fix.dataset], command);
-    fixed.push(fix);
-  }
+  for (const fix of wrong.values()) if (await set(`${fix.property}=${fix.now}`, fix.dataset)) fixed.push(fix);
 
   const marked: string[] = [];
   if (receivedMark) {
     for (const { name, property, source } of lines) {
       if (property !== RECEIVED_MARK || source === 'local' || !atOrBelow(name, receivedMark.under) || marked.includes(name)) continue;
-      await zfs.run(['zfs', 'set', `${RECEIVED_MARK}=${receivedMark.tag}`, name], command);
-      marked.push(name);
+      if (await set(`${RECEIVED_MARK}=${receivedMark.tag}`, name)) marked.push(name);
     }
   }
 
@@ -137,6 +147,9 @@ export async function enforceReplicaProperties(zfs: ZfsMachine, dataset: string,
       if (!(error instanceof ZfsError)) throw error;
       foreignClones.push({ dataset: name, origin, destroyed: false, error: error.message });
     }
+  }
+  if (failures.length > 0) {
+    throw new ZfsError('failed', `${dataset}: could not make everything inert (fixed ${fixed.length} value(s)): ${failures.join('; ')}`);
   }
   return { checked, fixed, foreignClones: foreignClones.reverse(), marked };
 }

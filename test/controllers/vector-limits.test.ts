@@ -51,7 +51,7 @@ describe('Vector key limits: replica quota and from=', () => {
     await t?.stop();
   });
 
-  it('sets the StorageTarget replicaQuota on the replica, a Vector override replaces it, none lifts it, and removing both removes it', async () => {
+  it('sets the StorageTarget replicaQuota on the replica, a Vector may ask for less but not more or none, and removing both removes it', async () => {
     await applyTarget({ replicaQuota: '64M' });
     const spec = { source: { datasetRef: { name: 'src' } }, target: { storageTargetRef: { name: 'offsite' } } };
     await applyVector(t, 'q', spec);
@@ -62,16 +62,18 @@ describe('Vector key limits: replica quota and from=', () => {
     // The parent datasets above the vector's own are left without a quota: the limit is per vector.
     expect(await quotaOf(`${t.replicaPool.name}/replicas/default`)).toBe(0);
 
-    // The Vector's own figure wins over the target's.
-    await applyVector(t, 'q', { ...spec, target: { ...spec.target, quota: '1G' } });
-    v = await reconcileUntil(t, 'q', (x) => x.status?.pairing?.quotaBytes === 1_073_741_824 && x.status.observedGeneration === x.metadata.generation, 'the override');
-    expect(await quotaOf(replica('q'))).toBe(1024 * 1024 * 1024);
+    // A Vector may ask for less than the target's ceiling…
+    await applyVector(t, 'q', { ...spec, target: { ...spec.target, quota: '32M' } });
+    v = await reconcileUntil(t, 'q', (x) => x.status?.pairing?.quotaBytes === 32 * MiB && x.status.observedGeneration === x.metadata.generation, 'the lower quota');
+    expect(await quotaOf(replica('q'))).toBe(33_554_432);
 
-    // none: no quota, although the target has one.
-    await applyVector(t, 'q', { ...spec, target: { ...spec.target, quota: 'none' } });
-    v = await reconcileUntil(t, 'q', (x) => x.status?.observedGeneration === x.metadata.generation && condition(x, 'Ready')?.status === 'True', 'quota none');
-    expect(v.status?.pairing?.quotaBytes).toBeUndefined();
-    expect(await quotaOf(replica('q'))).toBe(0);
+    // …never more, nor none: refused, and the quota on the machine stays as it was.
+    for (const quota of ['1G', 'none']) {
+      await applyVector(t, 'q', { ...spec, target: { ...spec.target, quota } });
+      v = await reconcileUntil(t, 'q', (x) => x.status?.observedGeneration === x.metadata.generation && condition(x, 'Ready')?.reason === 'QuotaAboveCeiling', `quota ${quota} refused`);
+      expect(condition(v, 'Ready')?.message).toContain("set by StorageTarget offsite's spec.replicaQuota");
+      expect(await quotaOf(replica('q'))).toBe(33_554_432);
+    }
 
     // Override removed: the target's figure again.
     await applyVector(t, 'q', spec);
@@ -135,14 +137,19 @@ describe('Vector key limits: replica quota and from=', () => {
     // Someone drops the from= by hand: the sweep puts the restricted line back.
     const restricted = (await vectorLines(t.b, 'default/f'))[0] ?? '';
     const content = await readFile(t.b.sshd.authorizedKeysPath, 'utf8');
-    await writeFile(t.b.sshd.authorizedKeysPath, content.replace(',from="127.0.0.1"', ''));
+    await writeFile(t.b.sshd.authorizedKeysPath, content.replace(restricted, restricted.replace(',from="127.0.0.1"', '')));
     expect((await t.sweep.sweep(t.machines.get('b') as Machine)).restoredEntries).toContain('bdr:vector=default/f');
     expect(await vectorLines(t.b, 'default/f')).toEqual([restricted]);
 
-    // Without outboundAddresses, no from= at all.
+    // Without outboundAddresses, from= is the address A reaches B from, as A itself says (ip route get): the
+    // loopback address here, so the line is the same, and status says where it came from.
+    await inCache(t.machines, 'a', t.tc.apply(machineObject(t.a, 'Source', { outboundAddresses: ['10.9.9.9'] })));
+    await reconcileUntil(t, 'f', (x) => x.status?.pairing?.from === '10.9.9.9', 'from= 10.9.9.9');
     await inCache(t.machines, 'a', t.tc.apply(machineObject(t.a, 'Source')));
-    await reconcileUntil(t, 'f', () => true, 'a reconcile');
-    expect(await vectorLines(t.b, 'default/f')).toEqual([restricted.replace(',from="127.0.0.1"', '')]);
+    v = await reconcileUntil(t, 'f', (x) => x.status?.pairing?.from === '127.0.0.1', 'from= derived');
+    expect(await vectorLines(t.b, 'default/f')).toEqual([restricted]);
+    const derived = await sshAs(t.b, files.id, files.knownHosts, `zfs list -H -o name ${t.replicaPool.name}/direct/f`);
+    expect(derived.stdout).toBe(`${t.replicaPool.name}/direct/f\n`);
   }, 180_000);
 
   it('an outboundAddresses pattern sshd cannot take stalls the vector with InvalidSpec and writes nothing', async () => {

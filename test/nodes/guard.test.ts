@@ -357,6 +357,22 @@ describe('forced-command guard with a vector key', { timeout: 180_000 }, () => {
     counting.commands.length = 0;
     expect((await enforceReplicaProperties(operator, prefix)).fixed).toEqual([]);
     expect(counting.commands).toHaveLength(1);
+
+    // A received property may carry newlines, and so lines that look like the listing's own: here one saying the
+    // replica received by hand is a foreign clone, and one naming a file system that does not exist.
+    await runOk(['zfs', 'create', `${sourcePool.name}/forge`]);
+    const forgedLines = ['x', `${prefix}/local\torigin\t${targetPool.name}/private@gone\t-`, `${prefix}/ghost\tcanmount\ton\treceived`].join('\n');
+    await runOk(['zfs', 'set', `dev.bdr:received=${forgedLines}`, `${sourcePool.name}/forge`]);
+    await runOk(['zfs', 'snapshot', `${sourcePool.name}/forge@f`]);
+    await runOk(['sh', '-c', 'zfs send -p "$1" | zfs receive -u "$2"', 'sh', `${sourcePool.name}/forge@f`, `${prefix}/forged`]);
+    const forged = await enforceReplicaProperties(operator, prefix).catch((e: unknown) => e);
+    // Everything real was set; what the forged line named could not be, and says so.
+    expect(forged).toBeInstanceOf(ZfsError);
+    expect((forged as Error).message).toMatch(new RegExp(`^${prefix}: could not make everything inert \\(fixed 11 value\\(s\\)\\): .*${prefix}/ghost`));
+    expect(await runOk(['zfs', 'get', '-H', '-o', 'value,source', 'canmount,readonly,zoned', `${prefix}/forged`])).toBe('noauto\tlocal\non\tlocal\noff\tlocal\n');
+    // The forged origin made nobody destroy the replica received by hand.
+    expect(await runOk(['zfs', 'list', '-H', '-o', 'name', `${prefix}/local`])).toBe(`${prefix}/local\n`);
+    await runOk(['zfs', 'destroy', '-r', `${prefix}/forged`]);
     await runOk(['zfs', 'destroy', '-r', `${prefix}/local`]);
   });
 

@@ -14,7 +14,7 @@
 export const OWNER_MARK = 'dev.bdr:replica-of';
 
 /** The receive mark the guard (and the operator's own receives) set on what a vector's key received: its hold tag. */
-export const RECEIVED_MARK = 'dev.bdr:received';
+export { RECEIVED_MARK } from '../zfs/replica-policy.ts';
 
 export const ownerMarkValue = (uid: string): string => `vector/${uid}`;
 

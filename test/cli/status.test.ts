@@ -96,7 +96,6 @@ spec:
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
   datasetRoots: [{ root: "{pool}", namespace: default }]
-  datasetRoots: [{ root: "{pool}", namespace: default }]
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1
 kind: RetentionPolicy

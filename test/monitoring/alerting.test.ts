@@ -23,7 +23,6 @@ spec:
   pools: [${pools.join(', ')}]
   allowedNamespaces: { names: [default] }
   datasetRoots: [{ root: "{pool}", namespace: default }]
-  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1

@@ -83,7 +83,6 @@ spec:
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
   datasetRoots: [{ root: "{pool}", namespace: default }]
-  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
   paths: { vectorKeys: ${vectorKeys} }
 `;
@@ -98,7 +97,6 @@ spec:
   role: Storage
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
-  datasetRoots: [{ root: "{pool}", namespace: default }]
   datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
 `;

@@ -31,7 +31,6 @@ spec:
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
   datasetRoots: [{ root: "{pool}", namespace: default }]
-  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
   paths: { vectorKeys: ${vectorKeys} }
 `;

@@ -25,7 +25,6 @@ spec:
   pools: [${pool}]
   allowedNamespaces: { names: [default] }
   datasetRoots: [{ root: "{pool}", namespace: default }]
-  datasetRoots: [{ root: "{pool}", namespace: default }]
   probeInterval: 5s
 `;
 const policy = `apiVersion: bdr.dev/v1alpha1

@@ -7,16 +7,18 @@
  * other), one inventory per machine over the operator's own connections, `planReplication` with the vector's
  * remote RetentionPolicy, then the plan in order: holds before each step (new before old), each stream through
  * the primary's own OpenSSH with the vector key (or a local pipe when both ends are one machine) with its bytes
- * counted by `dd` on the primary, the replica made inert again (`enforceReplicaProperties`) unless the listing
- * shows it already is, the target pruned by the remote policy, the old holds released. A refusal (diverged or
+ * counted by `dd` on the primary, the whole vector dataset re-checked and made inert again over the operator's
+ * connection after every run that sent a stream (`enforceReplicaProperties`; without a stream only when the
+ * listing shows a value wrong), the target pruned by the remote policy, the old holds released. A refusal (diverged or
  * unrelated target) stalls the vector and destroys nothing. The held bases, and while a run goes on every step's
  * source point, are offered to the Dataset controller (`protectedSnapshots`). While a stream runs, status.transfer
  * and Reconciling=True (Transferring) say so.
  *
  * Command budget (test/controllers/vector-sync-commands.test.ts counts it at sshd): an incremental sync of one
  * step is 2 sessions on the primary (listing; the stream, whose shell holds the point sent before it and releases
- * the old base after the receive) and 2 on the storage machine (listing; the guard's receive, which moves the
- * target's hold once it received); a no-op sync is the two listings.
+ * the old base after the receive) and 3 on the storage machine (listing; the guard's receive, which moves the
+ * target's hold once it received; the operator's re-check of the vector dataset); a no-op sync is the two
+ * listings.
  */
 import { performance } from 'node:perf_hooks';
 import { vectorKind } from '../api/kinds/index.ts';

@@ -41,7 +41,9 @@ export {
   REPLICA_PROPERTIES,
   RECEIVE_ONLY_PROPERTIES,
   DEFAULT_GUARD_PATH,
+  guardOptions,
   type GuardScriptOptions,
 } from './guard.ts';
+export { sourceAddressFor } from './source-address.ts';
 export { installVectorIdentity, type VectorIdentityFiles } from './identity.ts';
 export { readRemoteFile, writeRemoteFileAtomic, RemoteFileError, type RemoteFile, type WriteOptions } from './remote-file.ts';

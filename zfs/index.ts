@@ -32,4 +32,15 @@ export {
 } from './inventory.ts';
 export { ZfsError, DestinationFull, receiveError, classifyStderr, asZfsError, type ZfsErrorKind } from './errors.ts';
 export { assertHoldTag, assertUserProperty, assertUserPropertyValue, datasetOf } from './validate.ts';
-export { enforceReplicaProperties, ensureReplicaQuota, replicaSpace, type ReplicaPropertyFix, type ReplicaSpace } from './replica.ts';
+export {
+  enforceReplicaProperties,
+  ensureReplicaQuota,
+  replicaPolicyFor,
+  replicaPropertiesSettled,
+  replicaSpace,
+  type ForeignClone,
+  type ReplicaCheck,
+  type ReplicaPropertyFix,
+  type ReplicaSpace,
+} from './replica.ts';
+export { RECEIVED_MARK, REPLICA_PROPERTIES, REPLICA_PROPERTIES_WHERE_PRESENT, replicaPolicy, type ReplicaPolicy } from './replica-policy.ts';

@@ -696,7 +696,7 @@ export class VectorReconciler implements Reconciler {
    * reached keeps the finalizer, and the Vector says which and why.
    */
   private async finalize(vector: Vector, key: string, ctx: ReconcileContext): Promise<void> {
-    const { machines, connections, keys, events, client } = this.deps;
+    const { machines, keys, events, client } = this.deps;
     const owners = ownerTags(key);
     const storageName = this.ledger.machineOf(vector);
     const storage = storageName ? machines.get(storageName) : undefined;

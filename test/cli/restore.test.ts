@@ -62,7 +62,18 @@ describe('bdr restore', () => {
 
     repo = await mkdtemp(join(tmpdir(), 'bdr-restore-'));
     const docs = [
-      { apiVersion: 'bdr.dev/v1alpha1', kind: 'Machine', metadata: { name: 'local' }, spec: { connection: { type: 'local' }, pools: [pool.name], allowedNamespaces: { names: ['default'] }, datasetRoots: [{ root: '{pool}', namespace: 'default' }] } },
+      // Two namespaces share the machine: default holds data and restore, every other namespace POOL/NAMESPACE.
+      {
+        apiVersion: 'bdr.dev/v1alpha1',
+        kind: 'Machine',
+        metadata: { name: 'local' },
+        spec: {
+          connection: { type: 'local' },
+          pools: [pool.name],
+          allowedNamespaces: { names: ['default', 'other'] },
+          datasetRoots: [{ root: '{pool}/{namespace}' }, { root: data, namespace: 'default' }, { root: `${pool.name}/restore`, namespace: 'default' }],
+        },
+      },
       policy,
       dataset('local', data),
     ];
@@ -207,6 +218,9 @@ describe('bdr restore', () => {
       [['--at', iso(T0), '--snapshot', point(1), '--to', `${pool.name}/restore/n`], 2, 'give exactly one of --at TIME or --snapshot NAME'],
       [['--to', `${pool.name}/restore/n`], 2, 'give exactly one of --at TIME or --snapshot NAME'],
       [['--at', 'yesterday', '--to', `${pool.name}/restore/n`], 2, '--at "yesterday" is not a time'],
+      // Into another namespace's root, or above everyone's: not the namespace's to name.
+      [['--at', iso(T0 + 3 * HOUR), '--to', `${pool.name}/other/x`], 1, `--to: ${pool.name}/other/x on Machine local: it is at or below ${pool.name}/other, the root {pool}/{namespace} grants to namespace other`],
+      [['--at', iso(T0 + 3 * HOUR), '--to', `${pool.name}/x`], 1, `--to: ${pool.name}/x on Machine local: it is at or below ${pool.name}/x, the root {pool}/{namespace} grants to namespace x`],
     ];
     for (const [args, code, message] of cases) {
       const r = await bdr(['restore', 'default/data', ...args, '--repo', repo]);

@@ -21,10 +21,11 @@ describe('Vector tenancy: two namespaces on shared machines', () => {
   let pool: string;
   /** Everything on the replica pool an attacker must not change: names, local settings, authorized_keys. */
   const world = async () => {
-    const names = await runOk(['zfs', 'list', '-H', '-r', '-o', 'name', pool]);
-    const settings = await runOk(['zfs', 'get', '-H', '-r', '-s', 'local', '-o', 'name,property,value', 'all', pool]);
+    const names = await runOk(['zfs', 'list', '-H', '-r', '-t', 'all', '-o', 'name', pool, t.sourcePool.name]);
+    const settings = await runOk(['zfs', 'get', '-H', '-r', '-s', 'local', '-o', 'name,property,value', 'all', pool, t.sourcePool.name]);
+    const holds = await runOk(['zfs', 'get', '-H', '-r', '-o', 'name,value', 'userrefs', pool, t.sourcePool.name]);
     const keys = await readFile(t.b.sshd.authorizedKeysPath, 'utf8').catch(() => '');
-    return { names, settings, keys };
+    return { names, settings, holds, keys };
   };
   const apply = async (ns: string, name: string, spec: object, annotations?: Record<string, string>) => {
     const applied = t.tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name, namespace: ns, ...(annotations ? { annotations } : {}) }, spec });
@@ -36,7 +37,8 @@ describe('Vector tenancy: two namespaces on shared machines', () => {
       const v = t.vectors.get(`${ns}/${name}`);
       return v && done(v) ? v : undefined;
     }, what, 60_000, 200);
-  const refused = (ns: string, name: string) => until(ns, name, (v) => condition(v, 'Paired')?.status === 'False', `${ns}/${name} refused`);
+  // Refused for good (Stalled), not merely waiting for an object the cache has not seen yet.
+  const refused = (ns: string, name: string) => until(ns, name, (v) => condition(v, 'Stalled')?.status === 'True', `${ns}/${name} refused`);
   const ready = (ns: string, name: string) => until(ns, name, (v) => condition(v, 'Ready')?.status === 'True', `${ns}/${name} Ready`);
   const get = async (property: string, dataset: string) => (await runOk(['zfs', 'get', '-H', '-o', 'value,source', property, dataset])).trim();
 
@@ -80,8 +82,17 @@ describe('Vector tenancy: two namespaces on shared machines', () => {
   });
 
   it("refuses every Vector of team-b that names team-a's data, and nothing changes on B", async () => {
+    // team-b declares a Dataset of its own that names team-a's source: the Dataset controller refuses it, and a
+    // Vector from it may not read it either.
+    t.tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Dataset',
+      metadata: { name: 'steal', namespace: 'team-b' },
+      spec: { machineRef: { name: 'a' }, name: `${t.sourcePool.name}/team-a/data`, schedule: { interval: '1h' }, retentionPolicyRef: { name: 'p' } },
+    });
     const before = await world();
     const attacks: Array<[string, object, string]> = [
+      ['read', { source: { datasetRef: { name: 'steal' } }, target: { machineRef: { name: 'b' }, dataset: `${pool}/team-b/stolen` } }, `spec.source: ${t.sourcePool.name}/team-a/data on Machine a: it is at or below ${t.sourcePool.name}/team-a, the root {pool}/{namespace} grants to namespace team-a`],
       // The parent of team-a's replica: adopting it would let Delete destroy team-a's data.
       ['parent', { target: { machineRef: { name: 'b' }, dataset: `${pool}/team-a` } }, `spec.target: ${pool}/team-a on Machine b: it is at or below ${pool}/team-a, the root {pool}/{namespace} grants to namespace team-a`],
       ['inside', { target: { machineRef: { name: 'b' }, dataset: `${pool}/team-a/va/data` } }, `it is at or below ${pool}/team-a, the root {pool}/{namespace} grants to namespace team-a`],
@@ -102,7 +113,7 @@ describe('Vector tenancy: two namespaces on shared machines', () => {
     }
     // A chain from a refused vector has nothing to ship: it waits for a pairing that never comes.
     await apply('team-b', 'chain', { source: { vectorRef: { name: 'parent' } }, target: { machineRef: { name: 'b' }, dataset: `${pool}/team-b/chain` } });
-    const chain = await refused('team-b', 'chain');
+    const chain = await until('team-b', 'chain', (v) => condition(v, 'Paired')?.reason === 'DependencyNotReady', 'the chain waiting');
     expect(condition(chain, 'Paired')?.message).toBe('source Vector team-b/parent is not paired yet');
     expect(await world()).toEqual(before);
   });

@@ -15,7 +15,7 @@ import { planReplication, shortNameOf, stepLabel, type ReplicationPlan, type Sen
 import { planDataset, snapshotShortName, type DatasetPlan, type DatasetPlanInput } from '../../planning/dataset-plan.ts';
 import { validateRetentionPolicy, type RetentionDecision } from '../../planning/retention.ts';
 import { describeSchedule, parseSchedule, type Schedule } from '../../planning/schedule.ts';
-import { storageAreasOf } from '../../planning/dataset-grants.ts';
+import { datasetAccess, storageAreasOf } from '../../planning/dataset-grants.ts';
 import { datasetVerdict, machineSuspendedVerdict } from '../../planning/tenancy.ts';
 import { ZfsError } from '../../zfs/errors.ts';
 import type { Inventory } from '../../zfs/inventory.ts';
@@ -438,6 +438,20 @@ async function planVectors(source: ObjectSource, at: number, vectors: readonly V
       if (!policy) return failWith(notDeclared(source, `RetentionPolicy ${ns}/${policyName}`));
       if (!srcMachine) return failWith(notDeclared(source, `Machine ${from.machine}`));
       if (!tgtMachine) return failWith(notDeclared(source, `Machine ${pairing.machine}`));
+      // What the Vector controller refuses before the sync runs: paths outside the namespace's grants, and no
+      // stream into a ReadOnly StorageTarget (planning/dataset-grants.ts; vector-controller.ts `resolve`).
+      const targets = await source.storageTargets();
+      const st = v.spec.target.storageTargetRef ? targets.find((t) => t.metadata.name === v.spec.target.storageTargetRef?.name) : undefined;
+      const granted = [
+        datasetAccess(srcMachine, ns, from.dataset, storageAreasOf(targets, srcMachine.metadata.name)),
+        datasetAccess(tgtMachine, ns, pairing.dataset, storageAreasOf(targets, tgtMachine.metadata.name), st ? { storageTarget: st.metadata.name, parentDataset: st.spec.parentDataset } : undefined),
+      ].find((verdict) => !verdict.ok);
+      if (granted && !granted.ok) return failWith(`refused, ${granted.reason}: ${granted.message}; the controller runs nothing for it (Stalled)`);
+      if (st?.spec.accessMode === 'ReadOnly') {
+        report.kind = 'wait';
+        report.blocked = { reason: 'TargetReadOnly', message: `StorageTarget ${st.metadata.name} is ReadOnly (spec.accessMode): it keeps the replica but accepts no new stream` };
+        return report;
+      }
       let plan: ReplicationPlan;
       let sender: ZfsMachine;
       try {

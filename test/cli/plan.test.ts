@@ -567,6 +567,35 @@ describe('bdr plan', () => {
     }
   }, 120_000);
 
+  it('--kubeconfig: a Vector whose paths the Machines do not grant, and one into a ReadOnly StorageTarget, are shown as the controller treats them', async () => {
+    const client = new KubeClient(tc.kubeConfig);
+    const VECTOR = resourceOf(vectorKind);
+    // A storage machine (the same sshd) that grants default only its own root POOL/default, and a ReadOnly target on it.
+    const { namespace: _ns, ...meta } = ssh.machine.metadata;
+    tc.apply({ ...ssh.machine, metadata: { ...meta, name: 'narrow' }, spec: { ...ssh.machine.spec, role: 'Storage', pools: [pool.name], allowedNamespaces: { names: ['default'] } } });
+    tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'StorageTarget', metadata: { name: 'frozen' }, spec: { machines: [{ name: 'narrow' }], parentDataset: `${pool.name}/frozen`, accessMode: 'ReadOnly' } });
+    // A status from before the grants (an upgraded operator): paired with a dataset outside them.
+    const outside = tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'outside', namespace: 'default' }, spec: { source: { datasetRef: { name: 'vms' } }, target: { machineRef: { name: 'narrow' }, dataset: `${pool.name}/elsewhere/x` } } }) as unknown as Vector;
+    await writeStatus(client, VECTOR, outside, { pairing: { machine: 'narrow', dataset: `${pool.name}/elsewhere/x` } });
+    const frozen = tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'Vector', metadata: { name: 'frozen', namespace: 'default' }, spec: { source: { datasetRef: { name: 'vms' } }, target: { storageTargetRef: { name: 'frozen' } } } }) as unknown as Vector;
+    await writeStatus(client, VECTOR, frozen, { pairing: { machine: 'narrow', dataset: `${pool.name}/frozen/default/frozen` } });
+    try {
+      const r = await bdr(['plan', '--kubeconfig', tc.cluster.kubeconfigPath, '--at', iso(T0 + 10.5 * HOUR), '-n', 'default', '-o', 'json']);
+      const vectors = (JSON.parse(r.stdout) as PlanReport).vectors;
+      expect(vectors.find((v) => v.name === 'outside')?.error).toBe(
+        `refused, DatasetNotGranted: ${pool.name}/elsewhere/x on Machine narrow: it is at or below ${pool.name}/elsewhere, the root {pool}/{namespace} grants to namespace elsewhere; the controller runs nothing for it (Stalled)`,
+      );
+      expect(vectors.find((v) => v.name === 'frozen')).toMatchObject({
+        kind: 'wait',
+        blocked: { reason: 'TargetReadOnly', message: 'StorageTarget frozen is ReadOnly (spec.accessMode): it keeps the replica but accepts no new stream' },
+        steps: [],
+      });
+      expect(r.code).toBe(1);
+    } finally {
+      for (const name of ['outside', 'frozen']) await client.custom.deleteNamespacedCustomObject({ group: VECTOR.group, version: VECTOR.version, plural: VECTOR.plural, namespace: 'default', name });
+    }
+  });
+
   it('refuses a bad --at, both sources at once, and no source at all', async () => {
     const bad = await bdr(['plan', '--repo', repo, '--at', 'tomorrow']);
     expect(bad.code).toBe(2);

@@ -119,7 +119,7 @@ describe('Vector controller: pairing and the SSH key lifecycle', () => {
 
     const lines = await vectorLines(b, 'default/v1');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(new RegExp(`^restrict,command="${guardOf(b)} ${replica()} bdr:vector:default:v1 data" ssh-ed25519 \\S+ bdr:vector=default/v1$`));
+    expect(lines[0]).toMatch(new RegExp(`^restrict,command="${guardOf(b)} ${replica()} bdr:vector:default:v1 data",from="127\\.0\\.0\\.1" ssh-ed25519 \\S+ bdr:vector=default/v1$`));
     expect(await vectorLines(c, 'default/v1')).toEqual([]);
 
     // The Secret: in bdr-system, labelled with the vector; the fingerprint, never the key, in status and events.

@@ -43,7 +43,13 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
     const quickstart = await readFile(join(REPO_ROOT, 'examples/quickstart/quickstart.yaml'), 'utf8');
     expect(quickstart).toContain('dataset: bdr-quickstart-replica/replicas');
     // The replica pool's name first: the source pool's name is a prefix of it.
-    const mine = quickstart.replaceAll('bdr-quickstart-replica/', `${replicaPool}/`).replaceAll('bdr-quickstart/', `${pool}/`);
+    const mine = quickstart
+      .replaceAll('bdr-quickstart-replica/', `${replicaPool}/`)
+      .replaceAll('bdr-quickstart/', `${pool}/`)
+      // The Machine's dataset roots name the two pools too.
+      .replace(/root: bdr-quickstart-replica$/m, `root: ${replicaPool}`)
+      .replace(/root: bdr-quickstart$/m, `root: ${pool}`);
+    expect(mine).not.toContain('bdr-quickstart');
     await writeRepoFile(join(tmp.path, 'repo'), 'quickstart.yaml', mine);
   }, 600_000);
 

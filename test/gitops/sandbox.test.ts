@@ -20,7 +20,7 @@ describe('bdr up --sandbox-pool', () => {
     const quickstart = await readFile(join(REPO_ROOT, 'examples/quickstart/quickstart.yaml'), 'utf8');
     expect(quickstart).toContain('name: bdr-quickstart/demo');
     await mkdir(join(dir, 'repo'));
-    await writeFile(join(dir, 'repo', 'quickstart.yaml'), quickstart.replace('name: bdr-quickstart/demo', `name: ${pool}/demo`));
+    await writeFile(join(dir, 'repo', 'quickstart.yaml'), quickstart.replace('name: bdr-quickstart/demo', `name: ${pool}/demo`).replace(/root: bdr-quickstart$/m, `root: ${pool}`));
   }, 600_000);
 
   afterAll(async () => {

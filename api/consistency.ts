@@ -107,7 +107,8 @@ export function checkConsistency<Ref>(
     // known here is left to the operator, paths included.
     if (!namespaceAllowed(machine, ns, labels ?? {}).ok) return;
     const verdict = datasetAccess(machine, ns, dataset, storageAreasOf(targetList, machine.metadata.name));
-    if (!verdict.ok) issues.push({ ref: d.ref, path, message: verdict.message });
+    // A pool outside spec.pools is the controller's to report (PoolNotManaged, with the pool's status), as before.
+    if (!verdict.ok && verdict.reason !== 'PoolNotManaged') issues.push({ ref: d.ref, path, message: verdict.message });
   };
   // Namespace labels are known only for Namespaces declared beside; a selector rule on an undeclared
   // namespace is left to the operator, which reads the live Namespace.

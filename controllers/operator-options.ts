@@ -1,5 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../metrics/log.ts';
+import type { Clock } from './runtime/clock.ts';
 import type { TaskRunner } from './task-runner.ts';
 
 /** How `bdr up` and `bdr run` start the controllers. */
@@ -15,6 +16,8 @@ export interface OperatorOptions {
   metrics?: false | { host?: string; port: number };
   /** Machine probe interval override for tests (otherwise each Machine's spec.probeInterval). */
   probeIntervalMs?: number;
+  /** Time for every controller; tests move it ahead (a key due for rotation). The system clock by default. */
+  clock?: Clock;
   log?: Logger;
   /** The task runner (tests observe its slots and concurrency); a new one by default. */
   tasks?: TaskRunner;

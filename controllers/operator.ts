@@ -41,7 +41,7 @@ export const LEASE_NAME = 'bdr-controller';
 const CLUSTER_EVENTS_NAMESPACE = 'default';
 
 export async function startOperator(options: OperatorOptions): Promise<Operator> {
-  const clock = systemClock;
+  const clock = options.clock ?? systemClock;
   const log = options.log ?? createLogger();
   const namespace = options.namespace ?? 'bdr-system';
   const identity = options.identity ?? `${hostname()}-${process.pid}`;

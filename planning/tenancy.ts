@@ -264,7 +264,8 @@ export function datasetVerdict(
   if (!allowed.ok) return allowed;
   if (dataset.name !== undefined) {
     const access = datasetAccess(machine, dataset.namespace, dataset.name, areas);
-    if (!access.ok) return { ...access, message: `spec.name: ${access.message}` };
+    // A pool outside spec.pools is reported by the controller's own check (PoolNotManaged, after these rules).
+    if (!access.ok && access.reason !== 'PoolNotManaged') return { ...access, message: `spec.name: ${access.message}` };
   }
   return datasetPropertiesVerdict(dataset.properties, machine);
 }

@@ -3,6 +3,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startOperator, type Operator } from '../../controllers/operator.ts';
+import { systemClock, type Clock } from '../../controllers/runtime/clock.ts';
 import { silentLogger } from '../../metrics/log.ts';
 import { REPO_ROOT, runBdr } from '../helpers/run-bdr.ts';
 import { TestBed, type TestMachine, type TestPool } from '../testbed/index.ts';
@@ -115,12 +116,17 @@ describe('manifests/', () => {
       apiVersion: 'bdr.dev/v1alpha1',
       kind: 'Vector',
       metadata: { name: 'v', namespace: 'default' },
-      spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/replicas/v` }, keyRotation: { interval: '2s' } },
+      spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/replicas/v` }, keyRotation: { interval: '1h' } },
     });
     // Lists a Machine that does not exist: the StorageTarget controller reports it in status, runs nothing.
     tc.apply({ apiVersion: 'bdr.dev/v1alpha1', kind: 'StorageTarget', metadata: { name: 'st' }, spec: { machines: [{ name: 'absent' }], parentDataset: 'tank/replicas' } });
     tc.requests.length = 0;
+    // The operator's clock, which the test moves two hours ahead once the vector's first key exists: the key is
+    // then due for rotation (keyRotation.interval is at least 1h).
+    let ahead = 0;
+    const clock: Clock = { ...systemClock, now: () => Date.now() + ahead };
     operator = await startOperator({
+      clock,
       kubeConfig: tc.kubeConfig,
       namespace: 'bdr-system',
       leaderElection: { leaseDurationMs: 2000, renewDeadlineMs: 1500, retryPeriodMs: 200 },
@@ -129,6 +135,15 @@ describe('manifests/', () => {
       log: silentLogger,
     });
     await operator.ready;
+    await eventually(() => (tc.requests.some((r) => r.method === 'POST' && r.url.includes('/namespaces/bdr-system/secrets')) ? true : undefined), 'the vector key', 60_000);
+    ahead = 2 * 3_600_000;
+    // A change to the Vector (an annotation: no new generation) brings it back to the controller at the new time.
+    tc.apply({
+      apiVersion: 'bdr.dev/v1alpha1',
+      kind: 'Vector',
+      metadata: { name: 'v', namespace: 'default', annotations: { 'example.com/touched': 'yes' } },
+      spec: { source: { datasetRef: { name: 'd' } }, target: { machineRef: { name: 'store' }, dataset: `${pool.name}/replicas/v` }, keyRotation: { interval: '1h' } },
+    });
     await eventually(
       () =>
         tc.requests.some((r) => r.method === 'PATCH' && r.url.includes('/events/')) &&

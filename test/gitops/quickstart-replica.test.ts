@@ -49,7 +49,8 @@ describe('npm start: the quickstart replicates into a second sandbox pool', { ti
       // The Machine's dataset roots name the two pools too.
       .replace(/root: bdr-quickstart-replica$/m, `root: ${replicaPool}`)
       .replace(/root: bdr-quickstart$/m, `root: ${pool}`);
-    expect(mine).not.toContain('bdr-quickstart');
+    expect(mine).toContain(`root: ${pool}\n`);
+    expect(mine).toContain(`root: ${replicaPool}\n`);
     await writeRepoFile(join(tmp.path, 'repo'), 'quickstart.yaml', mine);
   }, 600_000);
 

@@ -1,4 +1,4 @@
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalConnection } from '../../nodes/local.ts';
 import { ZfsMachine } from '../../zfs/machine.ts';
 import { REPO_ROOT, runBdr } from '../helpers/run-bdr.ts';
-import { ensureZfsFuse, run, uniqueTestName } from '../testbed/index.ts';
+import { ensureZfsFuse, run, runOk, uniqueTestName } from '../testbed/index.ts';
 
 /** The quickstart's path, `bdr up --sandbox-pool`, on this machine where zfs-fuse is installed and running. */
 describe('bdr up --sandbox-pool', () => {
@@ -44,12 +44,20 @@ describe('bdr up --sandbox-pool', () => {
     await chmod(dir, 0o711); // mkdtemp's 0700 would stop nobody before bdr gets to ZFS
     await mkdir(state);
     await chown(state, 65534, 65534);
+    // nobody runs bdr from a copy it can read: the checkout itself may sit in a private directory (/root, mktemp -d).
+    const code = join(dir, 'code');
+    await mkdir(code);
+    for (const entry of await readdir(REPO_ROOT)) {
+      if (entry === '.git' || entry === '.bdr-state') continue;
+      await runOk(['cp', '-r', '--no-preserve=mode,ownership', join(REPO_ROOT, entry), join(code, entry)]);
+    }
+    await runOk(['chmod', '-R', 'a+rX', code]);
     const other = uniqueTestName();
     const asNobody = (...extra: string[]) =>
       execa(
         'runuser',
-        ['-u', 'nobody', '--', process.execPath, join(REPO_ROOT, 'bin/bdr.js'), 'up', '--repo', join(REPO_ROOT, 'examples/quickstart'), '--state', join(state, 's'), '--sandbox-pool', other, '--once', '--no-metrics', ...extra],
-        { cwd: REPO_ROOT, reject: false, timeout: 120_000, env: { NO_COLOR: '1' } },
+        ['-u', 'nobody', '--', process.execPath, join(code, 'bin/bdr.js'), 'up', '--repo', join(code, 'examples/quickstart'), '--state', join(state, 's'), '--sandbox-pool', other, '--once', '--no-metrics', ...extra],
+        { cwd: code, reject: false, timeout: 120_000, env: { NO_COLOR: '1' } },
       );
     const r = await asNobody();
     expect(r.exitCode, String(r.stderr)).toBe(3);

@@ -49,7 +49,7 @@ describe('bdr up --sandbox-pool', () => {
     await mkdir(code);
     for (const entry of await readdir(REPO_ROOT)) {
       if (entry === '.git' || entry === '.bdr-state') continue;
-      await runOk(['cp', '-r', '--no-preserve=mode,ownership', join(REPO_ROOT, entry), join(code, entry)]);
+      await runOk(['cp', '-a', '--no-preserve=ownership', join(REPO_ROOT, entry), join(code, entry)]);
     }
     await runOk(['chmod', '-R', 'a+rX', code]);
     const other = uniqueTestName();

@@ -212,6 +212,7 @@ async function openClusterSource(kubeconfig: string | undefined): Promise<Object
   const connections = new MachineConnections(client);
   const DATASET = resourceOf(datasetKind);
 
+  let storageTargets: Promise<StorageTarget[]> | undefined;
   const call = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
@@ -236,7 +237,8 @@ async function openClusterSource(kubeconfig: string | undefined): Promise<Object
     dataset: (namespace, name) => call('Datasets', () => client.get<Dataset>(DATASET, name, namespace)),
     retentionPolicy: (namespace, name) => call('RetentionPolicies', () => client.get<RetentionPolicy>(resourceOf(retentionPolicyKind), name, namespace)),
     machine: (name) => call('Machines', () => client.get<Machine>(resourceOf(machineKind), name)),
-    storageTargets: () => call('StorageTargets', async () => (await client.list<StorageTarget>(resourceOf(storageTargetKind))).items),
+    // Read once per command: a plan asks for every Dataset and Vector, and the StorageTargets do not change under it.
+    storageTargets: () => (storageTargets ??= call('StorageTargets', async () => (await client.list<StorageTarget>(resourceOf(storageTargetKind))).items)),
     vectors: (namespace) =>
       call('Vectors', async () => {
         const VECTOR = resourceOf(vectorKind);

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Boots a KVM virtual machine running Ubuntu 24.04 (noble) with OpenZFS, reachable as root over ssh on
 # 127.0.0.1:$OZVM_PORT, for verifying bdr's OpenZFS-only paths (resume tokens) that zfs-fuse cannot exercise.
-# Manual tool, not part of `npm test`. Run as root on a host with /dev/kvm and access to archive.ubuntu.com.
+# Manual tool, not part of `npm test`. Run as root with OZVM_MIRROR set to an Ubuntu archive mirror you may use
+# (this project's package sources are npm and Debian only; issue 17 replaces this VM with a Debian one).
 #
-# Cloud images (cloud-images.ubuntu.com, cloud.debian.org) were not resolvable from the build host, so the root
+# Cloud images were not resolvable from the build host, so the root
 # file system is built with debootstrap from the Ubuntu archive instead, and booted with qemu's -kernel/-initrd
 # (no boot loader). Ubuntu's kernel ships zfs.ko prebuilt, so nothing is compiled.
 #
@@ -14,7 +15,7 @@ set -euo pipefail
 DIR=${OZVM_DIR:-/var/tmp/openzfs-vm}
 PORT=${OZVM_PORT:-2222}
 SUITE=${OZVM_SUITE:-noble}
-MIRROR=${OZVM_MIRROR:-http://archive.ubuntu.com/ubuntu}
+MIRROR=${OZVM_MIRROR:?set OZVM_MIRROR to an Ubuntu archive mirror (URL of its ubuntu/ directory)}
 MEM=${OZVM_MEM:-2048}
 ROOT_SIZE=${OZVM_ROOT_SIZE:-4G}
 # tcg (qemu's own emulator) by default: the build host's /dev/kvm is kvm-pvm (a nested, software-assisted KVM)

@@ -468,28 +468,28 @@ export class VectorReconciler implements Reconciler {
    * from= and a Warning says how to set it.
    */
   private async fromFor(vector: Vector, primary: Machine, storage: Machine, primaryConn: NodeConnection): Promise<readonly string[]> {
-    const declared = outboundOf(primary);
-    if (declared.length > 0) return declared;
-    const host = storage.spec.connection.host;
-    if (!host) return [];
-    const found = await this.step(primary, 'finding its source address', () => this.sourceAddress(primary, host, primaryConn));
-    if ('address' in found) return [found.address];
-    await this.deps.events.record(vector, 'Warning', 'SourceAddressUnknown', `the key is authorized without from=: ${found.problem}; set spec.outboundAddresses on Machine ${primary.metadata.name}`);
-    return [];
+    const { patterns, problem } = await this.step(primary, 'finding its source address', () => this.keyFrom(primary, storage, primaryConn));
+    if (problem) await this.deps.events.record(vector, 'Warning', 'SourceAddressUnknown', `the key is authorized without from=: ${problem}; set spec.outboundAddresses on Machine ${primary.metadata.name}`);
+    return patterns;
   }
 
   /** What fromFor would give, joined as in status.pairing.from; undefined when it cannot be known without failing. */
   private async expectedFrom(primary: Machine, storage: Machine): Promise<string | undefined> {
-    const declared = outboundOf(primary);
-    if (declared.length > 0) return declared.join(',');
-    const host = storage.spec.connection.host;
-    if (!host) return '';
     try {
-      const found = await this.sourceAddress(primary, host, (await this.deps.connections.get(primary)).connection);
-      return 'address' in found ? found.address : '';
+      return (await this.keyFrom(primary, storage, (await this.deps.connections.get(primary)).connection)).patterns.join(',');
     } catch {
       return undefined;
     }
+  }
+
+  /** Declared patterns, else the derived address (cached), else none with the reason. */
+  private async keyFrom(primary: Machine, storage: Machine, conn: NodeConnection): Promise<{ patterns: readonly string[]; problem?: string }> {
+    const declared = outboundOf(primary);
+    if (declared.length > 0) return { patterns: declared };
+    const host = storage.spec.connection.host;
+    if (!host) return { patterns: [] };
+    const found = await this.sourceAddress(primary, host, conn);
+    return 'address' in found ? { patterns: [found.address] } : { patterns: [], problem: found.problem };
   }
 
   /** The primary's source address towards `host`, asked once per pair and hour (one command on the primary). */
